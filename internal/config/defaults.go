@@ -1,0 +1,92 @@
+package config
+
+import "time"
+
+// Defaults, in one place. The README's configuration reference lists the same values.
+const (
+	DefaultIngressListen       = ":8443"
+	DefaultAdminListen         = "127.0.0.1:9901"
+	DefaultReadHeaderTimeout   = 10 * time.Second
+	DefaultReadTimeout         = 60 * time.Second
+	DefaultWriteTimeout        = 0 // unlimited: streamed responses and WebSockets outlive any fixed bound
+	DefaultIdleTimeout         = 120 * time.Second
+	DefaultUpstreamTimeout     = 30 * time.Second
+	DefaultDialTimeout         = 5 * time.Second
+	DefaultMaxHeaderBytes      = 64 << 10
+	DefaultMaxHeaderCount      = 100
+	DefaultShutdownTimeout     = 30 * time.Second
+	DefaultWorkloadWaitTimeout = 30 * time.Second
+	DefaultPolicyPollInterval  = 2 * time.Second
+	DefaultNormalizationMode   = "MERGE_SLASHES"
+	DefaultEscapedSlashes      = "REJECT"
+	DefaultRootNamespace       = "istio-system"
+)
+
+// ApplyDefaults fills every unset field with its default.
+func (g *Gateway) ApplyDefaults() {
+	if g.ShutdownTimeout == 0 {
+		g.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if g.Admin.Listen == "" {
+		g.Admin.Listen = DefaultAdminListen
+	}
+	if w := g.Identity.WorkloadAPI; w != nil && w.WaitTimeout == 0 {
+		w.WaitTimeout = DefaultWorkloadWaitTimeout
+	}
+	if g.Policy.RootNamespace == "" {
+		g.Policy.RootNamespace = DefaultRootNamespace
+	}
+	if g.Policy.PollInterval == 0 {
+		g.Policy.PollInterval = DefaultPolicyPollInterval
+	}
+	if len(g.Audit.Sinks) == 0 {
+		g.Audit.Sinks = []AuditSink{{Stdout: true}}
+	}
+	in := g.Ingress
+	if in == nil {
+		return
+	}
+	if in.Listen == "" {
+		in.Listen = DefaultIngressListen
+	}
+	if in.Labels == nil {
+		in.Labels = map[string]string{"tollgate.dev/listener": "ingress"}
+	}
+	t := &in.Timeouts
+	if t.ReadHeader == 0 {
+		t.ReadHeader = DefaultReadHeaderTimeout
+	}
+	if t.Read == 0 {
+		t.Read = DefaultReadTimeout
+	}
+	if t.Idle == 0 {
+		t.Idle = DefaultIdleTimeout
+	}
+	if t.Upstream == 0 {
+		t.Upstream = DefaultUpstreamTimeout
+	}
+	if t.Dial == 0 {
+		t.Dial = DefaultDialTimeout
+	}
+	if in.Limits.MaxHeaderBytes == 0 {
+		in.Limits.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if in.Limits.MaxHeaderCount == 0 {
+		in.Limits.MaxHeaderCount = DefaultMaxHeaderCount
+	}
+	if in.Normalization.Mode == "" {
+		in.Normalization.Mode = DefaultNormalizationMode
+	}
+	if in.Normalization.EscapedSlashes == "" {
+		in.Normalization.EscapedSlashes = DefaultEscapedSlashes
+	}
+	for i := range in.Routes {
+		r := &in.Routes[i]
+		if r.PathPrefix == "" {
+			r.PathPrefix = "/"
+		}
+		if r.Upstream.Timeout == 0 {
+			r.Upstream.Timeout = t.Upstream
+		}
+	}
+}

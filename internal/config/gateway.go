@@ -1,0 +1,159 @@
+package config
+
+import "time"
+
+// APIVersion and KindGateway identify a gateway configuration document.
+const (
+	APIVersion  = "tollgate.dev/v1"
+	KindGateway = "Gateway"
+)
+
+// Gateway is the whole gateway configuration: one document of kind Gateway.
+// Defaults are applied by Load (see defaults.go, the one place they are set).
+type Gateway struct {
+	APIVersion string   `yaml:"apiVersion"`
+	Kind       string   `yaml:"kind"`
+	Identity   Identity `yaml:"identity"`
+	Ingress    *Ingress `yaml:"ingress"`
+	Admin      Admin    `yaml:"admin"`
+	Audit      Audit    `yaml:"audit"`
+	Policy     Policy   `yaml:"policy"`
+	// Shutdown bounds how long in-flight requests may finish after SIGTERM/SIGINT.
+	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+
+	// File is the file the configuration was read from (not a YAML field).
+	File string `yaml:"-"`
+	// pos remembers where each field was written, for errors found after loading.
+	pos *Decoder
+}
+
+// Identity says where the gateway's SPIFFE SVID and trust bundles come from:
+// exactly one of WorkloadAPI and Files.
+type Identity struct {
+	// TrustDomain is the gateway's own trust domain; policies' principals are
+	// relative to it. Derived from the SVID when empty.
+	TrustDomain        string         `yaml:"trustDomain"`
+	TrustDomainAliases []string       `yaml:"trustDomainAliases"`
+	WorkloadAPI        *WorkloadAPI   `yaml:"workloadAPI"`
+	Files              *IdentityFiles `yaml:"files"`
+}
+
+// WorkloadAPI takes the SVID from a SPIFFE Workload API (a SPIRE agent).
+type WorkloadAPI struct {
+	// Socket is "unix:///path/agent.sock"; empty means $SPIFFE_ENDPOINT_SOCKET.
+	Socket string `yaml:"socket"`
+	// SPIFFEID picks one SVID when the workload is issued several.
+	SPIFFEID string `yaml:"spiffeID"`
+	// WaitTimeout bounds the wait for the first SVID at start.
+	WaitTimeout time.Duration `yaml:"waitTimeout"`
+}
+
+// IdentityFiles reads the SVID and bundles from PEM files, reloaded when they change.
+type IdentityFiles struct {
+	Cert   string `yaml:"cert"`
+	Key    string `yaml:"key"`
+	Bundle string `yaml:"bundle"`
+	// FederatedBundles maps a foreign trust domain to its bundle PEM file.
+	FederatedBundles map[string]string `yaml:"federatedBundles"`
+}
+
+// Ingress is the front door for external clients.
+type Ingress struct {
+	Listen string `yaml:"listen"`
+	// Labels are matched by policies' spec.selector.matchLabels.
+	Labels map[string]string `yaml:"labels"`
+	TLS    ServerTLS         `yaml:"tls"`
+	// TrustedProxies are the peers (CIDRs) whose X-Forwarded-*, Forwarded and
+	// X-Request-Id headers are kept; from anyone else they are removed.
+	TrustedProxies []string      `yaml:"trustedProxies"`
+	Timeouts       Timeouts      `yaml:"timeouts"`
+	Limits         Limits        `yaml:"limits"`
+	Normalization  Normalization `yaml:"normalization"`
+	Routes         []Route       `yaml:"routes"`
+}
+
+// ServerTLS lists the certificates served; the one whose names match the SNI is
+// chosen, the first is the default.
+type ServerTLS struct {
+	Certificates []CertFile `yaml:"certificates"`
+}
+
+// CertFile is a PEM certificate chain and its key, reloaded when the files change.
+type CertFile struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Timeouts of the ingress listener and its upstreams.
+type Timeouts struct {
+	ReadHeader time.Duration `yaml:"readHeader"`
+	Read       time.Duration `yaml:"read"`
+	Write      time.Duration `yaml:"write"`
+	Idle       time.Duration `yaml:"idle"`
+	// Upstream bounds the wait for an upstream's response headers.
+	Upstream time.Duration `yaml:"upstream"`
+	// Dial bounds connecting (TCP + TLS) to an upstream.
+	Dial time.Duration `yaml:"dial"`
+}
+
+// Limits on what a client may send.
+type Limits struct {
+	MaxHeaderBytes int `yaml:"maxHeaderBytes"`
+	MaxHeaderCount int `yaml:"maxHeaderCount"`
+}
+
+// Normalization selects the path normalizer's mode (Istio's names) and what to do
+// with escaped slashes (%2F, %5C).
+type Normalization struct {
+	Mode           string `yaml:"mode"`
+	EscapedSlashes string `yaml:"escapedSlashes"`
+}
+
+// Route sends matching requests to one upstream.
+type Route struct {
+	Name string `yaml:"name"`
+	// Host matches the request's host case-insensitively; "host:port" also requires
+	// the port; "*.example.com" matches one label; "*" matches any host.
+	Host string `yaml:"host"`
+	// PathPrefix matches whole path segments: "/api" matches "/api" and "/api/x", not "/apix".
+	PathPrefix string   `yaml:"pathPrefix"`
+	Upstream   Upstream `yaml:"upstream"`
+}
+
+// Upstream is an internal service reached over mesh mTLS.
+type Upstream struct {
+	URL string `yaml:"url"`
+	// SPIFFEIDs the upstream may present: exact IDs, "spiffe://td" for any ID in a
+	// trust domain, or "spiffe://td/path/*" for IDs under a path.
+	SPIFFEIDs []string `yaml:"spiffeIDs"`
+	// ServerName is the SNI sent to the upstream; the URL's host by default.
+	ServerName string `yaml:"serverName"`
+	// Timeout overrides ingress.timeouts.upstream for this route.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Admin is the listener for health, readiness and metrics.
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// Audit says where audit events go.
+type Audit struct {
+	Sinks []AuditSink `yaml:"sinks"`
+}
+
+// AuditSink is exactly one of its fields.
+type AuditSink struct {
+	Stdout bool   `yaml:"stdout"`
+	File   string `yaml:"file"`
+}
+
+// Policy names the AuthorizationPolicy and RequestAuthentication documents.
+type Policy struct {
+	// Files are files or directories of policy documents, watched and reloaded.
+	Files []string `yaml:"files"`
+	// RootNamespace: a policy in this namespace applies to every listener.
+	RootNamespace string `yaml:"rootNamespace"`
+	// PollInterval is how often the files are checked for changes.
+	PollInterval time.Duration `yaml:"pollInterval"`
+}

@@ -1,0 +1,100 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// Load reads, decodes, defaults and validates a gateway configuration file. It
+// returns every problem at once as Errors; nil Gateway means nothing usable.
+func Load(file string) (*Gateway, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, Errors{{File: file, Msg: "cannot read: " + unwrapPathError(err).Error()}}
+	}
+	return Parse(file, src)
+}
+
+// Parse is Load on bytes already read; file names the source in errors and is the
+// directory that relative paths in the configuration are resolved against.
+func Parse(file string, src []byte) (*Gateway, error) {
+	docs, err := ParseDocuments(file, src)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) != 1 {
+		return nil, Errors{{File: file, Line: 1, Col: 1, Msg: "want exactly one Gateway document"}}
+	}
+	d := NewDecoder(file)
+	g := &Gateway{File: file}
+	d.Decode(docs[0], "", g)
+	if g.APIVersion != APIVersion {
+		d.Errorf("apiVersion", "must be %q (got %q)", APIVersion, g.APIVersion)
+	}
+	if g.Kind != KindGateway {
+		d.Errorf("kind", "must be %q (got %q)", KindGateway, g.Kind)
+	}
+	if len(d.Errs) > 0 {
+		// Type errors make validation noisy and misleading: report them alone.
+		return nil, d.Errs.Err()
+	}
+	g.ApplyDefaults()
+	g.resolvePaths(filepath.Dir(file))
+	v := &validator{d: d, g: g}
+	v.validate()
+	g.pos = d
+	if err := d.Errs.Err(); err != nil {
+		return g, err
+	}
+	return g, nil
+}
+
+// ErrorAt returns a positioned error for a field path of this configuration, for
+// problems found after loading (for example while compiling).
+func (g *Gateway) ErrorAt(path, msg string) Error {
+	if g.pos == nil {
+		return Error{File: g.File, Path: path, Msg: msg}
+	}
+	p := g.pos.Pos(path)
+	return Error{File: g.File, Line: p.Line, Col: p.Col, Path: path, Msg: msg}
+}
+
+// AsErrors flattens err into Errors when it is one.
+func AsErrors(err error) (Errors, bool) {
+	var es Errors
+	if errors.As(err, &es) {
+		return es, true
+	}
+	return nil, false
+}
+
+// resolvePaths makes file paths relative to the configuration file's directory.
+func (g *Gateway) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if f := g.Identity.Files; f != nil {
+		abs(&f.Cert)
+		abs(&f.Key)
+		abs(&f.Bundle)
+		for td, p := range f.FederatedBundles {
+			abs(&p)
+			f.FederatedBundles[td] = p
+		}
+	}
+	if g.Ingress != nil {
+		for i := range g.Ingress.TLS.Certificates {
+			abs(&g.Ingress.TLS.Certificates[i].Cert)
+			abs(&g.Ingress.TLS.Certificates[i].Key)
+		}
+	}
+	for i := range g.Audit.Sinks {
+		abs(&g.Audit.Sinks[i].File)
+	}
+	for i := range g.Policy.Files {
+		abs(&g.Policy.Files[i])
+	}
+}

@@ -1,0 +1,165 @@
+package config
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeCert writes a self-signed certificate and key into dir and returns their paths.
+func writeCert(t testing.TB, dir, name string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{name},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
+
+const validConfig = `apiVersion: tollgate.dev/v1
+kind: Gateway
+identity:
+  files: {cert: svid.crt, key: svid.key, bundle: bundle.crt}
+ingress:
+  listen: 127.0.0.1:8443
+  tls:
+    certificates:
+    - {cert: tls.crt, key: tls.key}
+  trustedProxies: [10.0.0.0/8, 192.0.2.1]
+  routes:
+  - name: web
+    host: app.example.com
+    upstream:
+      url: https://127.0.0.1:9443
+      spiffeIDs: [spiffe://example.org/ns/app/sa/web]
+  - name: api
+    host: app.example.com
+    pathPrefix: /api
+    upstream:
+      url: https://127.0.0.1:9444
+      spiffeIDs: [spiffe://example.org/ns/api/*]
+`
+
+func fixtureDir(t *testing.T) string {
+	dir := t.TempDir()
+	writeCert(t, dir, "tls")
+	writeCert(t, dir, "svid")
+	c, _ := writeCert(t, dir, "ca")
+	os.Rename(c, filepath.Join(dir, "bundle.crt"))
+	return dir
+}
+
+func TestLoadValid(t *testing.T) {
+	dir := fixtureDir(t)
+	file := filepath.Join(dir, "gateway.yaml")
+	os.WriteFile(file, []byte(validConfig), 0o600)
+	g, err := Load(file)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if g.Ingress.Routes[0].PathPrefix != "/" || g.Ingress.Timeouts.ReadHeader != DefaultReadHeaderTimeout {
+		t.Errorf("defaults not applied: %+v", g.Ingress)
+	}
+	if g.Identity.Files.Cert != filepath.Join(dir, "svid.crt") {
+		t.Errorf("relative path not resolved: %s", g.Identity.Files.Cert)
+	}
+	if e := g.ErrorAt("ingress.routes[1].upstream.url", "x"); e.Line != 21 || e.Col != 12 {
+		t.Errorf("ErrorAt position = %d:%d, want 21:12", e.Line, e.Col)
+	}
+}
+
+func TestLoadBadInput(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(string) string
+		wants []string // substrings, each must appear in the error output, in order
+	}{
+		{
+			name:  "invalid YAML",
+			edit:  func(s string) string { return s + "  bad: [unclosed\n" },
+			wants: []string{"gateway.yaml:", "invalid YAML"},
+		},
+		{
+			name:  "unknown field",
+			edit:  func(s string) string { return strings.Replace(s, "    pathPrefix: /api", "    pathprefix: /api", 1) },
+			wants: []string{`gateway.yaml:19:5: ingress.routes[1].pathprefix: unknown field (did you mean "pathPrefix"?)`},
+		},
+		{
+			name:  "wrong type",
+			edit:  func(s string) string { return strings.Replace(s, "  listen: 127.0.0.1:8443", "  listen: [a]", 1) },
+			wants: []string{"gateway.yaml:6:11: ingress.listen: wrong type (got list , want string)"},
+		},
+		{
+			name: "missing files, duplicate route, bad SPIFFE ID, http upstream, all at once and sorted",
+			edit: func(s string) string {
+				s = strings.Replace(s, "key: svid.key", "key: missing.key", 1)
+				s = strings.Replace(s, "    pathPrefix: /api\n", "", 1)
+				s = strings.Replace(s, "spiffe://example.org/ns/api/*", "spiffe://Example.org/ns api", 1)
+				return strings.Replace(s, "https://127.0.0.1:9444", "http://127.0.0.1:9444", 1)
+			},
+			wants: []string{
+				"gateway.yaml:4:32: identity.files.key: cannot read",
+				"gateway.yaml:17:5: ingress.routes[1]: duplicate route",
+				`gateway.yaml:20:12: ingress.routes[1].upstream.url: must be https://`,
+				`gateway.yaml:21:19: ingress.routes[1].upstream.spiffeIDs[0]: invalid SPIFFE ID pattern`,
+			},
+		},
+		{
+			name:  "garbage certificate",
+			edit:  func(s string) string { return strings.Replace(s, "{cert: tls.crt, key: tls.key}", "{cert: gateway.yaml, key: tls.key}", 1) },
+			wants: []string{"gateway.yaml:9:7: ingress.tls.certificates[0]: invalid certificate/key pair"},
+		},
+		{
+			name:  "bad CIDR",
+			edit:  func(s string) string { return strings.Replace(s, "10.0.0.0/8", "10.0.0.0/99", 1) },
+			wants: []string{`gateway.yaml:10:20: ingress.trustedProxies[0]: want an IP or CIDR (got "10.0.0.0/99")`},
+		},
+		{
+			name:  "wrong kind",
+			edit:  func(s string) string { return strings.Replace(s, "kind: Gateway", "kind: Gatway", 1) },
+			wants: []string{`gateway.yaml:2:7: kind: must be "Gateway" (got "Gatway")`},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fixtureDir(t)
+			file := filepath.Join(dir, "gateway.yaml")
+			os.WriteFile(file, []byte(tc.edit(validConfig)), 0o600)
+			_, err := Load(file)
+			if err == nil {
+				t.Fatal("Load succeeded, want errors")
+			}
+			out := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
+			rest := out
+			for _, w := range tc.wants {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("missing (or out of order) %q in:\n%s", w, out)
+				}
+				rest = rest[i+len(w):]
+			}
+		})
+	}
+}

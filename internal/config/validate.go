@@ -1,0 +1,279 @@
+package config
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// NormalizationModes are Istio's names for the path normalization modes.
+var NormalizationModes = []string{"NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"}
+
+// EscapedSlashActions say what happens to %2F and %5C in a path.
+var EscapedSlashActions = []string{"REJECT", "DECODE", "KEEP"}
+
+type validator struct {
+	d *Decoder
+	g *Gateway
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.d.Errorf(path, format, args...)
+}
+
+func (v *validator) validate() {
+	v.identity()
+	v.ingress()
+	v.listenAddr("admin.listen", v.g.Admin.Listen)
+	for i, s := range v.g.Audit.Sinks {
+		p := fmt.Sprintf("audit.sinks[%d]", i)
+		switch {
+		case s.Stdout && s.File != "":
+			v.errorf(p, "set exactly one of stdout and file (got both)")
+		case !s.Stdout && s.File == "":
+			v.errorf(p, "set exactly one of stdout and file (got neither)")
+		case s.File != "":
+			if dir := dirOf(s.File); !isDir(dir) {
+				v.errorf(p+".file", "directory %s does not exist", dir)
+			}
+		}
+	}
+	for i, f := range v.g.Policy.Files {
+		if _, err := os.Stat(f); err != nil {
+			v.errorf(fmt.Sprintf("policy.files[%d]", i), "cannot read %s: %v", f, unwrapPathError(err))
+		}
+	}
+}
+
+func (v *validator) identity() {
+	id := v.g.Identity
+	switch {
+	case id.WorkloadAPI != nil && id.Files != nil:
+		v.errorf("identity", "set exactly one of workloadAPI and files (got both)")
+	case id.WorkloadAPI == nil && id.Files == nil:
+		v.errorf("identity", "set exactly one of workloadAPI and files (got neither)")
+	}
+	if id.TrustDomain != "" {
+		if _, err := spiffeid.TrustDomainFromString(id.TrustDomain); err != nil {
+			v.errorf("identity.trustDomain", "invalid trust domain %q: %v", id.TrustDomain, err)
+		}
+	}
+	for i, a := range id.TrustDomainAliases {
+		if _, err := spiffeid.TrustDomainFromString(a); err != nil {
+			v.errorf(fmt.Sprintf("identity.trustDomainAliases[%d]", i), "invalid trust domain %q: %v", a, err)
+		}
+	}
+	if w := id.WorkloadAPI; w != nil {
+		if w.Socket != "" && !strings.HasPrefix(w.Socket, "unix://") && !strings.HasPrefix(w.Socket, "tcp://") {
+			v.errorf("identity.workloadAPI.socket", `want "unix:///path/to/agent.sock" (got %q)`, w.Socket)
+		}
+		if w.SPIFFEID != "" {
+			if _, err := spiffeid.FromString(w.SPIFFEID); err != nil {
+				v.errorf("identity.workloadAPI.spiffeID", "invalid SPIFFE ID %q: %v", w.SPIFFEID, err)
+			}
+		}
+	}
+	if f := id.Files; f != nil {
+		v.readable("identity.files.cert", f.Cert)
+		v.readable("identity.files.key", f.Key)
+		v.readable("identity.files.bundle", f.Bundle)
+		for td, p := range f.FederatedBundles {
+			path := "identity.files.federatedBundles." + td
+			if _, err := spiffeid.TrustDomainFromString(td); err != nil {
+				v.errorf(path, "invalid trust domain %q: %v", td, err)
+			}
+			v.readable(path, p)
+		}
+	}
+}
+
+// readable reports a required file that is missing or unreadable.
+func (v *validator) readable(path, file string) bool {
+	if file == "" {
+		v.errorf(path, "required")
+		return false
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		v.errorf(path, "cannot read %s: %v", file, unwrapPathError(err))
+		return false
+	}
+	f.Close()
+	return true
+}
+
+func (v *validator) listenAddr(path, addr string) {
+	if _, port, err := net.SplitHostPort(addr); err != nil {
+		v.errorf(path, `want "host:port" or ":port" (got %q)`, addr)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.errorf(path, "invalid port %q", port)
+	}
+}
+
+func (v *validator) ingress() {
+	in := v.g.Ingress
+	if in == nil {
+		v.errorf("", "nothing to serve: add an ingress section")
+		return
+	}
+	v.listenAddr("ingress.listen", in.Listen)
+	if len(in.TLS.Certificates) == 0 {
+		v.errorf("ingress.tls.certificates", "at least one certificate is required")
+	}
+	for i, c := range in.TLS.Certificates {
+		p := fmt.Sprintf("ingress.tls.certificates[%d]", i)
+		okCert := v.readable(p+".cert", c.Cert)
+		okKey := v.readable(p+".key", c.Key)
+		if okCert && okKey {
+			if _, err := tls.LoadX509KeyPair(c.Cert, c.Key); err != nil {
+				v.errorf(p, "invalid certificate/key pair: %v", err)
+			}
+		}
+	}
+	for i, c := range in.TrustedProxies {
+		if _, err := parsePrefix(c); err != nil {
+			v.errorf(fmt.Sprintf("ingress.trustedProxies[%d]", i), "want an IP or CIDR (got %q)", c)
+		}
+	}
+	if !contains(NormalizationModes, in.Normalization.Mode) {
+		v.errorf("ingress.normalization.mode", "want one of %s (got %q)", strings.Join(NormalizationModes, ", "), in.Normalization.Mode)
+	}
+	if !contains(EscapedSlashActions, in.Normalization.EscapedSlashes) {
+		v.errorf("ingress.normalization.escapedSlashes", "want one of %s (got %q)", strings.Join(EscapedSlashActions, ", "), in.Normalization.EscapedSlashes)
+	}
+	if in.Limits.MaxHeaderBytes < 0 || in.Limits.MaxHeaderCount < 0 {
+		v.errorf("ingress.limits", "limits must be positive")
+	}
+	if len(in.Routes) == 0 {
+		v.errorf("ingress.routes", "at least one route is required")
+	}
+	seen := map[string]int{}
+	names := map[string]int{}
+	for i, r := range in.Routes {
+		v.route(i, r, seen, names)
+	}
+}
+
+func (v *validator) route(i int, r Route, seen, names map[string]int) {
+	p := fmt.Sprintf("ingress.routes[%d]", i)
+	if r.Name == "" {
+		v.errorf(p+".name", "required")
+	} else if j, dup := names[r.Name]; dup {
+		v.errorf(p+".name", "duplicate route name %q (also ingress.routes[%d])", r.Name, j)
+	} else {
+		names[r.Name] = i
+	}
+	if r.Host == "" {
+		v.errorf(p+".host", `required (use "*" for any host)`)
+	} else if err := checkRouteHost(r.Host); err != nil {
+		v.errorf(p+".host", "%v", err)
+	}
+	if !strings.HasPrefix(r.PathPrefix, "/") {
+		v.errorf(p+".pathPrefix", "must start with / (got %q)", r.PathPrefix)
+	}
+	key := strings.ToLower(r.Host) + " " + strings.TrimSuffix(r.PathPrefix, "/")
+	if j, dup := seen[key]; dup {
+		v.errorf(p, "duplicate route: host %q and pathPrefix %q are already routed by ingress.routes[%d]", r.Host, r.PathPrefix, j)
+	} else {
+		seen[key] = i
+	}
+	u, err := url.Parse(r.Upstream.URL)
+	switch {
+	case r.Upstream.URL == "":
+		v.errorf(p+".upstream.url", "required")
+	case err != nil:
+		v.errorf(p+".upstream.url", "invalid URL %q", r.Upstream.URL)
+	case u.Scheme != "https":
+		v.errorf(p+".upstream.url", "must be https:// (upstreams are reached over mesh mTLS; got %q)", r.Upstream.URL)
+	case u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		v.errorf(p+".upstream.url", "want https://host[:port][/base-path] (got %q)", r.Upstream.URL)
+	}
+	if len(r.Upstream.SPIFFEIDs) == 0 {
+		v.errorf(p+".upstream.spiffeIDs", "required: the SPIFFE ID(s) the upstream must present")
+	}
+	for j, id := range r.Upstream.SPIFFEIDs {
+		if err := CheckSPIFFEPattern(id); err != nil {
+			v.errorf(fmt.Sprintf("%s.upstream.spiffeIDs[%d]", p, j), "%v", err)
+		}
+	}
+}
+
+// CheckSPIFFEPattern validates one SPIFFE ID pattern: an exact ID, "spiffe://td"
+// (any ID in the trust domain) or "spiffe://td/path/*" (IDs under a path).
+func CheckSPIFFEPattern(s string) error {
+	base, _ := strings.CutSuffix(s, "/*")
+	if _, err := spiffeid.FromString(base); err != nil {
+		return fmt.Errorf("invalid SPIFFE ID pattern %q: %v (want spiffe://td, spiffe://td/path or spiffe://td/path/*)", s, err)
+	}
+	return nil
+}
+
+func checkRouteHost(h string) error {
+	if h == "*" {
+		return nil
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if host, port, err := net.SplitHostPort(name); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("invalid port in host %q", h)
+		}
+		name = host
+	}
+	if name == "" || strings.ContainsAny(name, "*/ ?#@") {
+		return fmt.Errorf(`invalid host %q (want "example.com", "example.com:8443", "*.example.com" or "*")`, h)
+	}
+	return nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParsePrefixes parses IPs and CIDRs (validated at load).
+func ParsePrefixes(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func dirOf(p string) string {
+	i := strings.LastIndex(p, "/")
+	if i <= 0 {
+		return "."
+	}
+	return p[:i]
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir() || errors.Is(err, fs.ErrPermission)
+}
