@@ -1,0 +1,201 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"time"
+)
+
+// Kind tells which front of the gateway served the request.
+type Kind string
+
+const (
+	// Ingress is a request from an external client to a mesh service.
+	Ingress Kind = "ingress"
+	// Egress is a call from a mesh workload to an external destination.
+	Egress Kind = "egress"
+)
+
+// ErrorKind classifies why a request did not get a normal upstream response. It is a
+// small closed vocabulary so that SIEM rules and metric labels stay bounded; never put
+// an error's text here (it may carry addresses or secrets).
+type ErrorKind string
+
+const (
+	// ErrNoRoute: no route matched the host and path (ingress) or no destination
+	// matched (egress).
+	ErrNoRoute ErrorKind = "no_route"
+	// ErrBadRequest: the request was rejected before routing, for example a path
+	// that could not be normalized safely.
+	ErrBadRequest ErrorKind = "bad_request"
+	// ErrUnauthenticated: a credential was presented and failed verification.
+	ErrUnauthenticated ErrorKind = "unauthenticated"
+	// ErrDestinationDenied: egress refused to dial the resolved address (denied
+	// range or DNS answer outside what policy allowed).
+	ErrDestinationDenied ErrorKind = "destination_denied"
+	// ErrUpstreamUnreachable: dialing the upstream failed (refused, no route, DNS).
+	ErrUpstreamUnreachable ErrorKind = "upstream_unreachable"
+	// ErrUpstreamTLS: the TLS handshake with the upstream failed, including an
+	// upstream whose SPIFFE ID was not the expected one.
+	ErrUpstreamTLS ErrorKind = "upstream_tls"
+	// ErrUpstreamProtocol: the upstream answered with something that is not valid
+	// HTTP, or reset the stream.
+	ErrUpstreamProtocol ErrorKind = "upstream_protocol"
+	// ErrTimeout: a deadline passed (dial, handshake, response headers, body).
+	ErrTimeout ErrorKind = "timeout"
+	// ErrClientCanceled: the client went away before the response was complete.
+	ErrClientCanceled ErrorKind = "client_canceled"
+	// ErrInternal: a gateway fault; the operational log has the details.
+	ErrInternal ErrorKind = "internal"
+)
+
+// Event is the audit record of one request, ingress or egress, allowed or denied. It is
+// flat on purpose: a SIEM can index it as is, and the formatters of the SIEM pipeline
+// (OCSF, ECS, CEF, LEEF) project it without information the gateway did not capture.
+//
+// doc.go documents every field. The JSON form is produced by [Event.MarshalJSON].
+//
+// An Event must never hold a secret: no header or cookie values, no tokens, and a
+// query string only after [RedactQuery]. The Logger redacts Query again before any
+// sink sees it, as a second line of defence.
+type Event struct {
+	// Time is when the request started. Encoded in UTC with millisecond precision.
+	Time time.Time `json:"-"`
+	// ID is the unique id of this event (UUIDv7); the Logger fills it when empty.
+	ID string `json:"id,omitempty"`
+	// Sequence is a per-Logger monotonic number assigned at write time; a gap means
+	// an event was dropped.
+	Sequence uint64 `json:"seq,omitempty"`
+	// RequestID correlates this event with operational logs and the client's error page.
+	RequestID string `json:"requestId,omitempty"`
+	// TraceID is the W3C trace id when the request carried or started a trace.
+	TraceID string `json:"traceId,omitempty"`
+	Kind    Kind   `json:"kind"`
+
+	Client Endpoint `json:"client,omitzero"`
+	// Listener is the local address the request arrived on.
+	Listener   Endpoint `json:"listener,omitzero"`
+	SNI        string   `json:"sni,omitempty"`
+	TLSVersion string   `json:"tlsVersion,omitempty"`
+	TLSCipher  string   `json:"tlsCipher,omitempty"`
+
+	Host     string `json:"host,omitempty"`
+	Method   string `json:"method,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Query    string `json:"query,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+	Status   int    `json:"status"`
+	BytesIn  int64  `json:"bytesIn"`
+	BytesOut int64  `json:"bytesOut"`
+	// Duration is encoded as durationMs, a float with microsecond resolution.
+	Duration  time.Duration `json:"-"`
+	UserAgent string        `json:"userAgent,omitempty"`
+
+	Route    string   `json:"route,omitempty"`
+	Upstream Upstream `json:"upstream,omitzero"`
+
+	SourcePrincipal string    `json:"sourcePrincipal,omitempty"`
+	Auth            *Auth     `json:"auth,omitempty"`
+	Decision        *Decision `json:"decision,omitempty"`
+
+	Error ErrorKind `json:"error,omitempty"`
+	// Truncated is set by the Logger when it shortened an over-long field so that a
+	// line stays within what log shippers accept.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Endpoint is a network address split for SIEM indexing.
+type Endpoint struct {
+	Address string `json:"address,omitempty"`
+	Port    int    `json:"port,omitempty"`
+}
+
+// Upstream is where the gateway sent the request.
+type Upstream struct {
+	// URL is the configured upstream (ingress) or the destination origin (egress),
+	// without userinfo.
+	URL string `json:"url,omitempty"`
+	// SPIFFEID is the upstream's verified SPIFFE ID (ingress mTLS).
+	SPIFFEID string `json:"spiffeId,omitempty"`
+	// Address is the ip:port actually dialled (egress checks it before the dial).
+	Address string `json:"address,omitempty"`
+}
+
+// Auth is the verified identity of the request's credential. It never holds the
+// credential itself.
+type Auth struct {
+	Principal string `json:"principal,omitempty"`
+	Issuer    string `json:"issuer,omitempty"`
+	Subject   string `json:"subject,omitempty"`
+}
+
+// Decision is the policy engine's record of why a request was allowed or denied.
+type Decision struct {
+	Allow bool `json:"allow"`
+	// Action is the action of the policy that decided: ALLOW, DENY, CUSTOM, or empty
+	// when no policy matched and the default applied.
+	Action        string `json:"action,omitempty"`
+	Policy        string `json:"policy,omitempty"`
+	Rule          string `json:"rule,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+	DryRun        bool   `json:"dryRun,omitempty"`
+	PolicyVersion string `json:"policyVersion,omitempty"`
+	// Audit is true when an AUDIT policy matched the request.
+	Audit bool `json:"audit,omitempty"`
+}
+
+// timeLayout is RFC 3339 with exactly three fractional digits, so that lines sort
+// and fingerprint consistently in shippers.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// wireEvent is Event with its two computed fields in the shape they take on the wire.
+// Its outer fields shadow nothing: Event's Time and Duration are tagged "-".
+type wireEvent struct {
+	Time       string  `json:"time"`
+	DurationMs float64 `json:"durationMs"`
+	*plainEvent
+}
+
+// plainEvent has Event's fields without its methods, so encoding it does not recurse.
+type plainEvent Event
+
+// MarshalJSON encodes the event with time as RFC 3339 UTC milliseconds and duration
+// as durationMs.
+func (e Event) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	// SIEMs read "<" fine; \u003c only makes paths harder to grep.
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(wireEvent{
+		Time:       e.Time.UTC().Format(timeLayout),
+		DurationMs: durationMs(e.Duration),
+		plainEvent: (*plainEvent)(&e),
+	})
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
+}
+
+// UnmarshalJSON decodes what MarshalJSON produces; the SIEM pipeline's replay and the
+// tests read events back with it.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var w wireEvent
+	w.plainEvent = (*plainEvent)(e)
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	e.Time = time.Time{}
+	if w.Time != "" {
+		t, err := time.Parse(time.RFC3339Nano, w.Time)
+		if err != nil {
+			return err
+		}
+		e.Time = t
+	}
+	e.Duration = time.Duration(math.Round(w.DurationMs * float64(time.Millisecond)))
+	return nil
+}
+
+// durationMs rounds to the microsecond: finer is noise, coarser hides fast paths.
+func durationMs(d time.Duration) float64 {
+	return float64(d.Round(time.Microsecond)/time.Microsecond) / 1000
+}

@@ -1,0 +1,178 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// Sink receives finished events from the Logger's writer goroutine, one at a time and
+// never concurrently from one Logger. A Sink chooses its own format; the sinks here
+// write JSON lines. Write must honour ctx for anything that can block on the network.
+type Sink interface {
+	Write(ctx context.Context, ev *Event) error
+	Close() error
+}
+
+// ErrClosed is returned by a sink written to after Close.
+var ErrClosed = errors.New("audit: sink closed")
+
+// lineEncoder turns an event into one JSON line in a reused buffer, so a sink can hand
+// the whole line to a single write(2): a tailing shipper never sees half an event.
+type lineEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+func (l *lineEncoder) encode(ev *Event) ([]byte, error) {
+	if l.enc == nil {
+		l.enc = json.NewEncoder(&l.buf)
+		l.enc.SetEscapeHTML(false) // see Event.MarshalJSON
+	}
+	l.buf.Reset()
+	if err := l.enc.Encode(ev); err != nil { // Encode appends the '\n'
+		return nil, fmt.Errorf("audit: encode event: %w", err)
+	}
+	return l.buf.Bytes(), nil
+}
+
+// WriterSink writes JSON lines to an io.Writer such as os.Stdout. It does not close
+// the writer: whoever opened it owns it.
+type WriterSink struct {
+	mu     sync.Mutex
+	w      io.Writer
+	line   lineEncoder
+	closed bool
+}
+
+// NewWriterSink returns a sink writing one JSON line per event to w.
+func NewWriterSink(w io.Writer) *WriterSink {
+	return &WriterSink{w: w}
+}
+
+// Write encodes ev and writes it with a single call to the writer.
+func (s *WriterSink) Write(_ context.Context, ev *Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	b, err := s.line.encode(ev)
+	if err != nil {
+		return err
+	}
+	if _, err := s.w.Write(b); err != nil {
+		return fmt.Errorf("audit: write event: %w", err)
+	}
+	return nil
+}
+
+// Close stops the sink; the underlying writer stays open.
+func (s *WriterSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+// FileSink appends JSON lines to a file created with mode 0600 (audit records are
+// for the SIEM and its operators only: PCI DSS 10.3.1). Rotation is rename + create
+// by an external tool such as logrotate, followed by [FileSink.Reopen]; never
+// copytruncate, which loses lines a shipper has not read yet.
+type FileSink struct {
+	mu   sync.Mutex
+	path string
+	f    *os.File // nil after Close
+	line lineEncoder
+}
+
+// fileMode keeps audit files unreadable to other local users. An existing file keeps
+// the mode it has: an operator may have granted a shipper's group read access.
+const fileMode = 0o600
+
+// OpenFile opens (creating if needed) path for appending audit lines.
+func OpenFile(path string) (*FileSink, error) {
+	f, err := openAppend(path)
+	if err != nil {
+		return nil, err
+	}
+	return &FileSink{path: path, f: f}, nil
+}
+
+func openAppend(path string) (*os.File, error) {
+	// O_APPEND makes each single write land whole at the end even when another
+	// process (or a previous instance) appends to the same file.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open file sink: %w", err)
+	}
+	return f, nil
+}
+
+// Path returns the file the sink writes to.
+func (s *FileSink) Path() string { return s.path }
+
+// Write appends ev as one line with a single write.
+func (s *FileSink) Write(_ context.Context, ev *Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return ErrClosed
+	}
+	b, err := s.line.encode(ev)
+	if err != nil {
+		return err
+	}
+	if _, err := s.f.Write(b); err != nil {
+		return fmt.Errorf("audit: write %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Reopen closes the current file and opens path again, so that after logrotate has
+// renamed the file, new lines go to a fresh one (call it on SIGHUP). If the new file
+// cannot be opened the sink keeps writing to the old handle and returns the error.
+func (s *FileSink) Reopen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return ErrClosed
+	}
+	f, err := openAppend(s.path)
+	if err != nil {
+		return err
+	}
+	old := s.f
+	s.f = f
+	if err := old.Close(); err != nil {
+		return fmt.Errorf("audit: close rotated file: %w", err)
+	}
+	return nil
+}
+
+// Sync flushes the file to stable storage.
+func (s *FileSink) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return ErrClosed
+	}
+	return s.f.Sync()
+}
+
+// Close syncs and closes the file. It is idempotent.
+func (s *FileSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return nil
+	}
+	f := s.f
+	s.f = nil
+	return errors.Join(f.Sync(), f.Close())
+}
