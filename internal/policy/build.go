@@ -105,7 +105,7 @@ func (b *builder) source(path string, s *sourceDoc) []matcher {
 			out = append(out, m)
 		}
 	}
-	if out == nil && !b.anyValues(fields) {
+	if out == nil && !b.anyValues(fields) && !b.reported(path) {
 		b.d.Errorf(path, "must not be empty: set at least one field")
 	}
 	return nonNil(out)
@@ -161,7 +161,7 @@ func (b *builder) operation(path string, o *operationDoc) []matcher {
 			out = append(out, m)
 		}
 	}
-	if out == nil && !b.anyValues(fields) {
+	if out == nil && !b.anyValues(fields) && !b.reported(path) {
 		b.d.Errorf(path, "must not be empty: set at least one field")
 	}
 	return nonNil(out)
@@ -185,6 +185,17 @@ func nonNil(ms []matcher) []matcher {
 func (b *builder) anyValues(fields []list) bool {
 	for _, f := range fields {
 		if len(f.vals) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// reported says whether a problem was already recorded inside path (an unknown
+// field, say), which makes "must not be empty" noise.
+func (b *builder) reported(path string) bool {
+	for _, e := range b.d.Errs {
+		if strings.HasPrefix(e.Path, path+".") {
 			return true
 		}
 	}

@@ -250,7 +250,9 @@ func TestDecideCombination(t *testing.T) {
 }
 
 func TestDecideTCP(t *testing.T) {
-	tcp := func(port int) request.Request { return request.Request{Protocol: request.TCP, Port: port, Source: peer("spiffe://td/ns/a/sa/b")} }
+	tcp := func(port int) request.Request {
+		return request.Request{Protocol: request.TCP, Port: port, Source: peer("spiffe://td/ns/a/sa/b")}
+	}
 	tests := []struct {
 		name     string
 		policies string
