@@ -1,0 +1,142 @@
+package oidc
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	// maxChunkLen keeps each Set-Cookie under the 4096-byte per-cookie limit that
+	// browsers enforce on name + value + attributes.
+	maxChunkLen = 3800
+	// maxChunks bounds what one session may occupy (and what a request may make us
+	// concatenate): 10 × 3800 bytes.
+	maxChunks = 10
+)
+
+var errTooManyChunks = errors.New("session cookie too large")
+
+// cookieAAD binds a sealed value to the cookie name and the host it was set for,
+// so a value cannot be replayed under another cookie (a login-state cookie as a
+// session) or carried from one host of the gateway to another.
+func cookieAAD(dst []byte, name, host string) []byte {
+	dst = append(dst, "tollgate-cookie-v1\x00"...)
+	dst = append(dst, name...)
+	dst = append(dst, 0)
+	return append(dst, cookieHost(host)...)
+}
+
+// cookieHost is the host part a browser scopes a host-only cookie to: no port, lower case.
+func cookieHost(hostport string) string {
+	h := hostport
+	if hh, _, err := net.SplitHostPort(hostport); err == nil {
+		h = hh
+	}
+	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+}
+
+// chunkName is the name of chunk i of a chunked cookie.
+func chunkName(name string, i int) string {
+	return name + "_" + strconv.Itoa(i)
+}
+
+// readChunks joins the chunks name_0, name_1, … from the request's cookies. n is the
+// number of chunks present (also what a later write must expire). A gap, a duplicate
+// chunk or more than maxChunks makes the whole cookie invalid.
+func readChunks(r *http.Request, name string) (value string, n int, err error) {
+	var parts [maxChunks]string
+	var seen [maxChunks]bool
+	prefix := name + "_"
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || !strings.HasPrefix(k, prefix) {
+				continue
+			}
+			i, convErr := strconv.Atoi(k[len(prefix):])
+			if convErr != nil || i < 0 || k[len(prefix):] != strconv.Itoa(i) {
+				continue // another cookie that only shares the prefix
+			}
+			if i >= maxChunks {
+				return "", maxChunks, errTooManyChunks
+			}
+			if seen[i] {
+				// Two cookies with one name: someone planted a second one.
+				return "", maxChunks, ErrSealInvalid
+			}
+			seen[i], parts[i] = true, v
+			if i+1 > n {
+				n = i + 1
+			}
+		}
+	}
+	if n == 0 {
+		return "", 0, nil
+	}
+	if n == 1 {
+		return parts[0], 1, nil
+	}
+	var b strings.Builder
+	size := 0
+	for i := range n {
+		if !seen[i] {
+			return "", n, ErrSealInvalid
+		}
+		size += len(parts[i])
+	}
+	b.Grow(size)
+	for i := range n {
+		b.WriteString(parts[i])
+	}
+	return b.String(), n, nil
+}
+
+// writeChunks sets value as name_0..name_k and expires stale chunks up to had.
+func writeChunks(w http.ResponseWriter, name, value string, expires time.Time, had int) error {
+	k := (len(value) + maxChunkLen - 1) / maxChunkLen
+	if k > maxChunks {
+		return errTooManyChunks
+	}
+	for i := range k {
+		end := min((i+1)*maxChunkLen, len(value))
+		http.SetCookie(w, sessionCookie(chunkName(name, i), value[i*maxChunkLen:end], expires))
+	}
+	for i := k; i < had; i++ {
+		http.SetCookie(w, expiredCookie(chunkName(name, i)))
+	}
+	return nil
+}
+
+// clearChunks expires name_0..name_{had-1}.
+func clearChunks(w http.ResponseWriter, name string, had int) {
+	for i := range had {
+		http.SetCookie(w, expiredCookie(chunkName(name, i)))
+	}
+}
+
+// sessionCookie is host-only (no Domain: a sibling subdomain can neither read nor
+// set it), Secure, HttpOnly (no script access after an XSS) and SameSite=Lax (not
+// sent on cross-site subresource requests and POSTs, but sent on the top-level
+// navigation that returns from the provider).
+func sessionCookie(name, value string, expires time.Time) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     "/",
+		Expires:  expires,
+		Secure:   true,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+func expiredCookie(name string) *http.Cookie {
+	c := sessionCookie(name, "", time.Unix(0, 0))
+	c.MaxAge = -1
+	return c
+}

@@ -1,0 +1,311 @@
+package oidc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// Errors of the callback, each naming the attack it stops.
+var (
+	// ErrStateMissing: no (valid) login-state cookie: a callback the browser did not start here.
+	ErrStateMissing = errors.New("login state missing or expired")
+	// ErrStateMismatch: the state parameter is not this browser's (login CSRF, code injection).
+	ErrStateMismatch = errors.New("login state does not match")
+	// ErrStateReplayed: this state was already redeemed (a replayed callback).
+	ErrStateReplayed = errors.New("login state already used")
+	// ErrNonceMismatch: the ID token was issued for another login (token replay/injection).
+	ErrNonceMismatch = errors.New("id token nonce does not match")
+	// ErrIssuerMismatch: the callback's iss parameter names another provider (mix-up attack, RFC 9207).
+	ErrIssuerMismatch = errors.New("callback issuer does not match")
+)
+
+// loginState travels in the sealed login-state cookie between the redirect to the
+// provider and the callback.
+type loginState struct {
+	State    string    `json:"s"`
+	Nonce    string    `json:"n"`
+	Verifier string    `json:"v"`
+	ReturnTo string    `json:"r"`
+	Expires  time.Time `json:"e"`
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// startLogin sets the login-state cookie and redirects to the provider.
+func (l *Login) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
+	d := l.disc.Load()
+	if d == nil {
+		writeJSONError(w, http.StatusServiceUnavailable, "login_unavailable", "the identity provider is not reachable yet; try again shortly")
+		return
+	}
+	if !l.hostOK(r.Host) {
+		writeJSONError(w, http.StatusBadRequest, "bad_host", "this host is not served by this login")
+		return
+	}
+	st := loginState{
+		State: randomToken(), Nonce: randomToken(), Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: returnTo, Expires: l.now().Add(l.cfg.StateTTL),
+	}
+	pt, err := json.Marshal(st)
+	if err != nil {
+		writeJSONError(w, http.StatusInternalServerError, "internal", "login could not start")
+		return
+	}
+	var aadBuf [192]byte
+	sealed, err := l.keys.Load().seal(cookieAAD(aadBuf[:0], l.stateName, r.Host), pt)
+	if err != nil {
+		writeJSONError(w, http.StatusInternalServerError, "internal", "login could not start")
+		return
+	}
+	http.SetCookie(w, sessionCookie(l.stateName, sealed, st.Expires))
+
+	oc := d.oauth
+	oc.RedirectURL = l.redirectURI(r.Host)
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier), oidc.Nonce(st.Nonce)}
+	for k, v := range l.cfg.Provider.ExtraAuthParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, oc.AuthCodeURL(st.State, opts...), http.StatusFound)
+}
+
+// ServeReserved answers the gateway's own endpoints under the path prefix and
+// reports whether it did. Everything under the prefix is answered here (unknown
+// paths with 404), so none of it reaches an upstream:
+//
+//	<prefix>oidc/start?rd=/path   start a login, return to /path afterwards
+//	<prefix>oidc/callback         the provider's redirect back (the redirect_uri)
+//	<prefix>oidc/logout           end the session here and at the provider
+//	<prefix>oidc/signed-out       a plain "signed out" page (post-logout target)
+func (l *Login) ServeReserved(w http.ResponseWriter, r *http.Request) bool {
+	p := r.URL.Path
+	if !l.isReservedPath(p) {
+		return false
+	}
+	switch p {
+	case l.endpoint("start"):
+		rd, ok := SafeRedirect(r.URL.Query().Get("rd"))
+		if !ok || l.isReservedPath(rd) {
+			rd = "/"
+		}
+		l.startLogin(w, r, rd)
+	case l.endpoint("callback"):
+		l.callback(w, r)
+	case l.endpoint("logout"):
+		l.logout(w, r)
+	case l.endpoint("signed-out"):
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write([]byte("<!doctype html><title>Signed out</title><p id=\"signed-out\">You are signed out.</p>\n"))
+	default:
+		http.NotFound(w, r)
+	}
+	return true
+}
+
+// readState opens the login-state cookie of this request's host.
+func (l *Login) readState(r *http.Request) (*loginState, error) {
+	c, err := r.Cookie(l.stateName)
+	if err != nil {
+		return nil, ErrStateMissing
+	}
+	var aadBuf [192]byte
+	pt, err := l.keys.Load().open(cookieAAD(aadBuf[:0], l.stateName, r.Host), c.Value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStateMissing, err)
+	}
+	var st loginState
+	if err := json.Unmarshal(pt, &st); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStateMissing, err)
+	}
+	if !l.now().Before(st.Expires) {
+		return nil, fmt.Errorf("%w: expired", ErrStateMissing)
+	}
+	return &st, nil
+}
+
+// callback completes the login. The client sees a short message; the log gets why.
+func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
+	// The state cookie is single-use whatever happens next.
+	http.SetCookie(w, expiredCookie(l.stateName))
+	if r.Method != http.MethodGet {
+		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "the callback takes GET")
+		return
+	}
+	d := l.disc.Load()
+	if d == nil {
+		writeJSONError(w, http.StatusServiceUnavailable, "login_unavailable", "the identity provider is not reachable yet; try again shortly")
+		return
+	}
+	if !l.hostOK(r.Host) {
+		writeJSONError(w, http.StatusBadRequest, "bad_host", "this host is not served by this login")
+		return
+	}
+	s, st, err := l.redeem(r.Context(), r, d)
+	if err != nil {
+		l.log.Warn("login callback refused", "provider", l.cfg.Provider.Name, "error", err)
+		writeJSONError(w, http.StatusBadRequest, "login_failed", "the login could not be completed; start again")
+		return
+	}
+	_, had, _ := readChunks(r, l.cookieName)
+	if err := l.writeSession(w, r, s, had); err != nil {
+		l.log.Error("session cookie could not be written", "provider", l.cfg.Provider.Name, "error", err)
+		writeJSONError(w, http.StatusInternalServerError, "internal", "the session could not be stored")
+		return
+	}
+	rd, ok := SafeRedirect(st.ReturnTo)
+	if !ok {
+		rd = "/"
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, rd, http.StatusFound)
+}
+
+// redeem checks state, issuer and replay, exchanges the code (with the PKCE
+// verifier) and verifies the ID token and its nonce.
+func (l *Login) redeem(ctx context.Context, r *http.Request, d *discovered) (*session, *loginState, error) {
+	st, err := l.readState(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	q := r.URL.Query()
+	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(st.State)) != 1 {
+		return nil, nil, ErrStateMismatch
+	}
+	if iss := q.Get("iss"); iss != "" && iss != l.cfg.Provider.Issuer {
+		return nil, nil, ErrIssuerMismatch
+	}
+	// Consume before the exchange so two racing replays cannot both pass.
+	if !l.ledger.consume(st.State, st.Expires, l.now()) {
+		return nil, nil, ErrStateReplayed
+	}
+	if e := q.Get("error"); e != "" {
+		return nil, nil, fmt.Errorf("provider returned error %q", e)
+	}
+	code := q.Get("code")
+	if code == "" {
+		return nil, nil, errors.New("callback without code")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, l.client)
+	oc := d.oauth
+	oc.RedirectURL = l.redirectURI(r.Host)
+	tok, err := oc.Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
+	if err != nil {
+		return nil, nil, fmt.Errorf("code exchange: %w", err)
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		return nil, nil, errors.New("token response without id_token")
+	}
+	idt, err := d.verifier.Verify(ctx, rawID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("id token: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
+		return nil, nil, ErrNonceMismatch
+	}
+	claims, err := sessionClaims(idt)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := l.now()
+	return &session{
+		Created: now, Expires: now.Add(l.cfg.SessionTTL), AccessExpiry: tok.Expiry,
+		Claims: claims, IDToken: rawID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken,
+	}, st, nil
+}
+
+// sessionClaims keeps the verified claims policy may read, minus the ones that only
+// served the verification.
+func sessionClaims(idt *oidc.IDToken) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := idt.Claims(&m); err != nil {
+		return nil, fmt.Errorf("id token claims: %w", err)
+	}
+	for _, k := range []string{"nonce", "at_hash", "c_hash", "s_hash"} {
+		delete(m, k)
+	}
+	return json.Marshal(m)
+}
+
+// logout clears the session and, when the provider has an end_session_endpoint,
+// ends the provider's session too (RP-initiated logout with id_token_hint).
+func (l *Login) logout(w http.ResponseWriter, r *http.Request) {
+	s, n, _ := l.readSession(r)
+	clearChunks(w, l.cookieName, max(n, 1))
+	http.SetCookie(w, expiredCookie(l.stateName))
+	w.Header().Set("Cache-Control", "no-store")
+	d := l.disc.Load()
+	if d == nil || d.endSession == "" || !l.hostOK(r.Host) {
+		http.Redirect(w, r, l.endpoint("signed-out"), http.StatusFound)
+		return
+	}
+	u, err := url.Parse(d.endSession)
+	if err != nil {
+		http.Redirect(w, r, l.endpoint("signed-out"), http.StatusFound)
+		return
+	}
+	q := u.Query()
+	q.Set("client_id", l.cfg.Provider.ClientID)
+	if s != nil && s.IDToken != "" {
+		q.Set("id_token_hint", s.IDToken)
+	}
+	if p := l.cfg.Provider.PostLogoutRedirectPath; p != "" {
+		q.Set("post_logout_redirect_uri", "https://"+r.Host+p)
+	}
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// stateLedger remembers redeemed states until they expire, so a callback replayed
+// together with its state cookie is refused (the provider's single-use code is
+// the other guard). Bounded: when full, new logins are refused rather than the
+// ledger forgetting states that are still valid.
+type stateLedger struct {
+	mu   sync.Mutex
+	max  int
+	seen map[string]time.Time
+}
+
+func newStateLedger(max int) *stateLedger {
+	return &stateLedger{max: max, seen: make(map[string]time.Time)}
+}
+
+// consume records state and reports whether it was fresh.
+func (s *stateLedger) consume(state string, until, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[state]; ok {
+		return false
+	}
+	if len(s.seen) >= s.max {
+		for k, exp := range s.seen {
+			if !now.Before(exp) {
+				delete(s.seen, k)
+			}
+		}
+		if len(s.seen) >= s.max {
+			return false
+		}
+	}
+	s.seen[state] = until
+	return true
+}
