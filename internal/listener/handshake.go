@@ -1,0 +1,187 @@
+package listener
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// tlsListener accepts TCP connections and completes the TLS handshake itself,
+// each in its own goroutine under a deadline, before handing the connection
+// to http.Server. Doing it here rather than leaving it to http.Server gives:
+//
+//   - a handshake deadline of its own, so a client dribbling its ClientHello
+//     (slowloris on the handshake) is cut off even when the HTTP timeouts
+//     are long;
+//   - an exact count of failed handshakes, without parsing http.Server's
+//     log lines;
+//   - a slow handshake never blocks the accept loop.
+//
+// http.Server sees an already-handshaken *tls.Conn (its own Handshake call is
+// then a no-op) and still serves h2 by the negotiated ALPN protocol.
+type tlsListener struct {
+	inner   net.Listener
+	conf    *tls.Config
+	timeout time.Duration
+	onFail  func()
+	log     *slog.Logger
+
+	ctx    context.Context // cancelled by Close; ends pending handshakes
+	cancel context.CancelFunc
+	conns  chan net.Conn // handshaken connections, unbuffered
+	errc   chan error    // the accept loop's terminal error, buffered 1
+
+	closeOnce sync.Once
+	wg        sync.WaitGroup // the accept loop and pending handshakes
+}
+
+func newTLSListener(inner net.Listener, conf *tls.Config, timeout time.Duration, onFail func(), log *slog.Logger) *tlsListener {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &tlsListener{
+		inner:   inner,
+		conf:    conf,
+		timeout: timeout,
+		onFail:  onFail,
+		log:     log,
+		ctx:     ctx,
+		cancel:  cancel,
+		conns:   make(chan net.Conn),
+		errc:    make(chan error, 1),
+	}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l
+}
+
+// Accept returns the next connection whose handshake succeeded.
+func (l *tlsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case err := <-l.errc:
+		l.errc <- err // keep it for later callers
+		return nil, err
+	case <-l.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting, aborts pending handshakes and waits for their
+// goroutines. Idempotent.
+func (l *tlsListener) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		l.cancel()
+		err = l.inner.Close()
+		l.wg.Wait()
+	})
+	return err
+}
+
+func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
+
+func (l *tlsListener) acceptLoop() {
+	defer l.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			if l.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			//lint:ignore SA1019 same test as http.Server.Serve: EMFILE and
+			// friends are temporary and worth retrying after a pause.
+			if errors.As(err, &ne) && ne.Temporary() && !errors.Is(err, net.ErrClosed) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				l.log.Warn("listener: accept error; retrying", "error", err, "delay", backoff)
+				select {
+				case <-time.After(backoff):
+					continue
+				case <-l.ctx.Done():
+					return
+				}
+			}
+			l.errc <- err
+			return
+		}
+		backoff = 0
+		l.wg.Add(1)
+		go l.handshake(c)
+	}
+}
+
+func (l *tlsListener) handshake(raw net.Conn) {
+	defer l.wg.Done()
+	rc := &readCountingConn{Conn: raw}
+	tc := tls.Server(rc, l.conf)
+	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		l.handshakeFailed(tc, rc, err)
+		return
+	}
+	select {
+	case l.conns <- tc:
+	case <-l.ctx.Done():
+		tc.Close()
+	}
+}
+
+func (l *tlsListener) handshakeFailed(tc *tls.Conn, rc *readCountingConn, err error) {
+	defer tc.Close()
+	if l.ctx.Err() != nil {
+		return // shutting down, not the client's fault
+	}
+	if rc.n == 0 && errors.Is(err, io.EOF) {
+		// Connected and closed without a byte: a TCP health check or port
+		// probe, not a failed handshake. Counting it would drown the
+		// metric in load-balancer noise.
+		l.log.Debug("listener: connection closed before TLS handshake", "remote", raw(tc))
+		return
+	}
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader) {
+		// Plain HTTP on the TLS port: say so, as http.Server does, rather
+		// than leave the client with a dropped connection.
+		_ = rhe.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		err = errors.New("client sent an HTTP request to an HTTPS server")
+	}
+	l.log.Debug("listener: TLS handshake failed", "remote", raw(tc), "error", err)
+	if l.onFail != nil {
+		l.onFail()
+	}
+}
+
+func raw(tc *tls.Conn) string { return tc.NetConn().RemoteAddr().String() }
+
+func looksLikeHTTP(hdr [5]byte) bool {
+	for _, m := range []string{"GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE", "TRACE"} {
+		if bytes.Equal(hdr[:], []byte(m)) {
+			return true
+		}
+	}
+	return false
+}
+
+// readCountingConn counts bytes read, to tell a silent probe from a client
+// that started a handshake. n is only read by the handshake goroutine,
+// before the connection is handed on.
+type readCountingConn struct {
+	net.Conn
+	n int64
+}
+
+func (c *readCountingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n += int64(n)
+	return n, err
+}

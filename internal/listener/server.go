@@ -1,0 +1,301 @@
+package listener
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Defaults for the zero values of [Config].
+const (
+	DefaultHandshakeTimeout     = 10 * time.Second
+	DefaultReadHeaderTimeout    = 10 * time.Second
+	DefaultIdleTimeout          = 120 * time.Second
+	DefaultMaxHeaderBytes       = 64 << 10
+	DefaultMaxHeaderCount       = 100
+	DefaultMaxConcurrentStreams = 100
+)
+
+// CertSource picks the server certificate for a handshake. [*CertStore]
+// implements it.
+type CertSource interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// Config describes a [Server]. Zero durations and sizes take the defaults
+// above, except ReadTimeout and WriteTimeout, where zero means no limit
+// (a whole-request or whole-response bound would cut off legitimate large
+// uploads and streamed responses; ReadHeaderTimeout and IdleTimeout bound
+// idle clients instead). Negative values are rejected.
+type Config struct {
+	// Addr is the address Start listens on when given no listener, e.g. ":8443".
+	Addr string
+	// Handler serves every request that passed the listener's limits. Required.
+	Handler http.Handler
+	// Certs supplies server certificates. Required.
+	Certs CertSource
+	// ClientAuth, if set, adjusts the tls.Config to require client
+	// certificates (the identity package supplies it). It may set
+	// ClientAuth, ClientCAs, VerifyConnection, GetConfigForClient and the
+	// like; New refuses a config the hook left below TLS 1.2, with other
+	// TLS 1.2 suites, without h2/http/1.1 or without a certificate, and a
+	// GetConfigForClient result is checked the same way per handshake.
+	ClientAuth func(*tls.Config)
+
+	// HandshakeTimeout bounds the whole TLS handshake, including a client
+	// sending its ClientHello slowly. Default: ReadHeaderTimeout.
+	HandshakeTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a request's headers (HTTP/1.1).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included. Zero: none.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response. Zero: none.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections (HTTP/1.1 and HTTP/2) idle
+	// this long.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request header block; beyond it net/http
+	// answers 431. HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE is derived from it
+	// by net/http (plus 32 bytes per field of HPACK accounting for ten
+	// fields), so both protocols enforce about the same limit.
+	MaxHeaderBytes int
+	// MaxHeaderCount bounds the number of request header fields; beyond it
+	// the server answers 431 without calling Handler.
+	MaxHeaderCount int
+	// MaxConcurrentStreams bounds the HTTP/2 streams open per connection.
+	MaxConcurrentStreams int
+
+	// Logger receives net/http's internal errors (at warn) and handshake
+	// failures (at debug). Default: discard.
+	Logger *slog.Logger
+	// OnTLSHandshakeError, if set, is called once per failed TLS handshake
+	// (for a metric). A connection closed before sending any byte, such
+	// as a TCP health check, is not counted.
+	OnTLSHandshakeError func()
+	// OnConnState, if set, is http.Server.ConnState: called on each
+	// connection state change, after the handshake has completed.
+	OnConnState func(net.Conn, http.ConnState)
+}
+
+// Server is an HTTPS server with the gateway's TLS settings and limits.
+// Start it once; Shutdown or Close it once or many times.
+type Server struct {
+	srv     *http.Server
+	tlsConf *tls.Config
+	hsTime  time.Duration
+	onFail  func()
+	log     *slog.Logger
+	addr    string
+
+	mu      sync.Mutex
+	ln      *tlsListener // set by Start
+	started bool
+	stopped bool          // Shutdown or Close called
+	done    chan struct{} // closed when Serve has returned
+	err     error         // why Serve returned; nil after Shutdown/Close
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// ErrServerStarted is returned by Start on a Server already started.
+var ErrServerStarted = errors.New("listener: server already started")
+
+// New checks cfg, fills in defaults and builds a Server; nothing listens
+// until Start.
+func New(cfg Config) (*Server, error) {
+	if cfg.Handler == nil {
+		return nil, errors.New("listener: config: Handler is required")
+	}
+	if cfg.Certs == nil {
+		return nil, errors.New("listener: config: Certs is required")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"HandshakeTimeout", cfg.HandshakeTimeout},
+		{"ReadHeaderTimeout", cfg.ReadHeaderTimeout},
+		{"ReadTimeout", cfg.ReadTimeout},
+		{"WriteTimeout", cfg.WriteTimeout},
+		{"IdleTimeout", cfg.IdleTimeout},
+	} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("listener: config: %s must not be negative (got %s)", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxHeaderBytes", cfg.MaxHeaderBytes},
+		{"MaxHeaderCount", cfg.MaxHeaderCount},
+		{"MaxConcurrentStreams", cfg.MaxConcurrentStreams},
+	} {
+		if n.v < 0 {
+			return nil, fmt.Errorf("listener: config: %s must not be negative (got %d)", n.name, n.v)
+		}
+	}
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = cfg.ReadHeaderTimeout
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.MaxHeaderCount == 0 {
+		cfg.MaxHeaderCount = DefaultMaxHeaderCount
+	}
+	if cfg.MaxConcurrentStreams == 0 {
+		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	tlsConf, err := newTLSConfig(cfg.Certs, cfg.ClientAuth)
+	if err != nil {
+		return nil, err
+	}
+
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	srv := &http.Server{
+		Handler:           limitHeaderCount(cfg.MaxHeaderCount, cfg.Handler),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnState:         cfg.OnConnState,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		// TLS is terminated by tlsListener, so http.Server gets no
+		// TLSConfig; with none, Serve still wires up HTTP/2 for
+		// connections that negotiated "h2".
+		Protocols: &protocols,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		},
+	}
+	return &Server{
+		srv:     srv,
+		tlsConf: tlsConf,
+		hsTime:  cfg.HandshakeTimeout,
+		onFail:  cfg.OnTLSHandshakeError,
+		log:     cfg.Logger,
+		addr:    cfg.Addr,
+		done:    make(chan struct{}),
+	}, nil
+}
+
+// Start serves on ln, or on a new TCP listener on Config.Addr if ln is nil,
+// and returns once listening; serving goes on in the background until
+// Shutdown or Close. ln must be a plain (not TLS) listener; the Server
+// owns it from here on and closes it.
+func (s *Server) Start(ln net.Listener) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return http.ErrServerClosed
+	}
+	if s.started {
+		return ErrServerStarted
+	}
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("listener: %w", err)
+		}
+	}
+	s.started = true
+	s.ln = newTLSListener(ln, s.tlsConf, s.hsTime, s.onFail, s.log)
+	go s.serve(s.ln)
+	return nil
+}
+
+func (s *Server) serve(ln *tlsListener) {
+	err := s.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	// Serve closes ln on return, but only via http.Server's wrapper when
+	// it was the one that failed; close it here too so its goroutines end.
+	_ = ln.Close()
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+	close(s.done)
+}
+
+// Addr is the bound address, or nil before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Done is closed when the server has stopped serving, after Shutdown or
+// Close or because the listener failed; Err then says why.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err is why the server stopped: nil while running and after a Shutdown
+// or Close, the listener's error if it failed on its own.
+func (s *Server) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Shutdown stops accepting connections and pending handshakes at once,
+// closes idle connections, sends HTTP/2 GOAWAY, and waits for in-flight
+// requests to finish. When ctx ends first, the remaining connections are
+// closed and ctx's error is returned. Shutdown returns after the serving
+// goroutines have ended. It is idempotent: later calls wait for the first
+// and return its result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopped = true
+		started := s.started
+		s.mu.Unlock()
+		if !started {
+			return
+		}
+		err := s.srv.Shutdown(ctx)
+		if err != nil {
+			// Deadline passed with requests in flight: cut them.
+			_ = s.srv.Close()
+		}
+		<-s.done
+		s.stopErr = err
+	})
+	return s.stopErr
+}
+
+// Close closes the listener and every connection now, without waiting for
+// in-flight requests. Idempotent, like Shutdown.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
