@@ -1,0 +1,36 @@
+package pathnorm
+
+import "testing"
+
+func BenchmarkNormalize(b *testing.B) {
+	benchmarks := []struct {
+		name, target string
+	}{
+		{name: "normal", target: "/api/v1/users/123"},
+		{name: "normal with query", target: "/api/v1/users/123?fields=name,email&limit=10"},
+		{name: "kept escapes", target: "/files/report%20Q3%C3%A9.pdf"},
+		{name: "unreserved escapes", target: "/api/%76%31/users/%7Ebob"},
+		{name: "dot segments", target: "/api/v1/../v2/./users//123/.."},
+		{name: "tomcat params", target: "/public/..;jsessionid=1/admin"},
+	}
+	for _, bm := range benchmarks {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			opts := Default()
+			for b.Loop() {
+				if _, err := Normalize(bm.target, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkParseQuery(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseQuery("fields=name%2Cemail&limit=10&tag=a&tag=b+c"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
