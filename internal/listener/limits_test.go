@@ -1,0 +1,270 @@
+package listener
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func newTestStore(tb testing.TB) (*CertStore, *testCA) {
+	tb.Helper()
+	ca := newTestCA(tb)
+	store, err := NewStaticCertStore(ca.issue(tb, "a.example.com", "127.0.0.1"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return store, ca
+}
+
+// TestReadHeaderTimeoutDribble: a client that sends its headers one byte
+// every 100ms (slowloris) is cut off at ReadHeaderTimeout.
+func TestReadHeaderTimeoutDribble(t *testing.T) {
+	store, ca := newTestStore(t)
+	const timeout = 300 * time.Millisecond
+	srv := startServer(t, Config{Certs: store, ReadHeaderTimeout: timeout, HandshakeTimeout: 5 * time.Second})
+
+	conn, err := tls.Dial("tcp", srv.Addr().String(), &tls.Config{RootCAs: ca.pool, ServerName: "a.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	closed := make(chan error, 1)
+	go func() {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := io.ReadAll(conn)
+		closed <- err
+	}()
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a.example.com\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	dribble := []byte("X-Slow: " + strings.Repeat("a", 40)) // 4.8s at 100ms a byte
+	var elapsed time.Duration
+loop:
+	for _, b := range dribble {
+		select {
+		case err := <-closed:
+			elapsed = time.Since(start)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("client read timed out; the server never closed the connection")
+			}
+			break loop
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := conn.Write([]byte{b}); err != nil {
+			break // the server closed; the reader reports when
+		}
+	}
+	if elapsed == 0 {
+		select {
+		case <-closed:
+			elapsed = time.Since(start)
+		case <-time.After(5 * time.Second):
+			t.Fatal("server did not close a dribbling connection")
+		}
+	}
+	if elapsed < timeout-50*time.Millisecond || elapsed > timeout+time.Second {
+		t.Errorf("connection closed after %v; want about %v", elapsed, timeout)
+	}
+}
+
+// TestHandshakeTimeoutDribble: a client that sends its ClientHello one byte
+// every 100ms is cut off at HandshakeTimeout, and the failure is counted.
+func TestHandshakeTimeoutDribble(t *testing.T) {
+	store, _ := newTestStore(t)
+	const timeout = 300 * time.Millisecond
+	var failures atomic.Int64
+	srv := startServer(t, Config{
+		Certs: store, HandshakeTimeout: timeout, ReadHeaderTimeout: 5 * time.Second,
+		OnTLSHandshakeError: func() { failures.Add(1) },
+	})
+	hello := clientHello(t)
+
+	conn, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.ReadAll(conn)
+	}()
+	for _, b := range hello[:min(len(hello), 50)] { // at most 5s
+		if _, err := conn.Write([]byte{b}); err != nil {
+			break
+		}
+		select {
+		case <-closed:
+		case <-time.After(100 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not close a dribbled handshake")
+	}
+	if elapsed := time.Since(start); elapsed < timeout-50*time.Millisecond || elapsed > timeout+time.Second {
+		t.Errorf("connection closed after %v; want about %v", elapsed, timeout)
+	}
+	waitFor(t, "handshake failure counted", func() bool { return failures.Load() == 1 })
+}
+
+// clientHello returns the bytes of a real TLS ClientHello record.
+func clientHello(tb testing.TB) []byte {
+	tb.Helper()
+	c, s := net.Pipe()
+	defer s.Close()
+	go func() {
+		_ = tls.Client(c, &tls.Config{ServerName: "a.example.com"}).Handshake()
+		c.Close()
+	}()
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(s, hdr); err != nil {
+		tb.Fatal(err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(s, body); err != nil {
+		tb.Fatal(err)
+	}
+	return append(hdr, body...)
+}
+
+func TestHeaderBytesLimit(t *testing.T) {
+	store, ca := newTestStore(t)
+	srv := startServer(t, Config{Certs: store, MaxHeaderBytes: 4 << 10})
+	c := newClient(t, ca.pool, srv.Addr(), "a.example.com", h1)
+
+	resp, _ := get(t, c, "a.example.com", http.Header{"X-Fits": {strings.Repeat("a", 2<<10)}})
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("2 KiB header: status %d; want 200", resp.StatusCode)
+	}
+	// net/http allows 4 KiB of slack over MaxHeaderBytes; go well past it.
+	resp, _ = get(t, c, "a.example.com", http.Header{"X-Huge": {strings.Repeat("a", 16<<10)}})
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("16 KiB header: status %d; want 431", resp.StatusCode)
+	}
+}
+
+func TestHeaderCountLimit(t *testing.T) {
+	store, ca := newTestStore(t)
+	const max = 20
+	srv := startServer(t, Config{Certs: store, MaxHeaderCount: max})
+	for _, p := range bothProtos {
+		t.Run(string(p), func(t *testing.T) {
+			c := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+			// The client adds headers of its own (User-Agent, ...);
+			// learn how many, to test the exact boundary.
+			_, body := get(t, c, "a.example.com", nil)
+			var major, base int
+			if _, err := fmt.Sscanf(body, "%d %d", &major, &base); err != nil {
+				t.Fatalf("echo body %q: %v", body, err)
+			}
+			distinct := func(n int) http.Header {
+				h := http.Header{}
+				for i := range n {
+					h.Set(fmt.Sprintf("X-H-%d", i), "v")
+				}
+				return h
+			}
+			tests := []struct {
+				name       string
+				hdr        http.Header
+				wantStatus int
+				wantBody   string
+			}{
+				{name: "at limit", hdr: distinct(max - base), wantStatus: http.StatusOK, wantBody: fmt.Sprintf("%d %d", major, max)},
+				{name: "one over", hdr: distinct(max - base + 1), wantStatus: http.StatusRequestHeaderFieldsTooLarge, wantBody: headerCountBody},
+				{name: "repeated name counts each", hdr: http.Header{"X-Dup": slices.Repeat([]string{"v"}, max)}, wantStatus: http.StatusRequestHeaderFieldsTooLarge, wantBody: headerCountBody},
+				{name: "far over", hdr: distinct(500), wantStatus: http.StatusRequestHeaderFieldsTooLarge, wantBody: headerCountBody},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					resp, body := get(t, c, "a.example.com", tt.hdr)
+					if resp.StatusCode != tt.wantStatus || body != tt.wantBody {
+						t.Errorf("status %d body %q; want %d %q", resp.StatusCode, body, tt.wantStatus, tt.wantBody)
+					}
+					if resp.StatusCode != http.StatusOK && resp.Header.Get("Content-Type") != "application/json" {
+						t.Errorf("Content-Type %q; want application/json", resp.Header.Get("Content-Type"))
+					}
+				})
+			}
+		})
+	}
+}
+
+// syncBuffer is a goroutine-safe log sink for asserting on log lines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestHandshakeFailureCounting: plain HTTP on the TLS port is answered
+// with 400 and counted; a bare connect-and-close (a TCP health check) is
+// logged but not counted.
+func TestHandshakeFailureCounting(t *testing.T) {
+	store, _ := newTestStore(t)
+	var failures atomic.Int64
+	var logs syncBuffer
+	srv := startServer(t, Config{
+		Certs:               store,
+		OnTLSHandshakeError: func() { failures.Add(1) },
+		Logger:              slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+
+	probe, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Close()
+	waitFor(t, "probe logged", func() bool { return strings.Contains(logs.String(), "connection closed before TLS handshake") })
+	if got := failures.Load(); got != 0 {
+		t.Errorf("health-check probe counted as %d handshake failures; want 0", got)
+	}
+
+	conn, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "HTTP/1.0 400 Bad Request\r\n"; !strings.HasPrefix(string(reply), want) {
+		t.Errorf("plain HTTP got %q; want prefix %q", reply, want)
+	}
+	waitFor(t, "plain HTTP counted", func() bool { return failures.Load() == 1 })
+}
