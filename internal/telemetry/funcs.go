@@ -1,0 +1,59 @@
+package telemetry
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The collectors below read values owned by other components at scrape time. They
+// are collectors rather than GaugeFunc/CounterFunc so that the feeding func can be
+// supplied after NewMetrics (wiring order in cmd is free) and so that a series is
+// absent, not a misleading zero, until there is something to report.
+
+var svidExpiryDesc = prometheus.NewDesc("tollgate_svid_expiry_seconds",
+	"Seconds until the gateway's current X.509 SVID expires (negative once expired).", nil, nil)
+
+type svidCollector struct{ m *Metrics }
+
+func (c *svidCollector) Describe(ch chan<- *prometheus.Desc) { ch <- svidExpiryDesc }
+
+func (c *svidCollector) Collect(ch chan<- prometheus.Metric) {
+	fn := c.m.svidExpiry.Load()
+	if fn == nil || *fn == nil {
+		return
+	}
+	notAfter := (*fn)()
+	if notAfter.IsZero() {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(svidExpiryDesc, prometheus.GaugeValue, time.Until(notAfter).Seconds())
+}
+
+var (
+	auditWrittenDesc = prometheus.NewDesc("tollgate_audit_events_written_total",
+		"Audit events accepted by every sink.", nil, nil)
+	auditDroppedDesc = prometheus.NewDesc("tollgate_audit_events_dropped_total",
+		"Audit events dropped because the queue stayed full or the logger was closed.", nil, nil)
+	auditErrorsDesc = prometheus.NewDesc("tollgate_audit_write_errors_total",
+		"Failed audit sink writes.", nil, nil)
+)
+
+type auditCollector struct{ m *Metrics }
+
+func (c *auditCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- auditWrittenDesc
+	ch <- auditDroppedDesc
+	ch <- auditErrorsDesc
+}
+
+func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
+	fn := c.m.auditStats.Load()
+	if fn == nil || *fn == nil {
+		return
+	}
+	s := (*fn)()
+	ch <- prometheus.MustNewConstMetric(auditWrittenDesc, prometheus.CounterValue, float64(s.Written))
+	ch <- prometheus.MustNewConstMetric(auditDroppedDesc, prometheus.CounterValue, float64(s.Dropped))
+	ch <- prometheus.MustNewConstMetric(auditErrorsDesc, prometheus.CounterValue, float64(s.Errors))
+}
