@@ -18,7 +18,7 @@ const (
 	DefaultWorkloadWaitTimeout = 30 * time.Second
 	DefaultPolicyPollInterval  = 2 * time.Second
 	DefaultNormalizationMode   = "MERGE_SLASHES"
-	DefaultEscapedSlashes      = "REJECT"
+	DefaultEscapedSlashes      = "REJECT_REQUEST"
 	DefaultRootNamespace       = "istio-system"
 )
 

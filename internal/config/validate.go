@@ -18,8 +18,8 @@ import (
 // NormalizationModes are Istio's names for the path normalization modes.
 var NormalizationModes = []string{"NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"}
 
-// EscapedSlashActions say what happens to %2F and %5C in a path.
-var EscapedSlashActions = []string{"REJECT", "DECODE", "KEEP"}
+// EscapedSlashActions say what happens to %2F and %5C in a path (Envoy's names).
+var EscapedSlashActions = []string{"REJECT_REQUEST", "UNESCAPE_AND_FORWARD", "KEEP_UNCHANGED"}
 
 type validator struct {
 	d *Decoder

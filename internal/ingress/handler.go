@@ -1,0 +1,232 @@
+package ingress
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/request"
+)
+
+// Normalizer turns the path-and-query of a request-target as sent into the one
+// normalized path (what policy judges and the upstream receives) and the raw
+// query to forward. An error means the request can't be normalized safely: 400.
+type Normalizer func(target string) (path, rawQuery string, err error)
+
+// Authorizer judges a described request. The decision record goes into the
+// audit event as is.
+type Authorizer interface {
+	Authorize(*request.Request) *audit.Decision
+}
+
+// Recorder receives one audit event per request.
+type Recorder interface {
+	Record(*audit.Event)
+}
+
+// Observer receives request metrics.
+type Observer interface {
+	ObserveRequest(route string, code int, d time.Duration)
+	UpstreamError(route string, kind audit.ErrorKind)
+}
+
+// Snapshot is everything a request reads that can change at run time. A reload
+// builds a new one and swaps it in whole; a request keeps the one it started with.
+type Snapshot struct {
+	Router *Router
+	// Authorize is nil when no policy applies: then every request is allowed, as in
+	// Istio when no AuthorizationPolicy selects the workload.
+	Authorize Authorizer
+	// StripHeaders are more client header names to remove always (for example the
+	// authentication layer's claim headers).
+	StripHeaders []string
+}
+
+// Options configure a Handler; they are fixed for its life.
+type Options struct {
+	Normalize      Normalizer
+	TrustedProxies []netip.Prefix
+	// DefaultPort is the listener's port, which a Host without a port stands for.
+	DefaultPort string
+	Audit       Recorder
+	Metrics     Observer
+	Logger      *slog.Logger
+}
+
+// Handler is the ingress http.Handler.
+type Handler struct {
+	opts Options
+	snap atomic.Pointer[Snapshot]
+	ids  *requestIDs
+}
+
+// New returns a handler serving snap.
+func New(opts Options, snap *Snapshot) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{opts: opts, ids: newRequestIDs()}
+	h.Swap(snap)
+	return h
+}
+
+// Swap installs a new snapshot for requests that start from now on.
+func (h *Handler) Swap(s *Snapshot) {
+	for _, r := range s.Router.routes {
+		if r.proxy == nil {
+			r.proxy = newProxy(r, h)
+		}
+	}
+	h.snap.Store(s)
+}
+
+// Snapshot returns the snapshot in use.
+func (h *Handler) Snapshot() *Snapshot { return h.snap.Load() }
+
+// exchange is the state of one request, shared by the steps and the proxy callbacks.
+type exchange struct {
+	ev    audit.Event
+	w     responseRecorder
+	route *Route
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	snap := h.snap.Load()
+	x := &exchange{}
+	x.w = responseRecorder{ResponseWriter: w}
+	ev := &x.ev
+	ev.Time = time.Now()
+	ev.Kind = audit.Ingress
+	ev.Host, ev.Method, ev.Protocol, ev.UserAgent = r.Host, r.Method, r.Proto, r.UserAgent()
+
+	peer, _ := clientAddr(r.RemoteAddr)
+	ev.Client = audit.Endpoint{Address: peer.Addr().String(), Port: int(peer.Port())}
+	if r.TLS != nil {
+		ev.SNI, ev.TLSVersion = r.TLS.ServerName, tls.VersionName(r.TLS.Version)
+	}
+	trusted := isTrusted(peer.Addr(), h.opts.TrustedProxies)
+	ev.RequestID = r.Header.Get(HeaderRequestID)
+	if !trusted || !validRequestID(ev.RequestID) {
+		ev.RequestID = h.ids.next()
+	}
+	body := countingBody(r)
+	defer h.finish(x, body)
+
+	target, err := pathOfTarget(r.RequestURI)
+	if err != nil {
+		h.reject(x, http.StatusBadRequest, audit.ErrBadRequest, "unsupported request target")
+		return
+	}
+	path, rawQuery, err := h.opts.Normalize(target)
+	if err != nil {
+		h.opts.Logger.Debug("path rejected", "requestId", ev.RequestID, "err", err)
+		h.reject(x, http.StatusBadRequest, audit.ErrBadRequest, "invalid request path")
+		return
+	}
+	ev.Path, ev.Query = path, audit.RedactQuery(rawQuery, nil)
+
+	route := snap.Router.Match(r.Host, path, h.opts.DefaultPort)
+	if route == nil {
+		h.reject(x, http.StatusNotFound, audit.ErrNoRoute, "no route")
+		return
+	}
+	x.route = route
+	ev.Route = route.Name
+	ev.Upstream.URL = route.Upstream.String()
+
+	sanitize(r.Header, trusted, snap.StripHeaders)
+
+	if snap.Authorize != nil {
+		desc := describe(r, path, rawQuery, peer.Addr(), h.opts.DefaultPort)
+		d := snap.Authorize.Authorize(desc)
+		ev.Decision = d
+		if d == nil || !d.Allow {
+			// Fail closed: a missing decision is a deny.
+			h.reject(x, http.StatusForbidden, "", "access denied")
+			return
+		}
+	}
+
+	// What the policy judged is what the upstream receives: the normalized path,
+	// the validated query, the client's Host.
+	r.URL.RawPath = path
+	r.URL.Path = unescapePath(path)
+	r.URL.RawQuery = rawQuery
+	r.Header.Set(HeaderRequestID, ev.RequestID)
+	route.proxy.serve(x, r)
+}
+
+// reject answers with the gateway's own JSON error.
+func (h *Handler) reject(x *exchange, status int, kind audit.ErrorKind, msg string) {
+	x.ev.Error = kind
+	writeError(&x.w, status, msg, x.ev.RequestID)
+}
+
+// finish completes the audit event and the metrics of one request.
+func (h *Handler) finish(x *exchange, body *countingReader) {
+	ev := &x.ev
+	ev.Duration = time.Since(ev.Time)
+	ev.Status = x.w.status
+	if ev.Status == 0 {
+		ev.Status = http.StatusOK
+	}
+	ev.BytesOut = x.w.bytes
+	if body != nil {
+		ev.BytesIn = body.n
+	}
+	if h.opts.Metrics != nil {
+		route := ev.Route
+		if route == "" {
+			route = "-"
+		}
+		h.opts.Metrics.ObserveRequest(route, ev.Status, ev.Duration)
+		if ev.Error != "" && x.route != nil && ev.Error != audit.ErrClientCanceled {
+			h.opts.Metrics.UpstreamError(route, ev.Error)
+		}
+	}
+	if h.opts.Audit != nil {
+		h.opts.Audit.Record(ev)
+	}
+}
+
+// describe builds the plain request description that policy judges.
+func describe(r *http.Request, path, rawQuery string, peer netip.Addr, defaultPort string) *request.Request {
+	d := &request.Request{
+		Protocol: request.HTTP,
+		Method:   r.Method,
+		Host:     r.Host,
+		Path:     path,
+		RawQuery: rawQuery,
+		Headers:  r.Header,
+		Source:   request.Peer{IP: peer},
+		RemoteIP: peer,
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
+			d.DestinationIP = ap.Addr().Unmap()
+			d.Port = int(ap.Port())
+		}
+	}
+	if r.TLS != nil {
+		d.SNI = r.TLS.ServerName
+	}
+	return d
+}
+
+func unescapePath(p string) string {
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	u, err := url.PathUnescape(p)
+	if err != nil {
+		return p
+	}
+	return u
+}

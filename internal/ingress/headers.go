@@ -1,0 +1,109 @@
+package ingress
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+// Header names the gateway sets. A client can't send its own values for these:
+// they are removed from every inbound request before the gateway sets them.
+const (
+	HeaderRequestID = "X-Request-Id"
+)
+
+// spoofable are inbound headers that carry identity or provenance. From an
+// untrusted peer every one of them is removed (CVE-2020-8843: internal headers
+// trusted from outside; CVE-2023-27487: x-envoy-original-path). From a trusted
+// proxy, the forwarding headers are kept and extended.
+var forwardingHeaders = []string{
+	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+	"X-Forwarded-Prefix", "Forwarded", "X-Real-Ip", "X-Original-Forwarded-For",
+}
+
+// alwaysStripped are removed whoever the peer is: only the gateway may set them.
+var alwaysStripped = []string{
+	"X-Forwarded-Client-Cert", "X-Original-Url", "X-Rewrite-Url", "X-Original-Uri",
+}
+
+// alwaysStrippedPrefixes are header-name prefixes only the gateway (or an Envoy
+// behind it) may set.
+var alwaysStrippedPrefixes = []string{"X-Tollgate-", "X-Envoy-", "X-Istio-"}
+
+// sanitize removes client-supplied identity headers from h. extra are more names
+// to remove always (the authentication layer's claim headers).
+func sanitize(h http.Header, trusted bool, extra []string) {
+	if !trusted {
+		for _, k := range forwardingHeaders {
+			delete(h, k)
+		}
+	}
+	for _, k := range alwaysStripped {
+		delete(h, k)
+	}
+	for _, k := range extra {
+		h.Del(k)
+	}
+	for k := range h {
+		for _, p := range alwaysStrippedPrefixes {
+			if strings.HasPrefix(k, p) {
+				delete(h, k)
+			}
+		}
+	}
+}
+
+// isTrusted reports whether the peer address is a trusted proxy.
+func isTrusted(peer netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestIDs makes request ids: a random per-process prefix and a counter, unique
+// across instances without a syscall per request.
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [8]byte
+	rand.Read(b[:])
+	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (g *requestIDs) next() string {
+	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
+}
+
+// validRequestID accepts a trusted proxy's id only if it is short and plain, so it
+// can't smuggle log-injection or header tricks.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// clientAddr parses the peer address of r.
+func clientAddr(remote string) (netip.AddrPort, bool) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+}

@@ -1,0 +1,144 @@
+package ingress
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Route sends requests whose host and path match to one upstream.
+type Route struct {
+	Name string
+	// Host is "*", "name", "name:port" or "*.domain" (one label); case-insensitive.
+	Host string
+	// PathPrefix matches whole segments ("/api" matches "/api" and "/api/x", not "/apix").
+	PathPrefix string
+	Upstream   *url.URL
+	// UpstreamIDs describes the SPIFFE IDs the upstream may present, for logs.
+	UpstreamIDs string
+	// Transport reaches the upstream (mTLS with the gateway's SVID, pooled).
+	Transport http.RoundTripper
+
+	proxy *proxy
+	// parsed host pattern
+	hostName, hostPort string
+	wildcard           bool
+}
+
+// Router picks the route for a host and normalized path: the most specific host
+// pattern wins (exact with port, exact, wildcard, "*"), then the longest prefix.
+type Router struct {
+	routes []*Route
+}
+
+// NewRouter orders routes by specificity. Routes must be valid (config validates).
+func NewRouter(routes []*Route) *Router {
+	rs := slices.Clone(routes)
+	for _, r := range rs {
+		r.parseHost()
+	}
+	slices.SortStableFunc(rs, func(a, b *Route) int {
+		if sa, sb := a.hostScore(), b.hostScore(); sa != sb {
+			return sb - sa
+		}
+		return len(b.PathPrefix) - len(a.PathPrefix)
+	})
+	return &Router{routes: rs}
+}
+
+// Routes returns the routes in match order.
+func (rt *Router) Routes() []*Route { return rt.routes }
+
+func (r *Route) parseHost() {
+	h := strings.ToLower(r.Host)
+	if name, port, err := net.SplitHostPort(h); err == nil {
+		h, r.hostPort = name, port
+	}
+	if rest, ok := strings.CutPrefix(h, "*."); ok {
+		r.wildcard, h = true, rest
+	}
+	r.hostName = strings.TrimSuffix(h, ".")
+}
+
+func (r *Route) hostScore() int {
+	switch {
+	case r.hostName == "*":
+		return 0
+	case r.wildcard:
+		return 1 + boolInt(r.hostPort != "")
+	default:
+		return 3 + boolInt(r.hostPort != "")
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Match returns the route for host (as received, maybe with a port) and the
+// normalized path, or nil. defaultPort is the port a host without one stands for.
+func (rt *Router) Match(host, path, defaultPort string) *Route {
+	name, port := splitHost(host, defaultPort)
+	for _, r := range rt.routes {
+		if r.matchHost(name, port) && matchPrefix(r.PathPrefix, path) {
+			return r
+		}
+	}
+	return nil
+}
+
+// splitHost lower-cases the host and separates its port, without allocating in the
+// common case of an already lower-case host.
+func splitHost(host, defaultPort string) (name, port string) {
+	name, port = host, defaultPort
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		name, port = host[:i], host[i+1:]
+	}
+	name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(name, "["), "]"), ".")
+	if hasUpper(name) {
+		name = strings.ToLower(name)
+	}
+	return name, port
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Route) matchHost(name, port string) bool {
+	if r.hostPort != "" && r.hostPort != port {
+		return false
+	}
+	switch {
+	case r.hostName == "*":
+		return true
+	case r.wildcard:
+		// One label only: "*.example.com" must not match "a.b.example.com"
+		// (CVE-2020-15104 was a wildcard that matched several labels).
+		label, rest, ok := strings.Cut(name, ".")
+		return ok && label != "" && rest == r.hostName
+	default:
+		return name == r.hostName
+	}
+}
+
+// matchPrefix matches whole path segments.
+func matchPrefix(prefix, path string) bool {
+	if prefix == "/" {
+		return true
+	}
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/'
+}
