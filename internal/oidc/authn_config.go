@@ -197,10 +197,10 @@ func validateRule(d *config.Decoder, path string, r *ruleSpec) {
 			d.Errorf(path+".jwksUri", "%v (got %q)", err, r.JwksURI)
 		}
 	}
-	if r.JwksURI == "" && r.Jwks == "" {
+	if r.JwksURI == "" && r.Jwks == "" && r.Issuer != "" {
 		// Keys come from OIDC discovery at <issuer>/.well-known/openid-configuration.
 		if err := checkHTTPURL(r.Issuer); err != nil {
-			d.Errorf(path+".issuer", "without jwksUri or jwks the issuer must be an http(s) URL for discovery: %v (got %q)", err, r.Issuer)
+			d.Errorf(path+".issuer", "without jwksUri or jwks, keys come from OIDC discovery and the issuer must be an http(s) URL (got %q)", r.Issuer)
 		}
 	}
 	if r.Jwks != "" {

@@ -100,7 +100,9 @@ func TestAuthenticateBadInput(t *testing.T) {
 		{name: "two valid tokens, two subjects", req: func() *http.Request {
 			return bearer(httptest.NewRequest("GET", "/?access_token="+rsaToken(t, with(goodClaims(), "sub", "mallory")), nil), good)
 		}, wantErr: errMultipleTokens, wantStatus: 401},
-		{name: "query parameter twice", req: func() *http.Request { return httptest.NewRequest("GET", "/?access_token="+good+"&access_token="+good, nil) }, wantErr: errMultipleTokens, wantStatus: 401},
+		{name: "query parameter twice", req: func() *http.Request {
+			return httptest.NewRequest("GET", "/?access_token="+good+"&access_token="+good, nil)
+		}, wantErr: errMultipleTokens, wantStatus: 401},
 		{name: "two segments", req: req(segs[0] + "." + segs[1]), wantErr: errMalformed, wantStatus: 401},
 		{name: "four segments", req: req(good + ".x"), wantErr: errMalformed, wantStatus: 401},
 		{name: "header not base64", req: req("!!!." + segs[1] + "." + segs[2]), wantErr: errMalformed, wantStatus: 401},

@@ -156,8 +156,8 @@ type remoteKeys struct {
 	lastUsed atomic.Int64 // unix nanoseconds
 	running  atomic.Bool  // a refresher goroutine is running
 
-	mu        sync.Mutex
-	call      *fetchCall
+	mu   sync.Mutex
+	call *fetchCall
 	// lastDemand is when a request last started a fetch; background fetches
 	// do not count, so a rotation right after a refresh is still picked up.
 	lastDemand time.Time

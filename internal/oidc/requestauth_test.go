@@ -1,0 +1,192 @@
+package oidc
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestOutputHeadersAndTokenRemoval(t *testing.T) {
+	src := fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: out}
+spec:
+  jwtRules:
+  - issuer: %s
+    jwks: '%s'
+    fromHeaders: [{name: x-jwt, prefix: "Token "}]
+    fromParams: [tok]
+    fromCookies: [session_jwt]
+    outputPayloadToHeader: x-jwt-payload
+    outputClaimToHeaders:
+    - {header: x-sub, claim: sub}
+    - {header: x-level, claim: org.level}
+    - {header: x-admin, claim: admin}
+    - {header: x-groups, claim: groups}
+    - {header: x-evil, claim: evil}
+  - issuer: https://fwd.test
+    jwks: '%s'
+    forwardOriginalToken: true
+`, testIssuer, defaultJWKS(), defaultJWKS())
+	a := mustCompile(t, src, Options{})
+	au := a.ForListener(nil)
+	claims := with(goodClaims(), "org", map[string]any{"level": 3}, "admin", true, "groups", []string{"a"}, "evil", "a\r\nx-injected: 1")
+	tok := rsaToken(t, claims)
+	payload := strings.Split(tok, ".")[1]
+	fwdTok := rsaToken(t, with(goodClaims(), "iss", "https://fwd.test"))
+	spoofed := func(r *http.Request) *http.Request {
+		for _, h := range []string{"X-Jwt-Payload", "X-Sub", "X-Level", "X-Admin", "X-Groups", "X-Evil"} {
+			r.Header.Set(h, "spoofed")
+		}
+		return r
+	}
+
+	tests := []struct {
+		name string
+		req  *http.Request
+		want http.Header // upstream headers after Result.Apply
+	}{
+		{
+			name: "header token removed, outputs set, spoofs stripped",
+			req: spoofed(func() *http.Request {
+				r := httptest.NewRequest("GET", "/", nil)
+				r.Header.Set("X-Jwt", "Token "+tok)
+				return r
+			}()),
+			want: http.Header{"X-Jwt-Payload": {payload}, "X-Sub": {"alice"}, "X-Level": {"3"}, "X-Admin": {"true"}},
+		},
+		{
+			name: "no token: spoofs stripped anyway",
+			req:  spoofed(httptest.NewRequest("GET", "/", nil)),
+			want: http.Header{},
+		},
+		{
+			name: "wrong prefix is no token",
+			req: spoofed(func() *http.Request {
+				r := httptest.NewRequest("GET", "/", nil)
+				r.Header.Set("X-Jwt", "Bearer "+tok)
+				return r
+			}()),
+			want: http.Header{"X-Jwt": {"Bearer " + tok}},
+		},
+		{
+			name: "query token is not stripped",
+			req:  httptest.NewRequest("GET", "/?tok="+tok, nil),
+			want: http.Header{"X-Jwt-Payload": {payload}, "X-Sub": {"alice"}, "X-Level": {"3"}, "X-Admin": {"true"}},
+		},
+		{
+			name: "cookie token",
+			req: func() *http.Request {
+				r := httptest.NewRequest("GET", "/", nil)
+				r.AddCookie(&http.Cookie{Name: "session_jwt", Value: tok})
+				return r
+			}(),
+			want: http.Header{"Cookie": {"session_jwt=" + tok}, "X-Jwt-Payload": {payload}, "X-Sub": {"alice"}, "X-Level": {"3"}, "X-Admin": {"true"}},
+		},
+		{
+			name: "forwardOriginalToken keeps Authorization",
+			req:  bearer(httptest.NewRequest("GET", "/", nil), fwdTok),
+			want: http.Header{"Authorization": {"Bearer " + fwdTok}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := au.Authenticate(tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := tc.req.Header.Clone()
+			res.Apply(h)
+			if diff := cmp.Diff(tc.want, h); diff != "" {
+				t.Errorf("upstream headers (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(payload); err != nil {
+		t.Fatal(err)
+	}
+	// StripClientHeaders covers every output header of every rule.
+	h := http.Header{"X-Sub": {"x"}, "X-Jwt-Payload": {"x"}, "X-Other": {"kept"}}
+	a.StripClientHeaders(h)
+	if diff := cmp.Diff(http.Header{"X-Other": {"kept"}}, h); diff != "" {
+		t.Errorf("StripClientHeaders (-want +got):\n%s", diff)
+	}
+	// A failed token still yields the headers to strip.
+	r := spoofed(bearer(httptest.NewRequest("GET", "/", nil), "x.y.z"))
+	r.Header.Del("Authorization")
+	r.Header.Set("X-Jwt", "Token x.y.z")
+	res, err := au.Authenticate(r)
+	if err == nil {
+		t.Fatal("bad token accepted")
+	}
+	res.Apply(r.Header)
+	if got := r.Header.Get("X-Sub"); got != "" {
+		t.Errorf("spoofed X-Sub survived a failed authentication: %q", got)
+	}
+}
+
+func TestForListenerSelectors(t *testing.T) {
+	jwks := defaultJWKS()
+	src := fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: all, namespace: istio-system}
+spec:
+  jwtRules: [{issuer: "https://all.test", jwks: '%[1]s'}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: public, namespace: apps}
+spec:
+  selector: {matchLabels: {app: public, tier: edge}}
+  jwtRules: [{issuer: "https://public.test", jwks: '%[1]s'}]
+---
+apiVersion: security.istio.io/v1beta1
+kind: RequestAuthentication
+metadata: {name: empty-selector}
+spec:
+  selector: {}
+  jwtRules: [{issuer: "https://empty.test", jwks: '%[1]s'}]
+`, jwks)
+	a := mustCompile(t, src, Options{})
+	tests := []struct {
+		name    string
+		labels  map[string]string
+		issuers []string
+	}{
+		{name: "no labels", labels: nil, issuers: []string{"https://all.test", "https://empty.test"}},
+		{name: "partial match", labels: map[string]string{"app": "public"}, issuers: []string{"https://all.test", "https://empty.test"}},
+		{name: "full match", labels: map[string]string{"app": "public", "tier": "edge", "x": "y"}, issuers: []string{"https://all.test", "https://empty.test", "https://public.test"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			au := a.ForListener(tc.labels)
+			var got []string
+			for _, r := range au.rules {
+				got = append(got, r.issuer)
+			}
+			if diff := cmp.Diff(tc.issuers, got); diff != "" {
+				t.Errorf("issuers (-want +got):\n%s", diff)
+			}
+			for _, iss := range []string{"https://all.test", "https://public.test"} {
+				err := authenticate(au, rsaToken(t, with(goodClaims(), "iss", iss)))
+				if want := contains(tc.issuers, iss); (err == nil) != want {
+					t.Errorf("token of %s: err = %v, want accepted=%v", iss, err, want)
+				}
+			}
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
