@@ -166,6 +166,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // reject answers with the gateway's own JSON error.
 func (h *Handler) reject(x *exchange, status int, kind audit.ErrorKind, msg string) {
 	x.ev.Error = kind
+	x.w.Header().Set(HeaderRequestID, x.ev.RequestID)
 	writeError(&x.w, status, msg, x.ev.RequestID)
 }
 

@@ -39,7 +39,12 @@ func newProxy(route *Route, h *Handler) *proxy {
 		ErrorLog:  slog.NewLogLogger(h.opts.Logger.Handler(), slog.LevelDebug),
 		ModifyResponse: func(resp *http.Response) error {
 			x, _ := resp.Request.Context().Value(exchangeKey{}).(*exchange)
-			if x != nil && resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+			if x == nil {
+				return nil
+			}
+			// The client can quote the id when it reports a problem.
+			resp.Header.Set(HeaderRequestID, x.ev.RequestID)
+			if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
 				if uris := resp.TLS.PeerCertificates[0].URIs; len(uris) == 1 {
 					x.ev.Upstream.SPIFFEID = uris[0].String()
 				}

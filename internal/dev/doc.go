@@ -1,0 +1,6 @@
+// Package dev runs a complete gateway on one machine with nothing from the user:
+// a dev trust domain with short-lived, rotating SVIDs, a demo mTLS echo upstream
+// that accepts only the gateway's SPIFFE ID, a localhost server certificate whose
+// CA is written to the dev directory, and a demo policy that can be edited while
+// the gateway runs.
+package dev

@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"fmt"
+
+	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/identity"
+)
+
+// Check validates everything New would, without binding listeners or dialing
+// anything: identity files are parsed, routes and the path normalizer are
+// compiled, and policy documents are loaded and compiled with the gateway's
+// settings. A Workload API identity is checked for syntax only (there may be no
+// agent where check runs). It returns every problem at once.
+func Check(cfg *config.Gateway) error {
+	var errs config.Errors
+	add := func(err error) {
+		if err == nil {
+			return
+		}
+		if es, ok := config.AsErrors(err); ok {
+			errs = append(errs, es...)
+			return
+		}
+		errs = append(errs, config.Error{File: cfg.File, Msg: err.Error()})
+	}
+	trustDomain := cfg.Identity.TrustDomain
+	if f := cfg.Identity.Files; f != nil {
+		src, err := identity.NewFiles(identity.FilesOptions{Cert: f.Cert, Key: f.Key, Bundle: f.Bundle, FederatedBundles: f.FederatedBundles})
+		if err != nil {
+			add(config.Errors{cfg.ErrorAt("identity.files", err.Error())})
+		} else {
+			got := src.Status().ID.TrustDomain().Name()
+			if trustDomain != "" && got != trustDomain {
+				add(config.Errors{cfg.ErrorAt("identity.trustDomain", fmt.Sprintf("the gateway's SVID %s is not in trust domain %q", src.Status().ID, trustDomain))})
+			}
+			if trustDomain == "" {
+				trustDomain = got
+			}
+			src.Close()
+		}
+	}
+	if cfg.Ingress != nil {
+		for i, r := range cfg.Ingress.Routes {
+			if _, err := identity.ParseMatcher(r.Upstream.SPIFFEIDs); err != nil {
+				add(config.Errors{cfg.ErrorAt(fmt.Sprintf("ingress.routes[%d].upstream.spiffeIDs", i), err.Error())})
+			}
+		}
+		_, err := normalizer(cfg)
+		add(err)
+	}
+	if len(cfg.Policy.Files) > 0 {
+		c := *cfg
+		c.Identity.TrustDomain = trustDomain
+		_, err := CompilePolicies(&c, cfg.Policy.Files)
+		add(err)
+	}
+	return errs.Err()
+}

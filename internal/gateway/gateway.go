@@ -1,0 +1,400 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/identity"
+	"tollgate.dev/tollgate/internal/ingress"
+	"tollgate.dev/tollgate/internal/listener"
+	"tollgate.dev/tollgate/internal/policy/pathnorm"
+	"tollgate.dev/tollgate/internal/telemetry"
+)
+
+// Options supply what the configuration file does not: dev mode brings its own
+// identity and certificates.
+type Options struct {
+	Logger *slog.Logger
+	// Identity, when set, replaces the configured identity source. The gateway
+	// does not close it.
+	Identity identity.Source
+	// Certs, when set, replaces the configured ingress certificates.
+	Certs listener.CertSource
+	// Stdout receives audit events of a "stdout" sink (os.Stdout when nil).
+	Stdout io.Writer
+}
+
+// Gateway is one running gateway.
+type Gateway struct {
+	cfg  *config.Gateway
+	opts Options
+	log  *slog.Logger
+
+	src       identity.Source
+	ownSource bool
+	certStore *listener.CertStore
+	server    *listener.Server
+	admin     *telemetry.AdminServer
+	metrics   *telemetry.Metrics
+	health    *telemetry.Health
+	audit     *audit.Logger
+	files     []*audit.FileSink
+	handler   *ingress.Handler
+	router    *ingress.Router
+	policies  *policyWatcher
+
+	draining  chan struct{}
+	closeOnce sync.Once
+}
+
+// New builds a gateway from cfg without binding any listener. Problems that
+// belong to a configuration field are reported as positioned config.Errors.
+func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	g = &Gateway{cfg: cfg, opts: opts, log: opts.Logger, draining: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			g.closeParts()
+		}
+	}()
+	g.metrics = telemetry.NewMetrics()
+	g.health = telemetry.NewHealth()
+
+	if err := g.openAudit(); err != nil {
+		return nil, err
+	}
+	if err := g.openIdentity(ctx); err != nil {
+		return nil, err
+	}
+	router, err := g.buildRoutes()
+	if err != nil {
+		return nil, err
+	}
+	g.router = router
+	norm, err := normalizer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	in := cfg.Ingress
+	_, port, _ := net.SplitHostPort(in.Listen)
+	if port == "0" || port == "" {
+		port = "443"
+	}
+	g.handler = ingress.New(ingress.Options{
+		Normalize:      norm,
+		TrustedProxies: config.ParsePrefixes(in.TrustedProxies),
+		DefaultPort:    port,
+		Audit:          g.audit,
+		Metrics:        metricsAdapter{g.metrics},
+		Logger:         g.log,
+	}, &ingress.Snapshot{Router: router})
+
+	g.policies, err = newPolicyWatcher(g)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.openListener(); err != nil {
+		return nil, err
+	}
+	g.health.AddCheck("identity", g.src.Ready)
+	g.health.AddCheck("policy", g.policies.ready)
+	g.health.AddCheck("listener", func() error {
+		if g.server.Addr() == nil {
+			return errors.New("ingress listener not bound")
+		}
+		return nil
+	})
+	g.health.AddCheck("draining", func() error {
+		select {
+		case <-g.draining:
+			return errors.New("shutting down")
+		default:
+			return nil
+		}
+	})
+	g.metrics.SetSVIDExpiry(func() time.Time { return g.src.Status().NotAfter })
+	g.metrics.SetAuditStats(func() telemetry.AuditStats {
+		s := g.audit.Stats()
+		return telemetry.AuditStats{Written: s.Written, Dropped: s.Dropped, Errors: s.Errors}
+	})
+	g.admin = telemetry.NewAdminServer(cfg.Admin.Listen, g.health, g.metrics)
+	return g, nil
+}
+
+func (g *Gateway) openAudit() error {
+	var sinks []audit.Sink
+	for i, s := range g.cfg.Audit.Sinks {
+		switch {
+		case s.Stdout:
+			sinks = append(sinks, audit.NewWriterSink(g.opts.Stdout))
+		case s.File != "":
+			f, err := audit.OpenFile(s.File)
+			if err != nil {
+				return config.Errors{g.cfg.ErrorAt(fmt.Sprintf("audit.sinks[%d].file", i), fmt.Sprintf("cannot open: %v", err))}
+			}
+			g.files = append(g.files, f)
+			sinks = append(sinks, f)
+		}
+	}
+	l, err := audit.New(audit.Config{Sinks: sinks, Log: g.log})
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	g.audit = l
+	return nil
+}
+
+func (g *Gateway) openIdentity(ctx context.Context) error {
+	if g.opts.Identity != nil {
+		g.src = g.opts.Identity
+		return nil
+	}
+	id := g.cfg.Identity
+	switch {
+	case id.Files != nil:
+		f := id.Files
+		src, err := identity.NewFiles(identity.FilesOptions{
+			Cert: f.Cert, Key: f.Key, Bundle: f.Bundle, FederatedBundles: f.FederatedBundles,
+			OnReload: func(err error) {
+				g.metrics.CertReload("svid", err)
+				if err != nil {
+					g.log.Error("SVID files changed but could not be loaded; keeping the previous SVID", "err", err)
+				}
+			},
+		})
+		if err != nil {
+			return config.Errors{g.cfg.ErrorAt("identity.files", err.Error())}
+		}
+		g.src, g.ownSource = src, true
+	case id.WorkloadAPI != nil:
+		w := id.WorkloadAPI
+		src, err := identity.NewWorkloadAPI(ctx, identity.WorkloadOptions{Socket: w.Socket, SPIFFEID: w.SPIFFEID, WaitTimeout: w.WaitTimeout})
+		if err != nil {
+			return fmt.Errorf("identity: %w", err)
+		}
+		g.src, g.ownSource = src, true
+	}
+	if td := g.cfg.Identity.TrustDomain; td != "" {
+		if got := g.src.Status().ID.TrustDomain().Name(); got != td {
+			return config.Errors{g.cfg.ErrorAt("identity.trustDomain",
+				fmt.Sprintf("the gateway's SVID %s is not in trust domain %q", g.src.Status().ID, td))}
+		}
+	}
+	return nil
+}
+
+// buildRoutes compiles the routes: an mTLS transport per upstream that presents
+// the gateway's SVID and accepts only the configured SPIFFE IDs.
+func (g *Gateway) buildRoutes() (*ingress.Router, error) {
+	in := g.cfg.Ingress
+	var routes []*ingress.Route
+	var errs config.Errors
+	for i, rc := range in.Routes {
+		path := fmt.Sprintf("ingress.routes[%d]", i)
+		allowed, err := identity.ParseMatcher(rc.Upstream.SPIFFEIDs)
+		if err != nil {
+			errs = append(errs, g.cfg.ErrorAt(path+".upstream.spiffeIDs", err.Error()))
+			continue
+		}
+		u, err := url.Parse(rc.Upstream.URL)
+		if err != nil {
+			errs = append(errs, g.cfg.ErrorAt(path+".upstream.url", err.Error()))
+			continue
+		}
+		tlsCfg := identity.ClientTLSConfig(g.src, allowed, identity.ClientOptions{ServerName: rc.Upstream.ServerName})
+		routes = append(routes, &ingress.Route{
+			Name: rc.Name, Host: rc.Host, PathPrefix: rc.PathPrefix, Upstream: u,
+			UpstreamIDs: allowed.String(),
+			Transport: ingress.NewTransport(ingress.TransportOptions{
+				TLS: tlsCfg, DialTimeout: in.Timeouts.Dial, ResponseHeaderTimeout: rc.Upstream.Timeout,
+			}),
+		})
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return ingress.NewRouter(routes), nil
+}
+
+func normalizer(cfg *config.Gateway) (ingress.Normalizer, error) {
+	n := cfg.Ingress.Normalization
+	mode, err := pathnorm.ParseMode(n.Mode)
+	if err != nil {
+		return nil, config.Errors{cfg.ErrorAt("ingress.normalization.mode", err.Error())}
+	}
+	esc, err := pathnorm.ParseEscapedSlashes(n.EscapedSlashes)
+	if err != nil {
+		return nil, config.Errors{cfg.ErrorAt("ingress.normalization.escapedSlashes", err.Error())}
+	}
+	opts := pathnorm.Options{Mode: mode, EscapedSlashes: esc}
+	return func(target string) (string, string, error) {
+		res, err := pathnorm.Normalize(target, opts)
+		return res.Path, res.RawQuery, err
+	}, nil
+}
+
+func (g *Gateway) openListener() error {
+	in := g.cfg.Ingress
+	certs := g.opts.Certs
+	if certs == nil {
+		files := make([]listener.CertFile, len(in.TLS.Certificates))
+		for i, c := range in.TLS.Certificates {
+			files[i] = listener.CertFile{Cert: c.Cert, Key: c.Key}
+		}
+		store, err := listener.NewCertStore(files, listener.CertStoreOptions{OnReload: func(file string, err error) {
+			g.metrics.CertReload("ingress", err)
+			if err != nil {
+				g.log.Error("certificate changed but could not be loaded; keeping the previous one", "file", file, "err", err)
+			} else {
+				g.log.Info("certificate reloaded", "file", file)
+			}
+		}})
+		if err != nil {
+			return config.Errors{g.cfg.ErrorAt("ingress.tls.certificates", err.Error())}
+		}
+		g.certStore, certs = store, store
+	}
+	srv, err := listener.New(listener.Config{
+		Addr:                in.Listen,
+		Handler:             g.handler,
+		Certs:               certs,
+		ReadHeaderTimeout:   in.Timeouts.ReadHeader,
+		ReadTimeout:         in.Timeouts.Read,
+		WriteTimeout:        in.Timeouts.Write,
+		IdleTimeout:         in.Timeouts.Idle,
+		MaxHeaderBytes:      in.Limits.MaxHeaderBytes,
+		MaxHeaderCount:      in.Limits.MaxHeaderCount,
+		Logger:              g.log,
+		OnTLSHandshakeError: func() { g.metrics.TLSHandshakeError("ingress") },
+	})
+	if err != nil {
+		return fmt.Errorf("ingress listener: %w", err)
+	}
+	g.server = srv
+	return nil
+}
+
+// Start binds the listeners and starts watching policy files.
+func (g *Gateway) Start() error {
+	ln, err := net.Listen("tcp", g.cfg.Ingress.Listen)
+	if err != nil {
+		return fmt.Errorf("ingress listener: %w", err)
+	}
+	if err := g.server.Start(ln); err != nil {
+		ln.Close()
+		return fmt.Errorf("ingress listener: %w", err)
+	}
+	if err := g.admin.Start(); err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	g.policies.start()
+	g.log.Info("gateway started", "ingress", g.server.Addr().String(), "admin", g.admin.Addr(),
+		"spiffeID", g.src.Status().ID.String(), "routes", len(g.router.Routes()))
+	return nil
+}
+
+// IngressAddr is the bound ingress address (after Start).
+func (g *Gateway) IngressAddr() net.Addr { return g.server.Addr() }
+
+// AdminAddr is the bound admin address (after Start).
+func (g *Gateway) AdminAddr() string { return g.admin.Addr() }
+
+// Handler is the ingress handler (for benchmarks and tests).
+func (g *Gateway) Handler() *ingress.Handler { return g.handler }
+
+// Reload re-reads what can change without a restart: certificates, policy and
+// authentication documents, and reopens audit files (for logrotate). It is what
+// SIGHUP does.
+func (g *Gateway) Reload() error {
+	var errs []error
+	if g.certStore != nil {
+		if err := g.certStore.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("certificates: %w", err))
+		}
+	}
+	if err := g.policies.reload(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, f := range g.files {
+		if err := f.Reopen(); err != nil {
+			errs = append(errs, fmt.Errorf("audit file %s: %w", f.Path(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx is done, then
+// closes everything. Readiness turns false first so load balancers stop sending.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	var err error
+	g.closeOnce.Do(func() {
+		close(g.draining)
+		if g.server != nil {
+			err = g.server.Shutdown(ctx)
+		}
+		if g.admin != nil {
+			actx, cancel := context.WithTimeout(context.Background(), time.Second)
+			g.admin.Shutdown(actx)
+			cancel()
+		}
+		g.closeParts()
+	})
+	return err
+}
+
+func (g *Gateway) closeParts() {
+	if g.policies != nil {
+		g.policies.close()
+	}
+	if g.router != nil {
+		for _, r := range g.router.Routes() {
+			if t, ok := r.Transport.(interface{ CloseIdleConnections() }); ok {
+				t.CloseIdleConnections()
+			}
+		}
+	}
+	if g.certStore != nil {
+		g.certStore.Close()
+	}
+	if g.audit != nil {
+		g.audit.Close()
+	}
+	if g.ownSource && g.src != nil {
+		g.src.Close()
+	}
+}
+
+// Summary is the one line `gateway check` prints for a valid configuration.
+func Summary(cfg *config.Gateway) string {
+	n := 0
+	if cfg.Ingress != nil {
+		n = len(cfg.Ingress.Routes)
+	}
+	return cfg.File + ": ok (" + strconv.Itoa(n) + " routes, " + strconv.Itoa(len(cfg.Policy.Files)) + " policy paths)"
+}
+
+type metricsAdapter struct{ m *telemetry.Metrics }
+
+func (a metricsAdapter) ObserveRequest(route string, code int, d time.Duration) {
+	a.m.ObserveRequest("ingress", route, code, d)
+}
+
+func (a metricsAdapter) UpstreamError(route string, kind audit.ErrorKind) {
+	a.m.Route("ingress", route).UpstreamError(string(kind))
+}
