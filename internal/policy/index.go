@@ -1,32 +1,49 @@
 package policy
 
+import "strings"
+
 // ruleIndex finds the first matching rule of a group without trying every rule.
-// Rules are keyed by the host (lower case, without port) and the first path
-// segment that every request they can match must have; a rule that cannot be
-// keyed lands in a "rest" list. A request then tries at most four short lists,
-// each in rule order, and the first match overall is the one with the lowest
-// rule number, exactly what the linear evaluator returns.
+// Rules are keyed by the host (lower case, without port) and by the leading
+// literal path segments that every request they can match must have; a rule
+// that cannot be keyed by host sits under anyHost, one that cannot be keyed by
+// path sits at the root of its path trie. A request walks its host's trie and
+// the anyHost trie along its own path segments and tries the rules found on the
+// way, each list in rule order; the first match overall is the one with the
+// lowest rule number, exactly what the linear evaluator returns.
 type ruleIndex struct {
 	rules   []*rule
-	byHost  map[string]*segIndex
-	anyHost segIndex
+	byHost  map[string]*pathNode
+	anyHost pathNode
 }
 
-type segIndex struct {
-	bySeg map[string][]int32
-	rest  []int32
+// pathNode is one node of a trie of path segments.
+type pathNode struct {
+	ids  []int32 // rules whose path key ends here, ascending
+	kids map[string]*pathNode
 }
 
-func (s *segIndex) add(segs []string, id int32) {
-	if segs == nil {
-		s.rest = appendID(s.rest, id)
-		return
+// maxKeyDepth bounds the trie depth; a longer key is cut, which only widens the
+// set of candidate rules.
+const maxKeyDepth = 8
+
+func (n *pathNode) add(keys [][]string, id int32) {
+	if keys == nil {
+		keys = [][]string{nil}
 	}
-	if s.bySeg == nil {
-		s.bySeg = map[string][]int32{}
-	}
-	for _, k := range segs {
-		s.bySeg[k] = appendID(s.bySeg[k], id)
+	for _, key := range keys {
+		node := n
+		for _, seg := range key[:min(len(key), maxKeyDepth)] {
+			if node.kids == nil {
+				node.kids = map[string]*pathNode{}
+			}
+			next := node.kids[seg]
+			if next == nil {
+				next = &pathNode{}
+				node.kids[seg] = next
+			}
+			node = next
+		}
+		node.ids = appendID(node.ids, id)
 	}
 }
 
@@ -38,25 +55,51 @@ func appendID(ids []int32, id int32) []int32 {
 }
 
 func newRuleIndex(rules []*rule) *ruleIndex {
-	x := &ruleIndex{rules: rules, byHost: map[string]*segIndex{}}
+	x := &ruleIndex{rules: rules, byHost: map[string]*pathNode{}}
 	for i, r := range rules {
 		id := int32(i)
 		hosts := ruleKeys(r, aHost)
-		segs := ruleKeys(r, aPath)
+		var paths [][]string
+		for _, k := range ruleKeys(r, aPath) {
+			paths = append(paths, splitKey(k))
+		}
 		if hosts == nil {
-			x.anyHost.add(segs, id)
+			x.anyHost.add(paths, id)
 			continue
 		}
 		for _, h := range hosts {
-			s := x.byHost[h]
-			if s == nil {
-				s = &segIndex{}
-				x.byHost[h] = s
+			n := x.byHost[h]
+			if n == nil {
+				n = &pathNode{}
+				x.byHost[h] = n
 			}
-			s.add(segs, id)
+			n.add(paths, id)
 		}
 	}
 	return x
+}
+
+// splitKey turns a path key ("a/b", see pathKey) into its segments.
+func splitKey(k string) []string {
+	if k == "" {
+		return []string{}
+	}
+	return strings.Split(k, "/")
+}
+
+// pathKey returns the literal segments every path matching the value has, joined
+// with '/', and whether the value starts with '/'. literal is the part of the
+// value that is matched literally; complete says whether its last segment is
+// complete (an exact value) or may continue (a prefix).
+func pathKey(literal string, complete bool) (string, bool) {
+	if !strings.HasPrefix(literal, "/") {
+		return "", false
+	}
+	segs := strings.Split(literal[1:], "/")
+	if !complete {
+		segs = segs[:len(segs)-1]
+	}
+	return strings.Join(segs, "/"), true
 }
 
 // ruleKeys returns the keys of attribute a that every request matching r has, or
@@ -92,25 +135,42 @@ func (x *ruleIndex) first(c *evalCtx) *rule {
 		return nil
 	}
 	best := int32(len(x.rules))
-	seg, hasSeg := firstSegment(c.r.Path)
 	if len(x.byHost) > 0 && c.r.Host != "" {
 		var buf [128]byte
-		if s := x.byHost[string(hostKey(buf[:0], c.r.Host))]; s != nil {
-			best = s.first(x.rules, c, seg, hasSeg, best)
+		if n := x.byHost[string(hostKey(buf[:0], c.r.Host))]; n != nil {
+			best = n.first(x.rules, c, best)
 		}
 	}
-	best = x.anyHost.first(x.rules, c, seg, hasSeg, best)
+	if x.anyHost.ids != nil || x.anyHost.kids != nil {
+		best = x.anyHost.first(x.rules, c, best)
+	}
 	if best < int32(len(x.rules)) {
 		return x.rules[best]
 	}
 	return nil
 }
 
-func (s *segIndex) first(rules []*rule, c *evalCtx, seg string, hasSeg bool, best int32) int32 {
-	if hasSeg && s.bySeg != nil {
-		best = firstIn(rules, s.bySeg[seg], c, best)
+// first walks the trie along the request's path segments.
+func (n *pathNode) first(rules []*rule, c *evalCtx, best int32) int32 {
+	best = firstIn(rules, n.ids, c, best)
+	p := c.r.Path
+	if !strings.HasPrefix(p, "/") {
+		return best
 	}
-	return firstIn(rules, s.rest, c, best)
+	p = p[1:]
+	for depth, more := 0, true; more && n.kids != nil && depth < maxKeyDepth; depth++ {
+		seg := p
+		if i := strings.IndexByte(p, '/'); i >= 0 {
+			seg, p = p[:i], p[i+1:]
+		} else {
+			more = false
+		}
+		if n = n.kids[seg]; n == nil {
+			break
+		}
+		best = firstIn(rules, n.ids, c, best)
+	}
+	return best
 }
 
 // firstIn returns the lowest id in ids below best whose rule matches, else best.

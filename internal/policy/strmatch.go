@@ -107,25 +107,6 @@ func hostKeyComplete(prefix string) bool {
 	return strings.IndexByte(prefix, ':') >= 0
 }
 
-// firstSegment returns the first path segment of p ("api" for "/api/v1") and
-// whether p starts with '/'.
-func firstSegment(p string) (string, bool) {
-	if !strings.HasPrefix(p, "/") {
-		return "", false
-	}
-	p = p[1:]
-	if i := strings.IndexByte(p, '/'); i >= 0 {
-		return p[:i], true
-	}
-	return p, true
-}
-
-// segmentComplete reports whether the path prefix fixes the first segment of every
-// path it matches ("/api/" does, "/ap" does not).
-func segmentComplete(prefix string) bool {
-	return strings.HasPrefix(prefix, "/") && strings.IndexByte(prefix[1:], '/') >= 0
-}
-
 // trimOWS removes the optional whitespace around a header value, so that
 // "admin " is judged as the "admin" a backend sees (CVE-2019-18802).
 func trimOWS(s string) string {

@@ -212,23 +212,28 @@ func parsePort(v string) (int, error) {
 func (b *builder) paths(path string, vals []string) (matcher, bool) {
 	m := matcher{attr: aPath, keyed: true}
 	ok := true
+	key := func(literal string, complete bool) {
+		if k, ok := pathKey(literal, complete); ok {
+			m.keys = appendKey(m.keys, k)
+		} else {
+			m.keyed = false
+		}
+	}
 	for i, v := range vals {
-		seg, hasSeg := firstSegment(v)
 		if !strings.Contains(v, "{*}") && !strings.Contains(v, "{**}") {
 			s := parseStr(v, smNonEmpty)
 			m.strs = append(m.strs, s)
-			if hasSeg && (s.kind == smExact || (s.kind == smPrefix && segmentComplete(s.v))) {
-				m.keys = appendKey(m.keys, seg)
-			} else {
+			switch s.kind {
+			case smExact:
+				key(s.v, true)
+			case smPrefix:
+				key(s.v, false)
+			default:
 				m.keyed = false
 			}
 			continue
 		}
-		if hasSeg && seg != "{*}" && seg != "{**}" {
-			m.keys = appendKey(m.keys, seg)
-		} else {
-			m.keyed = false
-		}
+		key(v[:strings.IndexByte(v, '{')], false)
 		re, err := compileTemplate(v)
 		if err != nil {
 			b.d.Errorf(fmt.Sprintf("%s[%d]", path, i), "%v", err)
