@@ -16,9 +16,11 @@ type certIndex struct {
 	// certs holds the serving certificates in configuration order; certs[0]
 	// is the default for an absent or unknown SNI.
 	certs []*tls.Certificate
-	// exact maps a lower-case name without trailing dot (or an IP in its
-	// canonical text form) to its certificate.
+	// exact maps a lower-case DNS name without trailing dot to its
+	// certificate.
 	exact map[string]*tls.Certificate
+	// ips maps an IP SAN (IPv4-mapped addresses unmapped) to its certificate.
+	ips map[netip.Addr]*tls.Certificate
 	// wildcard maps the parent domain of a "*.parent" SAN to its certificate.
 	wildcard map[string]*tls.Certificate
 }
@@ -33,6 +35,7 @@ func newCertIndex(certs []*tls.Certificate) (*certIndex, error) {
 	idx := &certIndex{
 		certs:    certs,
 		exact:    make(map[string]*tls.Certificate),
+		ips:      make(map[netip.Addr]*tls.Certificate),
 		wildcard: make(map[string]*tls.Certificate),
 	}
 	for _, c := range certs {
@@ -70,9 +73,9 @@ func newCertIndex(certs []*tls.Certificate) (*certIndex, error) {
 			if !ok {
 				continue
 			}
-			key := addr.Unmap().String()
-			if _, dup := idx.exact[key]; !dup {
-				idx.exact[key] = c
+			key := addr.Unmap()
+			if _, dup := idx.ips[key]; !dup {
+				idx.ips[key] = c
 			}
 		}
 	}
@@ -91,15 +94,19 @@ func (idx *certIndex) lookup(serverName string) (*tls.Certificate, bool) {
 	if !ok {
 		return idx.certs[0], false
 	}
+	// The trailing dot is a DNS notion: "::1." or "127.0.0.1." is a
+	// (strange) DNS name, not an IP, as crypto/x509 sees it too.
+	if mayBeIP(name) && !strings.HasSuffix(serverName, ".") {
+		if addr, err := netip.ParseAddr(name); err == nil {
+			// An IP matches IP SANs only, never a DNS name or wildcard.
+			if c, ok := idx.ips[addr.Unmap()]; ok {
+				return c, true
+			}
+			return idx.certs[0], false
+		}
+	}
 	if c, ok := idx.exact[name]; ok {
 		return c, true
-	}
-	if addr, err := netip.ParseAddr(name); err == nil {
-		// An IP is never matched by a DNS wildcard.
-		if c, ok := idx.exact[addr.Unmap().String()]; ok {
-			return c, true
-		}
-		return idx.certs[0], false
 	}
 	label, parent, found := strings.Cut(name, ".")
 	// The label the wildcard stands for must be a real hostname label:
@@ -112,6 +119,14 @@ func (idx *certIndex) lookup(serverName string) (*tls.Certificate, bool) {
 		}
 	}
 	return idx.certs[0], false
+}
+
+// mayBeIP is a cheap pre-check that spares hostnames the allocation of a
+// failed netip.ParseAddr: an IP has a colon or ends in a digit, while a
+// top-level domain is never numeric.
+func mayBeIP(s string) bool {
+	last := s[len(s)-1]
+	return '0' <= last && last <= '9' || strings.IndexByte(s, ':') >= 0
 }
 
 // normalizeName lower-cases ASCII letters and drops one trailing dot. Only

@@ -184,6 +184,13 @@ func (s *CertStore) reload(force bool) error {
 
 	var errs []error
 	changed := false
+	// Reports wait until the new index is stored, so OnReload(file, nil)
+	// means the new certificate is already serving.
+	type report struct {
+		file string
+		err  error
+	}
+	var reports []report
 	for i, p := range s.pairs {
 		snap, err := readPair(p.CertFile)
 		if err != nil {
@@ -192,7 +199,7 @@ func (s *CertStore) reload(force bool) error {
 			if force || p.lastErr != err.Error() {
 				p.lastErr = err.Error()
 				errs = append(errs, err)
-				s.report(p.Cert, err)
+				reports = append(reports, report{p.Cert, err})
 			}
 			continue
 		}
@@ -204,12 +211,12 @@ func (s *CertStore) reload(force bool) error {
 		c, err := snap.parse(i == 0)
 		if err != nil {
 			errs = append(errs, err)
-			s.report(p.Cert, err)
+			reports = append(reports, report{p.Cert, err})
 			continue
 		}
 		p.cert = c
 		changed = true
-		s.report(p.Cert, nil)
+		reports = append(reports, report{p.Cert, nil})
 	}
 	if changed {
 		served := make([]*tls.Certificate, len(s.pairs))
@@ -224,11 +231,10 @@ func (s *CertStore) reload(force bool) error {
 			s.idx.Store(idx)
 		}
 	}
-	return errors.Join(errs...)
-}
-
-func (s *CertStore) report(file string, err error) {
 	if s.onReload != nil {
-		s.onReload(file, err)
+		for _, r := range reports {
+			s.onReload(r.file, r.err)
+		}
 	}
+	return errors.Join(errs...)
 }

@@ -74,6 +74,7 @@ func TestLookup(t *testing.T) {
 		{name: "IPv4 SAN", serverName: "127.0.0.1", want: "default", wantMatch: true},
 		{name: "IPv4-mapped IPv6", serverName: "::ffff:127.0.0.1", want: "default", wantMatch: true},
 		{name: "IPv6 SAN", serverName: "::1", want: "default", wantMatch: true},
+		{name: "IP with trailing dot is not an IP", serverName: "127.0.0.1.", want: "default"},
 		{name: "IP not matched by wildcard", serverName: "10.0.0.1", want: "default"},
 		{name: "unknown", serverName: "unknown.test", want: "default"},
 		{name: "two trailing dots", serverName: "a.example.com..", want: "default"},

@@ -202,8 +202,9 @@ func New(cfg Config) (*Server, error) {
 
 // Start serves on ln, or on a new TCP listener on Config.Addr if ln is nil,
 // and returns once listening; serving goes on in the background until
-// Shutdown or Close. ln must be a plain (not TLS) listener; the Server
-// owns it from here on and closes it.
+// Shutdown or Close. ln must be a plain (not TLS) listener; once Start
+// succeeds the Server owns it and closes it, if Start fails it stays the
+// caller's.
 func (s *Server) Start(ln net.Listener) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -275,6 +276,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		started := s.started
 		s.mu.Unlock()
 		if !started {
+			close(s.done) // nothing to wait for; Start now refuses
 			return
 		}
 		err := s.srv.Shutdown(ctx)

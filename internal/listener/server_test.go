@@ -373,6 +373,30 @@ func roundTrip(conn net.Conn) error {
 	return nil
 }
 
+func TestShutdownBeforeStart(t *testing.T) {
+	store, _ := newTestStore(t)
+	srv, err := New(Config{Certs: store, Handler: echoHandler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown before Start = %v; want nil", err)
+	}
+	select {
+	case <-srv.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after Shutdown of a server never started")
+	}
+	ln := mustListen(t)
+	defer ln.Close() // a refused listener stays the caller's
+	if err := srv.Start(ln); !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Start after Shutdown = %v; want %v", err, http.ErrServerClosed)
+	}
+	if srv.Addr() != nil {
+		t.Errorf("Addr = %v; want nil", srv.Addr())
+	}
+}
+
 func TestStartTwice(t *testing.T) {
 	ca := newTestCA(t)
 	store, err := NewStaticCertStore(ca.issue(t, "a.example.com"))
