@@ -42,7 +42,7 @@ type echo struct {
 // testbed is a gateway handler behind real TLS, in front of an mTLS upstream that
 // accepts only the gateway's SPIFFE ID.
 type testbed struct {
-	t        *testing.T
+	t        testing.TB
 	ca       *identity.DevCA
 	gwSrc    identity.Source
 	upstream *httptest.Server
@@ -51,6 +51,9 @@ type testbed struct {
 	hits     atomicCounter
 	events   *eventLog
 	roots    *x509.CertPool
+	// transport and frontTLS are what the gateway uses, for a bare proxy to share.
+	transport *http.Transport
+	frontTLS  *tls.Config
 }
 
 type atomicCounter struct {
@@ -101,9 +104,12 @@ type testbedOptions struct {
 	routes           func(up *url.URL, tr http.RoundTripper) []*Route
 	authorize        Authorizer
 	responseTimeout  time.Duration
+	audit            Recorder // default: an in-memory event log
+	metrics          Observer
+	quiet            bool // no log output (benchmarks)
 }
 
-func newTestbed(t *testing.T, o testbedOptions) *testbed {
+func newTestbed(t testing.TB, o testbedOptions) *testbed {
 	t.Helper()
 	ca, err := identity.NewDevCA("example.org")
 	if err != nil {
@@ -153,23 +159,30 @@ func newTestbed(t *testing.T, o testbedOptions) *testbed {
 		ResponseHeaderTimeout: cmpOr(o.responseTimeout, 5*time.Second),
 	})
 	t.Cleanup(tr.CloseIdleConnections)
+	tb.transport = tr
 	routes := []*Route{{Name: "web", Host: "*", PathPrefix: "/", Upstream: upURL, Transport: tr}}
 	if o.routes != nil {
 		routes = o.routes(upURL, tr)
+	}
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	if o.quiet {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	tb.handler = New(Options{
 		Normalize:      Normalizer(pathnormDefault),
 		TrustedProxies: o.trusted,
 		DefaultPort:    "443",
-		Audit:          tb.events,
-		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Audit:          cmpOr[Recorder](o.audit, tb.events),
+		Metrics:        o.metrics,
+		Logger:         logger,
 	}, &Snapshot{Router: NewRouter(routes), Authorize: o.authorize})
 
 	cert, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb.front = serveTLS(t, tb.handler, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	tb.frontTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tb.front = serveTLS(t, tb.handler, tb.frontTLS)
 	return tb
 }
 
@@ -271,7 +284,7 @@ func errorBody(t *testing.T, body []byte) (msg, requestID string) {
 }
 
 // testWriter sends log lines to t.Log, so they show only for failing tests.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -280,7 +293,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // serveTLS serves h with exactly cfg on 127.0.0.1 (httptest's StartTLS would add
 // its own certificate, which takes precedence for clients that send no SNI).
-func serveTLS(t *testing.T, h http.Handler, cfg *tls.Config) *httptest.Server {
+func serveTLS(t testing.TB, h http.Handler, cfg *tls.Config) *httptest.Server {
 	t.Helper()
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"h2", "http/1.1"}

@@ -1,0 +1,114 @@
+package ingress
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+	"time"
+
+	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/request"
+)
+
+// BenchmarkIngress measures the whole ingress path in one process: an HTTPS
+// client, the gateway (normalize, route, sanitize, audit, proxy) and an mTLS
+// upstream that checks the gateway's SPIFFE ID, with keep-alive connections.
+// "bare" is the same traffic through a bare httputil.ReverseProxy with the same
+// TLS on both legs: Go's floor. scripts/bench.sh prints the gateway/bare ratio.
+func BenchmarkIngress(b *testing.B) {
+	small := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+	}
+	for _, proto := range []struct {
+		name string
+		h2   bool
+	}{{"h1", false}, {"h2", true}} {
+		b.Run("bare/"+proto.name, func(b *testing.B) {
+			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true})
+			up, _ := url.Parse(tb.upstream.URL)
+			rp := &httputil.ReverseProxy{
+				Rewrite: func(pr *httputil.ProxyRequest) {
+					pr.SetURL(up)
+					pr.Out.Host = pr.In.Host
+					pr.SetXForwarded()
+				},
+				Transport: tb.transport,
+			}
+			front := serveTLS(b, rp, tb.frontTLS)
+			runLoad(b, tb, front.URL+"/api/v1/items/42?x=1", proto.h2)
+		})
+		b.Run("gateway/"+proto.name, func(b *testing.B) {
+			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
+			b.Cleanup(func() { lg.Close() })
+			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg})
+			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
+		})
+		b.Run("gateway+authz/"+proto.name, func(b *testing.B) {
+			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
+			b.Cleanup(func() { lg.Close() })
+			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authorize: allowAll{}})
+			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
+		})
+	}
+}
+
+type allowAll struct{}
+
+func (allowAll) Authorize(*request.Request) *audit.Decision { return &audit.Decision{Allow: true} }
+
+func runLoad(b *testing.B, tb *testbed, target string, h2 bool) {
+	c := tb.client(h2)
+	tr := c.Transport.(*http.Transport)
+	tr.MaxIdleConnsPerHost = 64
+	// Warm up connections so handshakes are not measured.
+	for range 8 {
+		resp, err := c.Get(target)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Get(target)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+func BenchmarkRouterMatch(b *testing.B) {
+	up, _ := url.Parse("https://127.0.0.1:1")
+	var routes []*Route
+	for i := range 100 {
+		routes = append(routes, &Route{Name: fmt.Sprint(i), Host: fmt.Sprintf("svc%d.example.com", i), PathPrefix: "/api", Upstream: up})
+	}
+	rt := NewRouter(routes)
+	b.ReportAllocs()
+	for b.Loop() {
+		if rt.Match("svc57.example.com", "/api/v1/x", "443") == nil {
+			b.Fatal("no match")
+		}
+	}
+}
