@@ -26,9 +26,11 @@ type CertStoreOptions struct {
 	// means [DefaultPollInterval]; a negative value turns polling off, so
 	// only [CertStore.Reload] picks up changes.
 	PollInterval time.Duration
-	// OnReload, if set, is called after every reload attempt of a changed
-	// pair: err is nil when the new certificate is serving, otherwise the
-	// old one keeps serving and err says why. file is the pair's
+	// OnReload, if set, is called after each reload attempt of a pair (by
+	// polling, only pairs whose content changed; by Reload, every pair):
+	// err is nil when the new certificate is already serving, otherwise
+	// the old one keeps serving and err says why. A file that stays broken
+	// is reported once by polling, not on every poll. file is the pair's
 	// certificate file; err names both files. It is called from the polling
 	// goroutine or from Reload, never concurrently with itself.
 	OnReload func(file string, err error)

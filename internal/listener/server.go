@@ -14,7 +14,6 @@ import (
 
 // Defaults for the zero values of [Config].
 const (
-	DefaultHandshakeTimeout     = 10 * time.Second
 	DefaultReadHeaderTimeout    = 10 * time.Second
 	DefaultIdleTimeout          = 120 * time.Second
 	DefaultMaxHeaderBytes       = 64 << 10
