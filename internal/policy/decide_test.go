@@ -337,3 +337,10 @@ func TestEngineSelector(t *testing.T) {
 		}
 	}
 }
+
+func TestHostFoldIsASCIIOnly(t *testing.T) {
+	runDecide(t, pol("k", `{rules: [{to: [{operation: {hosts: [k.example]}}]}]}`), Options{}, []decideCase{
+		{"ascii upper", request.Request{Host: "K.EXAMPLE"}, allowBy("k", 0)},
+		{"kelvin sign is another host", request.Request{Host: "\u212a.example"}, denyDefault},
+	})
+}

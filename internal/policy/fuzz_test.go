@@ -32,7 +32,7 @@ var (
 	fzHosts   = []string{"a.example", "B.example", "*.example", "a.example:*", "[::1]:*", "c.example:8443", "*", "ap*"}
 	fzPaths   = []string{"/a", "/a/*", "/b/x", "*.png", "/a/{*}", "/", "/b/*", "/{*}/x", "*", "/a*", "/c/{**}"}
 	fzMethods = []string{"GET", "POST", "*", "P*"}
-	fzReqHost = []string{"a.example", "A.EXAMPLE", "b.example", "x.example", "a.example:80", "[::1]:80", "c.example:8443", "", "apx"}
+	fzReqHost = []string{"a.example", "A.EXAMPLE", "b.example", "x.example", "a.example:80", "[::1]:80", "c.example:8443", "", "apx", "\u212a.example", "A.example:"}
 	fzReqPath = []string{"/a", "/a/", "/a/b", "/b/x", "/x.png", "/", "", "/q/x", "a", "/c/d/e", "/ab"}
 )
 

@@ -40,7 +40,7 @@ func (m *strMatch) match(s string) bool {
 	switch m.kind {
 	case smExact:
 		if m.fold {
-			return strings.EqualFold(s, m.v)
+			return asciiEqualFold(s, m.v)
 		}
 		return s == m.v
 	case smPrefix:
@@ -48,7 +48,7 @@ func (m *strMatch) match(s string) bool {
 			return false
 		}
 		if m.fold {
-			return strings.EqualFold(s[:len(m.v)], m.v)
+			return asciiEqualFold(s[:len(m.v)], m.v)
 		}
 		return s[:len(m.v)] == m.v
 	case smSuffix:
@@ -56,7 +56,7 @@ func (m *strMatch) match(s string) bool {
 			return false
 		}
 		if m.fold {
-			return strings.EqualFold(s[len(s)-len(m.v):], m.v)
+			return asciiEqualFold(s[len(s)-len(m.v):], m.v)
 		}
 		return s[len(s)-len(m.v):] == m.v
 	case smNonEmpty:
@@ -74,6 +74,31 @@ func anyStr(ms []strMatch, s string) bool {
 		}
 	}
 	return false
+}
+
+// asciiEqualFold compares ignoring ASCII case only, as Envoy's ignore_case does.
+// Unicode folding (strings.EqualFold) would let "\u212A.example" (Kelvin sign)
+// match a policy for "k.example", which no backend would treat as the same host.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // hostKey is the index key of a host: lower-cased, without any port. It cuts at
