@@ -203,13 +203,13 @@ func TestNewWorkloadAPIErrors(t *testing.T) {
 		{name: "not a socket", opts: identity.WorkloadOptions{Socket: "unix://" + regular}, wantErr: []string{"is not a unix socket"}},
 		{name: "bad SPIFFE ID", opts: identity.WorkloadOptions{Socket: other.addr(), SPIFFEID: "spiffe://Example.org/x"}, wantErr: []string{`SPIFFE ID "spiffe://Example.org/x"`}},
 		{
-			name: "no identity issued",
-			opts: identity.WorkloadOptions{Socket: noIdentity.addr(), WaitTimeout: 300 * time.Millisecond},
+			name:    "no identity issued",
+			opts:    identity.WorkloadOptions{Socket: noIdentity.addr(), WaitTimeout: 300 * time.Millisecond},
 			wantErr: []string{"no SVID from workload API after 300ms: workload API at " + noIdentity.addr() + ": ", "PermissionDenied", "no identity issued"},
 		},
 		{
-			name: "wanted ID not offered",
-			opts: identity.WorkloadOptions{Socket: other.addr(), SPIFFEID: "spiffe://example.org/b", WaitTimeout: 300 * time.Millisecond},
+			name:    "wanted ID not offered",
+			opts:    identity.WorkloadOptions{Socket: other.addr(), SPIFFEID: "spiffe://example.org/b", WaitTimeout: 300 * time.Millisecond},
 			wantErr: []string{"no SVID from workload API after 300ms: workload API at " + other.addr() + " offers no SVID for spiffe://example.org/b (offered: spiffe://example.org/a)"},
 		},
 	}
