@@ -2,7 +2,6 @@ package oidc
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,12 +30,17 @@ func cookieAAD(dst []byte, name, host string) []byte {
 }
 
 // cookieHost is the host part a browser scopes a host-only cookie to: no port, lower case.
+// It avoids net.SplitHostPort, whose error for a port-less host allocates on every request.
 func cookieHost(hostport string) string {
 	h := hostport
-	if hh, _, err := net.SplitHostPort(hostport); err == nil {
-		h = hh
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[1:i]
+		}
+	} else if i := strings.IndexByte(h, ':'); i >= 0 && strings.Count(h, ":") == 1 {
+		h = h[:i]
 	}
-	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+	return strings.ToLower(h)
 }
 
 // chunkName is the name of chunk i of a chunked cookie.

@@ -182,8 +182,8 @@ func TestReadChunksBadInput(t *testing.T) {
 func TestSessionEncoding(t *testing.T) {
 	s := &session{
 		Created: time.Unix(1700000000, 0), Expires: time.Unix(1700028800, 0), AccessExpiry: time.Unix(1700003600, 0),
-		Claims: []byte(`{"iss":"https://idp","sub":"alice","aud":["gw","x"],"azp":"gw","groups":["dev"]}`),
-		IDToken: "h.p.s", AccessToken: "at", RefreshToken: "",
+		Claims:  []byte(`{"iss":"https://idp","sub":"alice","aud":["gw","x"],"azp":"gw","groups":["dev"]}`),
+		IDToken: []byte("h.p.s"), AccessToken: []byte("at"), RefreshToken: []byte{},
 	}
 	got, err := parseSession(s.marshal())
 	if err != nil {
@@ -212,7 +212,7 @@ func TestSessionEncoding(t *testing.T) {
 
 // FuzzParseSession: the decoder never panics and round-trips what it accepts.
 func FuzzParseSession(f *testing.F) {
-	f.Add((&session{Claims: []byte(`{}`), IDToken: "a"}).marshal())
+	f.Add((&session{Claims: []byte(`{}`), IDToken: []byte("a")}).marshal())
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -245,4 +245,15 @@ func FuzzSessionCookie(f *testing.F) {
 			t.Fatalf("forged value opened: %q", v)
 		}
 	})
+}
+
+func TestCookieHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"gw.example": "gw.example", "GW.Example:8443": "gw.example", "127.0.0.1:443": "127.0.0.1",
+		"[::1]:8443": "::1", "[::1]": "::1", "::1": "::1",
+	} {
+		if got := cookieHost(in); got != want {
+			t.Errorf("cookieHost(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

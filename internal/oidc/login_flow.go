@@ -229,7 +229,7 @@ func (l *Login) redeem(ctx context.Context, r *http.Request, d *discovered) (*se
 	now := l.now()
 	return &session{
 		Created: now, Expires: now.Add(l.cfg.SessionTTL), AccessExpiry: tok.Expiry,
-		Claims: claims, IDToken: rawID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken,
+		Claims: claims, IDToken: []byte(rawID), AccessToken: []byte(tok.AccessToken), RefreshToken: []byte(tok.RefreshToken),
 	}, st, nil
 }
 
@@ -265,8 +265,8 @@ func (l *Login) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	q := u.Query()
 	q.Set("client_id", l.cfg.Provider.ClientID)
-	if s != nil && s.IDToken != "" {
-		q.Set("id_token_hint", s.IDToken)
+	if s != nil && len(s.IDToken) > 0 {
+		q.Set("id_token_hint", string(s.IDToken))
 	}
 	if p := l.cfg.Provider.PostLogoutRedirectPath; p != "" {
 		q.Set("post_logout_redirect_uri", "https://"+r.Host+p)

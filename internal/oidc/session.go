@@ -24,9 +24,11 @@ type session struct {
 	Expires      time.Time // absolute end of the session
 	AccessExpiry time.Time // zero: unknown, never refreshed
 	Claims       []byte    // verified ID-token claims, a JSON object
-	IDToken      string    // kept for the logout hint
-	AccessToken  string
-	RefreshToken string
+	// The tokens share the opened cookie's buffer (never modified after opening),
+	// so opening a session copies nothing.
+	IDToken      []byte // kept for the logout hint
+	AccessToken  []byte
+	RefreshToken []byte
 }
 
 func (s *session) marshal() []byte {
@@ -36,7 +38,7 @@ func (s *session) marshal() []byte {
 	b = binary.AppendUvarint(b, unixOrZero(s.Created))
 	b = binary.AppendUvarint(b, unixOrZero(s.Expires))
 	b = binary.AppendUvarint(b, unixOrZero(s.AccessExpiry))
-	for _, f := range [][]byte{s.Claims, []byte(s.IDToken), []byte(s.AccessToken), []byte(s.RefreshToken)} {
+	for _, f := range [][]byte{s.Claims, s.IDToken, s.AccessToken, s.RefreshToken} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
@@ -77,7 +79,7 @@ func parseSession(b []byte) (*session, error) {
 	}
 	return &session{
 		Created: times[0], Expires: times[1], AccessExpiry: times[2],
-		Claims: fields[0], IDToken: string(fields[1]), AccessToken: string(fields[2]), RefreshToken: string(fields[3]),
+		Claims: fields[0], IDToken: fields[1], AccessToken: fields[2], RefreshToken: fields[3],
 	}, nil
 }
 

@@ -13,8 +13,8 @@ import (
 // benchSession is sized like a real one: an RS256 ID token and JWT access token of
 // ~1 KB each, an opaque refresh token, a dozen claims.
 func benchSession() *session {
-	jwt := func(n int) string {
-		return "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ." + strings.Repeat("x", n) + "." + strings.Repeat("s", 342)
+	jwt := func(n int) []byte {
+		return []byte("eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ." + strings.Repeat("x", n) + "." + strings.Repeat("s", 342))
 	}
 	return &session{
 		Created: time.Now(), Expires: time.Now().Add(8 * time.Hour), AccessExpiry: time.Now().Add(time.Hour),
@@ -23,7 +23,7 @@ func benchSession() *session {
 			`"name":"Alice Example","preferred_username":"alice","groups":["dev","admins"],"sid":"08a5019c-17e1-4977-8f42-65a12843ea02"}`),
 		IDToken:      jwt(600),
 		AccessToken:  jwt(550),
-		RefreshToken: strings.Repeat("r", 43),
+		RefreshToken: []byte(strings.Repeat("r", 43)),
 	}
 }
 
@@ -60,6 +60,7 @@ func BenchmarkSessionOpen(b *testing.B) {
 	l := benchLogin(b)
 	r := sessionRequest(b, l, benchSession())
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		if _, _, err := l.readSession(r); err != nil {
 			b.Fatal(err)
@@ -74,6 +75,7 @@ func BenchmarkSessionAuthenticate(b *testing.B) {
 	r := sessionRequest(b, l, benchSession())
 	w := httptest.NewRecorder()
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		if _, out := l.Authenticate(w, r); out != Authenticated {
 			b.Fatal(out)
@@ -87,6 +89,7 @@ func BenchmarkSessionSeal(b *testing.B) {
 	s := benchSession()
 	r := httptest.NewRequest("GET", "https://gw.example/app", nil)
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		w := httptest.NewRecorder()
 		if err := l.writeSession(w, r, s, 0); err != nil {

@@ -24,7 +24,7 @@ func (l *Login) maybeRefresh(w http.ResponseWriter, r *http.Request, s *session,
 	if s.AccessExpiry.IsZero() || now.Add(l.cfg.RefreshBefore).Before(s.AccessExpiry) {
 		return s, nil
 	}
-	if s.RefreshToken == "" {
+	if len(s.RefreshToken) == 0 {
 		// Nothing to renew with: the session lives on (the gateway, not the access
 		// token, bounds it), but an access token is not renewed.
 		return s, nil
@@ -56,7 +56,7 @@ func (l *Login) refreshSession(ctx context.Context, d *discovered, s *session) (
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, l.client)
-	tok, err := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: s.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+	tok, err := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: string(s.RefreshToken), Expiry: time.Unix(1, 0)}).Token()
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
@@ -65,9 +65,9 @@ func (l *Login) refreshSession(ctx context.Context, d *discovered, s *session) (
 		return nil, fmt.Errorf("refresh: %w", err)
 	}
 	ns := *s
-	ns.AccessToken, ns.AccessExpiry = tok.AccessToken, tok.Expiry
+	ns.AccessToken, ns.AccessExpiry = []byte(tok.AccessToken), tok.Expiry
 	if tok.RefreshToken != "" {
-		ns.RefreshToken = tok.RefreshToken
+		ns.RefreshToken = []byte(tok.RefreshToken)
 	}
 	if rawID, _ := tok.Extra("id_token").(string); rawID != "" {
 		idt, err := d.verifier.Verify(ctx, rawID)
@@ -84,7 +84,7 @@ func (l *Login) refreshSession(ctx context.Context, d *discovered, s *session) (
 		if ns.Claims, err = sessionClaims(idt); err != nil {
 			return nil, err
 		}
-		ns.IDToken = rawID
+		ns.IDToken = []byte(rawID)
 	}
 	return &ns, nil
 }
@@ -109,7 +109,7 @@ const refreshMemory = 30 * time.Second
 func newRefresher() *refresher { return &refresher{calls: make(map[[32]byte]*refreshCall)} }
 
 func (f *refresher) do(ctx context.Context, s *session, fn func(context.Context) (*session, error)) (*session, error) {
-	key := sha256.Sum256([]byte(s.RefreshToken))
+	key := sha256.Sum256(s.RefreshToken)
 	now := time.Now()
 	f.mu.Lock()
 	for k, c := range f.calls {
