@@ -1,0 +1,304 @@
+//go:build e2e
+
+// End-to-end login with a real, certified OpenID provider (oidc-provider on npm)
+// and a real browser (Debian's Chromium, driven over CDP by chromedp).
+// Setup: scripts/oidc/install.sh. Run: go test -tags e2e -run E2E ./internal/oidc/
+// Skips when chromium or the provider's node_modules are missing, unless
+// TOLLGATE_REQUIRE_E2E is set (then it fails).
+
+package oidc
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+func requireE2E(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("TOLLGATE_REQUIRE_E2E") != "" {
+		t.Fatalf(format+" (TOLLGATE_REQUIRE_E2E is set; run scripts/oidc/install.sh)", args...)
+	}
+	t.Skipf(format+" (run scripts/oidc/install.sh)", args...)
+}
+
+// loopbackCert makes a self-signed ECDSA certificate for 127.0.0.1 and returns it
+// with the base64 SHA-256 of its public key, which Chromium is told to trust.
+func loopbackCert(t *testing.T) (tls.Certificate, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, base64.StdEncoding.EncodeToString(spki[:])
+}
+
+// startProvider runs test/oidcprovider/provider.mjs on a free loopback port and
+// returns its issuer. It is stopped (by its PID) when the test ends.
+func startProvider(t *testing.T, dir string, env ...string) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		requireE2E(t, "node not found")
+	}
+	cmd := exec.Command(node, "provider.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), append([]string{"PORT=0"}, env...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	issuer := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if _, iss, ok := strings.Cut(sc.Text(), "listening, issuer "); ok {
+				issuer <- iss
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() { _ = cmd.Wait(); close(exited) }()
+	select {
+	case iss := <-issuer:
+		return iss
+	case <-exited:
+		t.Fatalf("provider exited: %s", stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("provider not ready after 30s: %s", stderr.String())
+	}
+	return ""
+}
+
+func TestE2EBrowserLogin(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		requireE2E(t, "chromium not installed")
+	}
+	provDir, err := filepath.Abs(filepath.Join("..", "..", "test", "oidcprovider"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(provDir, "node_modules", "oidc-provider")); err != nil {
+		requireE2E(t, "oidc-provider not installed in test/oidcprovider")
+	}
+
+	// The gateway's address comes first: the provider must know its redirect URIs.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := "https://" + ln.Addr().String()
+	secret := randomToken()
+	issuer := startProvider(t, provDir,
+		"REDIRECT_URIS="+gw+"/.tollgate/oidc/callback",
+		"POST_LOGOUT_REDIRECT_URIS="+gw+"/.tollgate/oidc/signed-out",
+		"CLIENT_ID=tollgate", "CLIENT_SECRET="+secret, "TOKEN_TTL=300")
+
+	keys, err := NewSessionKeys(testKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	elog := &errorLog{}
+	l, err := NewLogin(LoginConfig{
+		Provider: ProviderConfig{
+			Name: "e2e", Issuer: issuer, ClientID: "tollgate", ClientSecretFile: writeSecret(t, secret),
+			Scopes: []string{"openid", "email", "profile", "groups", "offline_access"},
+			// offline_access (a refresh token) is only granted on an explicit consent prompt.
+			ExtraAuthParams:        map[string]string{"prompt": "consent"},
+			PostLogoutRedirectPath: "/.tollgate/oidc/signed-out",
+		},
+		Keys:         keys,
+		AllowedHosts: []string{ln.Addr().String()},
+		Logger:       slog.New(elog),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := l.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The gateway: reserved endpoints, then the session, then a tiny upstream that
+	// shows who it was told the user is and which cookies reached it.
+	cert, spki := loopbackCert(t)
+	srv := &http.Server{
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if l.ServeReserved(w, r) {
+				return
+			}
+			a, out := l.Authenticate(w, r)
+			if out != Authenticated {
+				l.Challenge(w, r, out)
+				return
+			}
+			l.StripCookies(r.Header)
+			h := ClaimHeaders(a)
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprintf(w, "<!doctype html><p id=user>%s</p><p id=groups>%s</p><p id=principal>%s</p><p id=cookies>%s</p>\n",
+				html.EscapeString(h.Get(HeaderUser)), html.EscapeString(h.Get(HeaderGroups)),
+				html.EscapeString(a.Principal), html.EscapeString(r.Header.Get("Cookie")))
+		}),
+	}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	defer srv.Close()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		// Resolve nothing but loopback: the provider's dev pages @import web fonts,
+		// and the browser must never reach beyond this machine.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"),
+		// Trust exactly the gateway's test certificate, nothing else (needs a user-data-dir).
+		chromedp.Flag("ignore-certificate-errors-spki-list", spki),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Env("TMPDIR="+t.TempDir()), // Chromium's own temp folders go away with the test
+	)
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
+	}
+	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelA()
+	bctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+
+	start := time.Now()
+	if err := chromedp.Do(bctx); err != nil { // launches the browser
+		t.Fatalf("chromium: %v", err)
+	}
+	t.Logf("chromium up in %v", time.Since(start).Round(time.Millisecond))
+	loginAs := func(user string) {
+		t.Helper()
+		t0 := time.Now()
+		err := chromedp.Do(bctx,
+			chromedp.Navigate(gw+"/app?from=e2e"),
+			chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
+		)
+		t.Logf("login form for %s in %v", user, time.Since(t0).Round(time.Millisecond))
+		err = errors.Join(err, chromedp.Do(bctx,
+			chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), user),
+			chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "any-password"),
+			chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`input[name="prompt"][value="consent"] ~ button`)),
+			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+			chromedp.WaitVisible(chromedp.ID("user")),
+		))
+		if err != nil {
+			t.Fatalf("login as %s: %v (gateway log: %v)", user, err, elog.errs)
+		}
+	}
+	text := func(id string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID(id)))
+		if err != nil {
+			t.Fatalf("text #%s: %v", id, err)
+		}
+		return s
+	}
+
+	// alice: protected page → login form → consent → callback → session → page.
+	loginAs("alice")
+	if got, want := text("user"), "alice"; got != want {
+		t.Errorf("user = %q, want %q", got, want)
+	}
+	if got, want := text("groups"), "dev,admins"; got != want {
+		t.Errorf("groups = %q, want %q", got, want)
+	}
+	if got, want := text("principal"), issuer+"/alice"; got != want {
+		t.Errorf("principal = %q, want %q", got, want)
+	}
+	if c := text("cookies"); strings.Contains(c, "tollgate") {
+		t.Errorf("upstream received the gateway's cookies: %q", c)
+	}
+	loc, err := chromedp.Run(bctx, chromedp.Location())
+	if err != nil || loc != gw+"/app?from=e2e" {
+		t.Errorf("after login at %q (%v), want back at the protected page", loc, err)
+	}
+	t.Logf("alice logged in via the real provider in %v", time.Since(start).Round(time.Millisecond))
+
+	// Logout ends both sessions: the provider asks to confirm, then sends the
+	// browser to the signed-out page; the next visit shows the login form again.
+	err = chromedp.Do(bctx,
+		chromedp.Navigate(gw+"/.tollgate/oidc/logout"),
+		chromedp.WaitVisible(chromedp.CSS(`button[name="logout"]`)),
+		chromedp.Click(chromedp.CSS(`button[name="logout"]`)),
+		chromedp.WaitVisible(chromedp.ID("signed-out")),
+		chromedp.Navigate(gw+"/app"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
+	)
+	if err != nil {
+		t.Fatalf("logout: %v", err)
+	}
+
+	// bob, in the same browser: other groups, so policy can tell them apart.
+	loginAs("bob")
+	if got, want := text("user")+" "+text("groups"), "bob dev"; got != want {
+		t.Errorf("bob sees %q, want %q", got, want)
+	}
+	t.Logf("whole story (alice login, logout at both ends, bob login) in %v", time.Since(start).Round(time.Millisecond))
+	if len(elog.errs) > 0 {
+		t.Logf("gateway logged: %v", errors.Join(elog.errs...))
+	}
+}
