@@ -37,7 +37,8 @@ type FilesOptions struct {
 	PollInterval time.Duration
 	// OnReload, if set, is called from the polling goroutine after each
 	// attempt to load changed files: nil on success, the reason otherwise
-	// (the previous material keeps serving).
+	// (the previous material keeps serving). Unchanged files cause no call;
+	// a file that stays unreadable is reported on every poll.
 	OnReload func(error)
 }
 

@@ -34,6 +34,13 @@ func rememberVerified(leaf *x509.Certificate, id spiffeid.ID) {
 // [ClientTLSConfig] (for a server, pass *r.TLS). It returns false for any
 // other connection, including ones whose certificate merely contains a
 // SPIFFE URI SAN.
+//
+// The record is per certificate object. crypto/tls shares parsed
+// certificates between a client's connections to the same server, so on
+// the client side a certificate verified under one allow-list reads as
+// verified on another connection too; the chain check and proof of key
+// possession hold either way, but use PeerID only on connections made
+// with this package's configs.
 func PeerID(cs tls.ConnectionState) (spiffeid.ID, bool) {
 	if len(cs.PeerCertificates) == 0 {
 		return spiffeid.ID{}, false
