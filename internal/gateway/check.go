@@ -52,7 +52,7 @@ func Check(cfg *config.Gateway) error {
 	if len(cfg.Policy.Files) > 0 {
 		c := *cfg
 		c.Identity.TrustDomain = trustDomain
-		_, err := CompilePolicies(&c, cfg.Policy.Files)
+		_, err := CompilePolicies(&c, cfg.Policy.Files, nil)
 		add(err)
 	}
 	return errs.Err()

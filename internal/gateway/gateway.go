@@ -18,6 +18,7 @@ import (
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/listener"
+	"tollgate.dev/tollgate/internal/oidc"
 	"tollgate.dev/tollgate/internal/policy/pathnorm"
 	"tollgate.dev/tollgate/internal/telemetry"
 )
@@ -53,6 +54,7 @@ type Gateway struct {
 	handler   *ingress.Handler
 	router    *ingress.Router
 	policies  *policyWatcher
+	keys      *oidc.KeyCache
 
 	draining  chan struct{}
 	closeOnce sync.Once
@@ -105,6 +107,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 		Logger:         g.log,
 	}, &ingress.Snapshot{Router: router})
 
+	g.keys = oidc.NewKeyCache(oidc.KeyCacheOptions{Logger: g.log})
 	g.policies, err = newPolicyWatcher(g)
 	if err != nil {
 		return nil, err
@@ -371,6 +374,9 @@ func (g *Gateway) closeParts() {
 	}
 	if g.certStore != nil {
 		g.certStore.Close()
+	}
+	if g.keys != nil {
+		g.keys.Close()
 	}
 	if g.audit != nil {
 		g.audit.Close()

@@ -13,6 +13,7 @@ import (
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/ingress"
+	"tollgate.dev/tollgate/internal/oidc"
 	"tollgate.dev/tollgate/internal/policy"
 	"tollgate.dev/tollgate/internal/request"
 )
@@ -48,12 +49,15 @@ func newPolicyWatcher(g *Gateway) (*policyWatcher, error) {
 type Compiled struct {
 	Version  string
 	Policies *policy.Set
+	Authn    *oidc.Authn
 }
 
 // CompilePolicies loads and compiles the documents of paths with the gateway's
 // settings. Every document must belong to a kind Tollgate knows. It is what
 // `gateway check` and `gateway policy` run too.
-func CompilePolicies(cfg *config.Gateway, paths []string) (*Compiled, error) {
+//
+// keys is the gateway's long-lived JWKS cache (nil: checking only, nothing is fetched).
+func CompilePolicies(cfg *config.Gateway, paths []string, keys *oidc.KeyCache) (*Compiled, error) {
 	set, err := config.LoadDocuments(paths)
 	if err != nil {
 		return nil, err
@@ -72,10 +76,21 @@ func CompilePolicies(cfg *config.Gateway, paths []string) (*Compiled, error) {
 	} else if err != nil {
 		return nil, err
 	}
+	if keys == nil {
+		// Checking only: a throwaway cache that is never asked for keys.
+		keys = oidc.NewKeyCache(oidc.KeyCacheOptions{})
+		defer keys.Close()
+	}
+	an, err := oidc.CompileRequestAuthn(set.Documents, oidc.Options{Keys: keys})
+	if es, ok := config.AsErrors(err); ok {
+		errs = append(errs, es...)
+	} else if err != nil {
+		return nil, err
+	}
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	return &Compiled{Version: set.Version, Policies: ps}, nil
+	return &Compiled{Version: set.Version, Policies: ps, Authn: an}, nil
 }
 
 // PolicyOptions are the mesh settings policies are compiled with.
@@ -90,7 +105,7 @@ func knownKind(d config.Document) bool {
 	default:
 		return false
 	}
-	return d.Kind == "AuthorizationPolicy" || d.Kind == "RequestAuthentication"
+	return d.Kind == "AuthorizationPolicy" || oidc.OwnsDocument(d)
 }
 
 // load compiles the current files and swaps them in.
@@ -100,7 +115,7 @@ func (w *policyWatcher) load() error {
 	if cfg.Identity.TrustDomain == "" {
 		cfg.Identity.TrustDomain = g.src.Status().ID.TrustDomain().Name()
 	}
-	c, err := CompilePolicies(&cfg, g.cfg.Policy.Files)
+	c, err := CompilePolicies(&cfg, g.cfg.Policy.Files, g.keys)
 	if err != nil {
 		g.metrics.ConfigReload("policy", err)
 		return err
@@ -108,6 +123,8 @@ func (w *policyWatcher) load() error {
 	engine := c.Policies.Engine(g.cfg.Ingress.Labels)
 	snap := *g.handler.Snapshot()
 	snap.Authorize = authorizer{engine}
+	snap.Authenticate = c.Authn.ForListener(g.cfg.Ingress.Labels)
+	snap.StripHeaders = c.Authn.OutputHeaders()
 	g.handler.Swap(&snap)
 	g.metrics.ConfigReload("policy", nil)
 	if w.version != c.Version {

@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/oidc"
 	"tollgate.dev/tollgate/internal/request"
 )
 
@@ -44,6 +46,8 @@ type Snapshot struct {
 	// Authorize is nil when no policy applies: then every request is allowed, as in
 	// Istio when no AuthorizationPolicy selects the workload.
 	Authorize Authorizer
+	// Authenticate verifies JWTs (RequestAuthentication); nil when no rule applies.
+	Authenticate *oidc.Authenticator
 	// StripHeaders are more client header names to remove always (for example the
 	// authentication layer's claim headers).
 	StripHeaders []string
@@ -143,8 +147,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	sanitize(r.Header, trusted, snap.StripHeaders)
 
+	var auth *request.Auth
+	if a := snap.Authenticate; a != nil {
+		res, err := a.Authenticate(r)
+		// Apply even on failure: it removes client copies of claim headers.
+		res.Apply(r.Header)
+		if err != nil {
+			h.unauthenticated(x, err)
+			return
+		}
+		auth = res.Auth
+		if auth != nil {
+			ev.Auth = &audit.Auth{Principal: auth.Principal, Issuer: auth.Issuer, Subject: auth.Subject}
+		}
+	}
+
 	if snap.Authorize != nil {
 		desc := describe(r, path, rawQuery, peer.Addr(), h.opts.DefaultPort)
+		desc.Auth = auth
 		d := snap.Authorize.Authorize(desc)
 		ev.Decision = d
 		if d == nil || !d.Allow {
@@ -161,6 +181,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.URL.RawQuery = rawQuery
 	r.Header.Set(HeaderRequestID, ev.RequestID)
 	route.proxy.serve(x, r)
+}
+
+// unauthenticated answers a failed credential: 401 with a Bearer challenge, or
+// 403 for a token whose audience is not accepted. The client gets a short safe
+// reason; the log gets the cause (never the token).
+func (h *Handler) unauthenticated(x *exchange, err error) {
+	status, reason := http.StatusUnauthorized, "invalid token"
+	var ae *oidc.Error
+	if errors.As(err, &ae) {
+		status, reason = ae.Status, ae.Reason
+		if c := ae.Challenge(); c != "" {
+			x.w.Header().Set("WWW-Authenticate", c)
+		}
+	} else {
+		x.w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	h.opts.Logger.Info("authentication failed", "requestId", x.ev.RequestID, "route", x.ev.Route, "err", err)
+	h.reject(x, status, audit.ErrUnauthenticated, reason)
 }
 
 // reject answers with the gateway's own JSON error.

@@ -1,0 +1,194 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/dev"
+	"tollgate.dev/tollgate/internal/gateway"
+	"tollgate.dev/tollgate/internal/identity"
+)
+
+const (
+	issuer    = "https://issuer.test"
+	audience  = "https://gateway.test"
+	gatewayID = "spiffe://example.org/ns/tollgate/sa/gateway"
+	echoID    = "spiffe://example.org/ns/demo/sa/echo"
+)
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// env is a running gateway with files identity, an echo upstream, and policies
+// in a directory the test may rewrite.
+type env struct {
+	t         *testing.T
+	dir       string
+	policyDir string
+	gw        *gateway.Gateway
+	base      string
+	client    *http.Client
+	h1        *http.Client
+	key       *rsa.PrivateKey
+}
+
+func jwksFor(key *rsa.PublicKey, kid string) string {
+	b64 := base64.RawURLEncoding.EncodeToString
+	j, _ := json.Marshal(map[string]any{"keys": []any{map[string]any{
+		"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+		"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
+	}}})
+	return string(j)
+}
+
+func (e *env) token(claims jwt.MapClaims, key *rsa.PrivateKey) string {
+	e.t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	tok.Header["kid"] = "k1"
+	s, err := tok.SignedString(key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func claimsFor(sub string, groups ...string) jwt.MapClaims {
+	return jwt.MapClaims{
+		"iss": issuer, "sub": sub, "aud": audience, "groups": groups,
+		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+	}
+}
+
+func startEnv(t *testing.T, policies string) *env {
+	t.Helper()
+	dir := t.TempDir()
+	pki, err := dev.WritePKI(filepath.Join(dir, "pki"), "example.org", time.Hour, map[string]string{"gateway": gatewayID, "echo": echoID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	echoSrc, err := identity.NewFiles(identity.FilesOptions{Cert: pki.SVIDs[echoID][0], Key: pki.SVIDs[echoID][1], Bundle: pki.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echoSrc.Close() })
+	onlyGW, _ := identity.ParseMatcher([]string{gatewayID})
+	echo, err := dev.StartEcho("127.0.0.1:0", echoSrc, onlyGW, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, dir: dir, policyDir: filepath.Join(dir, "policies"), key: key}
+	os.MkdirAll(e.policyDir, 0o755)
+	e.writePolicy(policies)
+	cfgText := fmt.Sprintf(`apiVersion: tollgate.dev/v1
+kind: Gateway
+identity:
+  files: {cert: pki/gateway.crt, key: pki/gateway.key, bundle: pki/ca.crt}
+ingress:
+  listen: 127.0.0.1:0
+  tls:
+    certificates: [{cert: pki/tls.crt, key: pki/tls.key}]
+  routes:
+  - name: echo
+    host: "*"
+    upstream: {url: "https://%s", spiffeIDs: ["%s"]}
+admin: {listen: "127.0.0.1:0"}
+audit: {sinks: [{file: audit.log}]}
+policy: {files: [policies/], pollInterval: 50ms}
+`, echo.Addr(), echoID)
+	file := filepath.Join(dir, "gateway.yaml")
+	os.WriteFile(file, []byte(cfgText), 0o644)
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Shutdown(context.Background()) })
+	e.gw = gw
+	e.base = "https://" + gw.IngressAddr().String()
+	pem, _ := os.ReadFile(pki.CA)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	mk := func(h2 bool) *http.Client {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	}
+	e.client, e.h1 = mk(true), mk(false)
+	return e
+}
+
+func (e *env) writePolicy(text string) {
+	e.t.Helper()
+	// Write then rename, as config management tools do, so no half file is read.
+	tmp := filepath.Join(e.dir, "policy.tmp")
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(e.policyDir, "policy.yaml")); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   string
+	echo   dev.EchoResponse
+}
+
+func (e *env) do(c *http.Client, method, path string, hdr ...string) reply {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.base+path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	if r.status == 200 {
+		json.Unmarshal(b, &r.echo)
+	}
+	return r
+}
