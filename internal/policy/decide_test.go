@@ -344,3 +344,14 @@ func TestHostFoldIsASCIIOnly(t *testing.T) {
 		{"kelvin sign is another host", request.Request{Host: "\u212a.example"}, denyDefault},
 	})
 }
+
+func TestDecidePseudoHeaders(t *testing.T) {
+	policies := pol("m", `{rules: [{when: [{key: "request.headers[:method]", values: [PUT]}, {key: "request.headers[:authority]", values: ["*.example"]}]}]}`) +
+		pol("p", `{rules: [{when: [{key: "request.headers[:path]", values: ["/only"]}]}]}`)
+	runDecide(t, policies, Options{}, []decideCase{
+		{"method and authority", request.Request{Method: "PUT", Host: "a.example"}, allowBy("m", 0)},
+		{"authority absent", request.Request{Method: "PUT"}, denyDefault},
+		{"path without query", request.Request{Path: "/only"}, allowBy("p", 0)},
+		{"path with query", request.Request{Path: "/only", RawQuery: "a=b"}, denyDefault},
+	})
+}
