@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Benchmarks of the hot paths, with the ratios the issues ask for.
+#
+#   scripts/bench.sh              run, print benchstat tables and the gateway/bare ratios
+#   COUNT=10 scripts/bench.sh     more samples
+#   OUT=dir scripts/bench.sh      keep raw results in dir (for benchstat across commits)
+#
+# Figures go into docs/performance.md with the date and machine. Run on a quiet
+# machine: load generator, gateway and upstream share the cores.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+COUNT=${COUNT:-6}
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+command -v benchstat >/dev/null || GOFLAGS= go install golang.org/x/perf/cmd/benchstat@latest
+BENCHSTAT=$(command -v benchstat || echo "$(go env GOPATH)/bin/benchstat")
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version)"
+echo "date:    $(date -u +%Y-%m-%d)"
+echo "raw:     $OUT"
+
+go test -run '^$' -bench 'BenchmarkIngress' -benchtime 3s -count "$COUNT" ./internal/ingress/ | tee "$OUT/ingress.txt"
+go test -run '^$' -bench 'BenchmarkDecide|BenchmarkNormalize' -count "$COUNT" ./internal/policy/... | tee "$OUT/policy.txt"
+go test -run '^$' -bench 'BenchmarkAuthenticate|BenchmarkSession' -count "$COUNT" ./internal/oidc/ | tee "$OUT/oidc.txt"
+
+echo
+"$BENCHSTAT" "$OUT/ingress.txt"
+echo
+# Ratio of mean req/s: gateway variant / bare, per protocol.
+awk '
+  /^BenchmarkIngress\// {
+    split($1, p, "/"); variant = p[2]; proto = p[3]; sub(/-[0-9]+$/, "", proto)
+    for (i = 2; i <= NF; i++) if ($(i+1) == "req/s") { sum[variant, proto] += $i; n[variant, proto]++ }
+    protos[proto] = 1; variants[variant] = 1
+  }
+  END {
+    for (pr in protos) for (v in variants) if (v != "bare" && n["bare", pr] && n[v, pr]) {
+      g = sum[v, pr] / n[v, pr]; b = sum["bare", pr] / n["bare", pr]
+      printf "ratio %-16s %s: %.0f / %.0f req/s = %.2fx bare\n", v, pr, g, b, g / b
+    }
+  }' "$OUT/ingress.txt" | sort
