@@ -88,7 +88,15 @@ func TestStoreConcurrent(t *testing.T) {
 func TestStoreWatch(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "p.yaml")
-	if err := os.WriteFile(file, []byte(pol("a", `{rules: [{}]}`)), 0o600); err != nil {
+	// Replace the file atomically, as a deployment tool (or a ConfigMap) does.
+	write := func(src string) error {
+		tmp := filepath.Join(dir, ".tmp")
+		if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+			return err
+		}
+		return os.Rename(tmp, file)
+	}
+	if err := write(pol("a", `{rules: [{}]}`)); err != nil {
 		t.Fatal(err)
 	}
 	s := NewStore(Options{})
@@ -99,7 +107,7 @@ func TestStoreWatch(t *testing.T) {
 	w := s.Watch([]string{dir}, 5*time.Millisecond, func(_ *Set, err error) { reports <- err })
 	defer w.Close()
 
-	if err := os.WriteFile(file, []byte(pol("a", `{action: NOPE}`)), 0o600); err != nil {
+	if err := write(pol("a", `{action: NOPE}`)); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -110,7 +118,7 @@ func TestStoreWatch(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("broken reload not reported")
 	}
-	if err := os.WriteFile(file, []byte(pol("a", `{action: DENY, rules: [{}]}`)), 0o600); err != nil {
+	if err := write(pol("a", `{action: DENY, rules: [{}]}`)); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -20,20 +20,25 @@ type Watcher struct {
 // serving set's, the whole set is compiled and swapped in; report (which may be
 // nil) is told of every reload attempt: the new set, or the error while the old
 // set keeps serving. A broken version is reported once, not on every poll.
+//
+// A new version is compiled only once two polls in a row have seen it: an
+// editor that truncates a file before writing it would otherwise get its
+// momentarily empty file swapped in, and an empty set allows everything. Writers
+// should still replace files atomically (write a temporary file, then rename).
 func (s *Store) Watch(paths []string, interval time.Duration, report func(*Set, error)) *Watcher {
 	w := &Watcher{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		failed := ""
+		failed, pending := "", ""
 		for {
 			select {
 			case <-w.stop:
 				return
 			case <-t.C:
 			}
-			set, version, err := s.reloadIfChanged(paths, failed)
+			set, version, err := s.reloadIfChanged(paths, failed, &pending)
 			if err != nil {
 				failed = version
 			}
@@ -47,8 +52,12 @@ func (s *Store) Watch(paths []string, interval time.Duration, report func(*Set, 
 
 // reloadIfChanged compiles and swaps in paths unless their version is the one
 // serving or the one that last failed.
-func (s *Store) reloadIfChanged(paths []string, failed string) (*Set, string, error) {
+func (s *Store) reloadIfChanged(paths []string, failed string, pending *string) (*Set, string, error) {
 	docs, err := config.LoadDocuments(paths)
+	if docs != nil && docs.Version != *pending {
+		*pending = docs.Version // not stable yet: look again next poll
+		return nil, failed, nil
+	}
 	if err != nil {
 		if docs != nil && docs.Version == failed {
 			return nil, failed, nil
