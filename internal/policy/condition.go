@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net/textproto"
 	"strings"
 )
 
@@ -85,6 +86,11 @@ func (b *builder) conditionKey(path, key string) (matcher, bool) {
 			m.pseudo = psAuthority
 		case ":path":
 			m.pseudo = psPath
+		}
+		if m.pseudo == psNone {
+			// request.Request keys headers as net/http does (canonical MIME form), so
+			// the ingress hands over r.Header without copying it.
+			m.name = textproto.CanonicalMIMEHeaderKey(names[0])
 		}
 		return m, true
 	case strings.HasPrefix(key, "request.query"):

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"net/textproto"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -191,9 +192,10 @@ func TestDecideHeadersClaims(t *testing.T) {
 		pol("sni", `{rules: [{when: [{key: connection.sni, values: ["*.sni.example"]}]}]}`) +
 		pol("pseudo", `{rules: [{when: [{key: "request.headers[:path]", values: ["/q?x=1"]}]}]}`)
 	h := func(kv ...string) map[string][]string {
-		m := map[string][]string{"x-env": {"prod"}}
+		m := map[string][]string{"X-Env": {"prod"}}
 		for i := 0; i < len(kv); i += 2 {
-			m[kv[i]] = append(m[kv[i]], kv[i+1])
+			k := textproto.CanonicalMIMEHeaderKey(kv[i])
+			m[k] = append(m[k], kv[i+1])
 		}
 		return m
 	}
@@ -207,7 +209,7 @@ func TestDecideHeadersClaims(t *testing.T) {
 		{"header whitespace trimmed (CVE-2019-18802)", request.Request{Headers: h("x-role", "admin ")}, allowBy("hdr", 0)},
 		{"repeated header in ALLOW needs every value", request.Request{Headers: h("x-role", "admin", "x-role", "user")}, denyDefault},
 		{"repeated header in DENY needs one value (CVE-2026-26308)", request.Request{Headers: h("x-block", "no", "x-block", "yes", "x-role", "admin")}, denyBy("deny-hdr", 0)},
-		{"absent header satisfies notValues", request.Request{Headers: map[string][]string{"x-role": {"admin"}}}, denyBy("deny-not", 0)},
+		{"absent header satisfies notValues", request.Request{Headers: map[string][]string{"X-Role": {"admin"}}}, denyBy("deny-not", 0)},
 		{"repeated header notValues in DENY", request.Request{Headers: h("x-env", "dev", "x-role", "admin")}, denyBy("deny-not", 0)},
 		{"nested claim and scope", request.Request{Headers: h(), Auth: tok(map[string]any{"org": map[string]any{"team": "blue"}, "scope": "read write"})}, allowBy("claims", 0)},
 		{"scope not split for other claims", request.Request{Headers: h(), Auth: tok(map[string]any{"org": map[string]any{"team": "blue red"}, "scope": "write"})}, denyDefault},
@@ -237,9 +239,9 @@ func TestDecideCombination(t *testing.T) {
 		{"AND across from and to", pol("p", `{rules: [{from: [{source: {principals: ["*"]}}], to: [{operation: {paths: [/a]}}]}]}`), request.Request{Path: "/a"}, denyDefault},
 		{"OR across to entries", pol("p", `{rules: [{to: [{operation: {paths: [/a]}}, {operation: {methods: [PUT]}}]}]}`), request.Request{Path: "/z", Method: "PUT"}, allowBy("p", 0)},
 		{"AND within operation", pol("p", `{rules: [{to: [{operation: {paths: [/a], methods: [PUT]}}]}]}`), request.Request{Path: "/a", Method: "GET"}, denyDefault},
-		{"when ANDed", pol("p", `{rules: [{when: [{key: "request.headers[a]", values: ["*"]}, {key: "request.headers[b]", values: ["*"]}]}]}`), request.Request{Headers: map[string][]string{"a": {""}}}, denyDefault},
-		{"header presence allows empty", pol("p", `{rules: [{when: [{key: "request.headers[a]", values: ["*"]}]}]}`), request.Request{Headers: map[string][]string{"a": {""}}}, allowBy("p", 0)},
-		{"values and notValues", pol("p", `{rules: [{when: [{key: "request.headers[a]", values: ["v*"], notValues: [v2]}]}]}`), request.Request{Headers: map[string][]string{"a": {"v2"}}}, denyDefault},
+		{"when ANDed", pol("p", `{rules: [{when: [{key: "request.headers[a]", values: ["*"]}, {key: "request.headers[b]", values: ["*"]}]}]}`), request.Request{Headers: map[string][]string{"A": {""}}}, denyDefault},
+		{"header presence allows empty", pol("p", `{rules: [{when: [{key: "request.headers[a]", values: ["*"]}]}]}`), request.Request{Headers: map[string][]string{"A": {""}}}, allowBy("p", 0)},
+		{"values and notValues", pol("p", `{rules: [{when: [{key: "request.headers[a]", values: ["v*"], notValues: [v2]}]}]}`), request.Request{Headers: map[string][]string{"A": {"v2"}}}, denyDefault},
 		{"first matching rule is reported", pol("p", `{action: DENY, rules: [{to: [{operation: {paths: [/b]}}]}, {}]}`), request.Request{Path: "/b"}, denyBy("p", 0)},
 	}
 	for _, tc := range tests {

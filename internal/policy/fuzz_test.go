@@ -107,9 +107,9 @@ func genRequest(p *picker) request.Request {
 		r.Source = request.Peer{Principal: p.pick("spiffe://td/ns/a/sa/b", "spiffe://x/sa/b", "td/ns/a/sa/b"), IP: netip.MustParseAddr("10.0.0.1")}
 	}
 	if p.n(2) == 0 {
-		r.Headers = map[string][]string{"x": {p.pick("v", "v1", "w", "")}}
+		r.Headers = map[string][]string{"X": {p.pick("v", "v1", "w", "")}}
 		if p.n(2) == 0 {
-			r.Headers["x"] = append(r.Headers["x"], p.pick("v", "w"))
+			r.Headers["X"] = append(r.Headers["X"], p.pick("v", "w"))
 		}
 	}
 	if p.n(2) == 0 {

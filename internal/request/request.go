@@ -2,7 +2,7 @@ package request
 
 import (
 	"net/netip"
-	"strings"
+	"net/textproto"
 )
 
 // Protocol is the kind of traffic a request arrived as.
@@ -34,7 +34,9 @@ type Request struct {
 	RawQuery string
 	// Query is RawQuery decoded once; repeated keys keep every value in order.
 	Query map[string][]string
-	// Headers are keyed by lower-case name; repeated headers keep every value.
+	// Headers are keyed in canonical MIME form, as net/http's http.Header is
+	// ("X-Role"), so the ingress passes r.Header without a copy; repeated headers
+	// keep every value.
 	Headers map[string][]string
 
 	// Source is the direct peer: its address and, with mTLS, its SPIFFE ID.
@@ -77,7 +79,7 @@ func (r *Request) Header(name string) ([]string, bool) {
 	if r.Headers == nil {
 		return nil, false
 	}
-	v, ok := r.Headers[strings.ToLower(name)]
+	v, ok := r.Headers[textproto.CanonicalMIMEHeaderKey(name)]
 	return v, ok
 }
 

@@ -134,7 +134,7 @@ func TestDescriptionRequest(t *testing.T) {
 			json: `{"path":"/a/./b/../c%2Fd?x=1&x=2#f","headers":{"X-A":["1"],"x-a":["2"]}}`,
 			norm: pathnorm.IstioDefault(),
 			want: &request.Request{Protocol: request.HTTP, Path: "/a/c%2Fd", RawQuery: "x=1&x=2",
-				Query: map[string][]string{"x": {"1", "2"}}, Headers: map[string][]string{"x-a": {"1", "2"}}},
+				Query: map[string][]string{"x": {"1", "2"}}, Headers: map[string][]string{"X-A": {"1", "2"}}},
 		},
 		{
 			name: "issuer and subject split at the last slash",

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
+	"net/textproto"
+	"slices"
 	"strings"
 
 	"tollgate.dev/tollgate/internal/policy/pathnorm"
@@ -134,8 +137,11 @@ func (d *Description) Request(norm pathnorm.Options) (*request.Request, error) {
 	}
 	if len(d.Headers) > 0 {
 		r.Headers = make(map[string][]string, len(d.Headers))
-		for k, v := range d.Headers {
-			name := strings.ToLower(k)
+		// Names that differ only in case are one header: merge them in a fixed
+		// order so that a description always means the same request.
+		for _, k := range slices.Sorted(maps.Keys(d.Headers)) {
+			v := d.Headers[k]
+			name := textproto.CanonicalMIMEHeaderKey(k)
 			r.Headers[name] = append(r.Headers[name], v...)
 		}
 	}
