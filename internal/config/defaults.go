@@ -39,6 +39,7 @@ func (g *Gateway) ApplyDefaults() {
 	if g.Policy.PollInterval == 0 {
 		g.Policy.PollInterval = DefaultPolicyPollInterval
 	}
+	g.oidcDefaults()
 	if len(g.Audit.Sinks) == 0 {
 		g.Audit.Sinks = []AuditSink{{Stdout: true}}
 	}

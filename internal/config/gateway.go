@@ -18,6 +18,8 @@ type Gateway struct {
 	Admin      Admin    `yaml:"admin"`
 	Audit      Audit    `yaml:"audit"`
 	Policy     Policy   `yaml:"policy"`
+	// OIDC configures browser login (see oidc.go).
+	OIDC *OIDC `yaml:"oidc"`
 	// Shutdown bounds how long in-flight requests may finish after SIGTERM/SIGINT.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 
@@ -118,6 +120,9 @@ type Route struct {
 	// PathPrefix matches whole path segments: "/api" matches "/api" and "/api/x", not "/apix".
 	PathPrefix string   `yaml:"pathPrefix"`
 	Upstream   Upstream `yaml:"upstream"`
+	// Login names an oidc.providers entry: browsers without a session are sent to
+	// log in there; other requests without a session or bearer token get 401.
+	Login string `yaml:"login"`
 }
 
 // Upstream is an internal service reached over mesh mTLS.

@@ -97,4 +97,5 @@ func (g *Gateway) resolvePaths(dir string) {
 	for i := range g.Policy.Files {
 		abs(&g.Policy.Files[i])
 	}
+	g.resolveOIDCPaths(abs)
 }

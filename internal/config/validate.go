@@ -33,6 +33,7 @@ func (v *validator) errorf(path, format string, args ...any) {
 func (v *validator) validate() {
 	v.identity()
 	v.ingress()
+	v.oidc()
 	v.listenAddr("admin.listen", v.g.Admin.Listen)
 	for i, s := range v.g.Audit.Sinks {
 		p := fmt.Sprintf("audit.sinks[%d]", i)
@@ -197,6 +198,7 @@ func (v *validator) route(i int, r Route, seen, names map[string]int) {
 	case u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
 		v.errorf(p+".upstream.url", "want https://host[:port][/base-path] (got %q)", r.Upstream.URL)
 	}
+	v.routeLogin(p, r)
 	if len(r.Upstream.SPIFFEIDs) == 0 {
 		v.errorf(p+".upstream.spiffeIDs", "required: the SPIFFE ID(s) the upstream must present")
 	}
