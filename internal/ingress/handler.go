@@ -14,6 +14,7 @@ import (
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/oidc"
+	"tollgate.dev/tollgate/internal/policy/pathnorm"
 	"tollgate.dev/tollgate/internal/request"
 )
 
@@ -51,6 +52,8 @@ type Snapshot struct {
 	// StripHeaders are more client header names to remove always (for example the
 	// authentication layer's claim headers).
 	StripHeaders []string
+	// Logins binds routes to OIDC browser logins and serves ReservedPrefix; nil: none.
+	Logins *Logins
 }
 
 // Options configure a Handler; they are fixed for its life.
@@ -136,6 +139,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Path, ev.Query = path, audit.RedactQuery(rawQuery, nil)
 
+	if isReserved(path) {
+		h.serveReserved(x, snap, r, path, rawQuery)
+		return
+	}
 	route := snap.Router.Match(r.Host, path, h.opts.DefaultPort)
 	if route == nil {
 		h.reject(x, http.StatusNotFound, audit.ErrNoRoute, "no route")
@@ -146,6 +153,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev.Upstream.URL = route.Upstream.String()
 
 	sanitize(r.Header, trusted, snap.StripHeaders)
+	stripClaimHeaders(r.Header)
 
 	var auth *request.Auth
 	if a := snap.Authenticate; a != nil {
@@ -161,10 +169,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ev.Auth = &audit.Auth{Principal: auth.Principal, Issuer: auth.Issuer, Subject: auth.Subject}
 		}
 	}
+	login := snap.Logins.For(route.Name)
+	if login != nil {
+		var ok bool
+		if auth, ok = h.browserLogin(x, login, r, auth); !ok {
+			return
+		}
+	}
+	snap.Logins.stripSessionCookies(login, r.Header)
 
 	if snap.Authorize != nil {
 		desc := describe(r, path, rawQuery, peer.Addr(), h.opts.DefaultPort)
 		desc.Auth = auth
+		if rawQuery != "" {
+			// Decoded once, for request.query[...] conditions. A query that can't be
+			// decoded one way only (for example with ';' separators, which backends
+			// split differently) is refused rather than judged on a guess.
+			q, err := pathnorm.ParseQuery(rawQuery)
+			if err != nil {
+				h.reject(x, http.StatusBadRequest, audit.ErrBadRequest, "invalid query")
+				return
+			}
+			desc.Query = q
+		}
 		d := snap.Authorize.Authorize(desc)
 		ev.Decision = d
 		if d == nil || !d.Allow {

@@ -1,0 +1,110 @@
+package ingress
+
+import (
+	"net/http"
+	"strings"
+
+	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/oidc"
+	"tollgate.dev/tollgate/internal/request"
+)
+
+// ReservedPrefix is the path prefix of the gateway's own endpoints (browser
+// login, callback, logout). Requests under it are answered by the gateway, on
+// every host and route, and never reach an upstream.
+const ReservedPrefix = "/.tollgate/"
+
+// Logins binds routes to OIDC browser logins. It is part of the snapshot; the
+// Logins themselves are owned (and closed) by whoever built them.
+type Logins struct {
+	byRoute map[string]*oidc.Login
+	all     []*oidc.Login
+}
+
+// NewLogins binds each route name to its login; all lists every login, also
+// those no route uses yet (their reserved endpoints still answer).
+func NewLogins(byRoute map[string]*oidc.Login, all []*oidc.Login) *Logins {
+	return &Logins{byRoute: byRoute, all: all}
+}
+
+// For returns the login of the named route, or nil.
+func (ls *Logins) For(route string) *oidc.Login {
+	if ls == nil {
+		return nil
+	}
+	return ls.byRoute[route]
+}
+
+func isReserved(path string) bool {
+	return strings.HasPrefix(path, ReservedPrefix) || path == ReservedPrefix[:len(ReservedPrefix)-1]
+}
+
+// serveReserved answers a request under ReservedPrefix. It runs on the
+// normalized path, so "/x/../.tollgate/..." or "//.tollgate/..." cannot slip
+// past to an upstream; the login endpoints see that same path.
+func (h *Handler) serveReserved(x *exchange, snap *Snapshot, r *http.Request, path, rawQuery string) {
+	r.URL.RawPath = path
+	r.URL.Path = unescapePath(path)
+	r.URL.RawQuery = rawQuery
+	x.w.Header().Set(HeaderRequestID, x.ev.RequestID)
+	if ls := snap.Logins; ls != nil {
+		for _, l := range ls.all {
+			if l.ServeReserved(&x.w, r) {
+				return
+			}
+		}
+	}
+	h.reject(x, http.StatusNotFound, audit.ErrNoRoute, "no such gateway endpoint")
+}
+
+// stripClaimHeaders removes client copies of the headers the login sets from
+// session claims, on every route: otherwise a client could name itself any user
+// to an upstream that trusts them.
+func stripClaimHeaders(hd http.Header) {
+	for _, k := range oidc.ClaimHeaderNames {
+		delete(hd, k)
+	}
+}
+
+// browserLogin is the session step of a route bound to a login, after bearer
+// authentication. A bearer identity wins; without one the session cookie must
+// be valid, else a browser navigation is sent to the provider (302) and
+// anything else gets 401. It returns the identity and whether to go on.
+func (h *Handler) browserLogin(x *exchange, l *oidc.Login, r *http.Request, auth *request.Auth) (*request.Auth, bool) {
+	if auth == nil {
+		a, out := l.Authenticate(&x.w, r)
+		if out != oidc.Authenticated {
+			x.ev.Error = audit.ErrUnauthenticated
+			if out == oidc.LoginRequired {
+				x.w.Header().Set(HeaderRequestID, x.ev.RequestID)
+				l.Challenge(&x.w, r, out)
+				return nil, false
+			}
+			// Not a page load (API call, XHR, POST): a redirect to a login page
+			// helps nobody. Same JSON error, with the request id, as every 401.
+			x.w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate"`)
+			h.reject(x, http.StatusUnauthorized, audit.ErrUnauthenticated, "a session or bearer token is required")
+			return nil, false
+		}
+		auth = a
+		x.ev.Auth = &audit.Auth{Principal: a.Principal, Issuer: a.Issuer, Subject: a.Subject}
+		for k, v := range oidc.ClaimHeaders(a) {
+			r.Header[k] = v
+		}
+	}
+	return auth, true
+}
+
+// stripSessionCookies removes the gateway's cookies before a request goes
+// upstream, on every route: the session holds the user's tokens, and a route
+// without login on the same host receives the same cookies.
+func (ls *Logins) stripSessionCookies(route *oidc.Login, hd http.Header) {
+	if route != nil {
+		route.StripCookies(hd)
+		return
+	}
+	if ls != nil && len(ls.all) > 0 {
+		// Every login strips the gateway's common cookie prefix, so any one will do.
+		ls.all[0].StripCookies(hd)
+	}
+}
