@@ -49,6 +49,7 @@ func Check(cfg *config.Gateway) error {
 		_, err := normalizer(cfg)
 		add(err)
 	}
+	add(checkLogins(cfg))
 	if len(cfg.Policy.Files) > 0 {
 		c := *cfg
 		c.Identity.TrustDomain = trustDomain

@@ -55,6 +55,7 @@ type Gateway struct {
 	router    *ingress.Router
 	policies  *policyWatcher
 	keys      *oidc.KeyCache
+	logins    []*oidc.Login
 
 	draining  chan struct{}
 	closeOnce sync.Once
@@ -93,6 +94,10 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 	if err != nil {
 		return nil, err
 	}
+	logins, err := g.openLogins()
+	if err != nil {
+		return nil, err
+	}
 	in := cfg.Ingress
 	_, port, _ := net.SplitHostPort(in.Listen)
 	if port == "0" || port == "" {
@@ -105,7 +110,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 		Audit:          g.audit,
 		Metrics:        metricsAdapter{g.metrics},
 		Logger:         g.log,
-	}, &ingress.Snapshot{Router: router})
+	}, &ingress.Snapshot{Router: router, Logins: logins})
 
 	g.keys = oidc.NewKeyCache(oidc.KeyCacheOptions{Logger: g.log})
 	g.policies, err = newPolicyWatcher(g)
@@ -334,6 +339,9 @@ func (g *Gateway) Reload() error {
 	if err := g.policies.reload(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := g.reloadSessionKeys(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, f := range g.files {
 		if err := f.Reopen(); err != nil {
 			errs = append(errs, fmt.Errorf("audit file %s: %w", f.Path(), err))
@@ -378,6 +386,7 @@ func (g *Gateway) closeParts() {
 	if g.keys != nil {
 		g.keys.Close()
 	}
+	g.closeLogins()
 	if g.audit != nil {
 		g.audit.Close()
 	}
