@@ -164,17 +164,24 @@ func (w *policyWatcher) start() {
 		defer close(w.done)
 		t := time.NewTicker(w.g.cfg.Policy.PollInterval)
 		defer t.Stop()
+		pending := w.stamp
 		for {
 			select {
 			case <-w.stop:
 				return
 			case <-t.C:
+				// Reload only once a change has held still for one poll: a file caught
+				// half-written (truncated, then filled) would otherwise be compiled, and
+				// an empty policy set allows everything.
 				s := stamp(w.g.cfg.Policy.Files)
 				w.mu.Lock()
-				changed := s != w.stamp
-				w.stamp = s
+				settled := s == pending && s != w.stamp
+				pending = s
 				w.mu.Unlock()
-				if changed {
+				if settled {
+					w.mu.Lock()
+					w.stamp = s
+					w.mu.Unlock()
 					w.reload()
 				}
 			}
