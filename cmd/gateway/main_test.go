@@ -220,7 +220,8 @@ func TestQuickstartEndToEnd(t *testing.T) {
 }
 
 // TestDevMode runs what the README's first command runs and follows its printed
-// curl lines.
+// curl lines, header flags included: each line must get the status its comment
+// promises, and every promised line must be there.
 func TestDevMode(t *testing.T) {
 	var out bytes.Buffer
 	env, err := dev.Start(context.Background(), dev.Options{
@@ -232,23 +233,61 @@ func TestDevMode(t *testing.T) {
 	}
 	defer env.Close(context.Background())
 	c := clientFor(t, env.CAFile)
-	curls := regexp.MustCompile(`(?m)^\s+curl --cacert (\S+) (\S+)$`).FindAllStringSubmatch(out.String(), -1)
-	if len(curls) < 2 {
-		t.Fatalf("printed instructions have no curl lines:\n%s", out.String())
+	curls := regexp.MustCompile(`(?m)^\s+curl --cacert (\S+)((?: -H "[^"]*")*) (\S+)$`).FindAllStringSubmatch(out.String(), -1)
+	type want struct {
+		status int
+		seen   bool
 	}
-	wants := map[string]int{"/hello": 200, "/admin/users": 403}
+	wants := map[string]*want{
+		"/hello":       {status: 200},
+		"/admin/users": {status: 403},
+		"/api/items":   {status: 403},
+		"/api/items Authorization: Bearer " + env.Token: {status: 200},
+		"/api/items Authorization: Bearer not-a-jwt":    {status: 401},
+	}
+	headerFlag := regexp.MustCompile(`-H "([^":]+): ([^"]*)"`)
 	for _, m := range curls {
 		if m[1] != env.CAFile {
 			t.Errorf("curl uses CA %s, want %s", m[1], env.CAFile)
 		}
-		u := m[2]
+		u := m[3]
 		path := u[strings.Index(u[len("https://"):], "/")+len("https://"):]
-		status, e, body := getJSON(t, c, "GET", u)
-		if want, ok := wants[path]; !ok || status != want {
-			t.Errorf("%s = %d (want %d): %s", u, status, want, body)
+		req, _ := http.NewRequest("GET", u, nil)
+		key := path
+		for _, h := range headerFlag.FindAllStringSubmatch(m[2], -1) {
+			req.Header.Add(h[1], h[2])
+			key += " " + h[1] + ": " + h[2]
 		}
-		if status == 200 && e.Caller != dev.GatewayID {
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e struct {
+			Caller  string              `json:"caller"`
+			Headers map[string][]string `json:"headers"`
+		}
+		json.Unmarshal(b, &e)
+		w, ok := wants[key]
+		if !ok {
+			t.Errorf("unexpected curl line for %q", key)
+			continue
+		}
+		w.seen = true
+		if resp.StatusCode != w.status {
+			t.Errorf("%s = %d (want %d): %s", key, resp.StatusCode, w.status, b)
+		}
+		if resp.StatusCode == 200 && e.Caller != dev.GatewayID {
 			t.Errorf("%s: caller %q, want %q", u, e.Caller, dev.GatewayID)
+		}
+		if resp.StatusCode == 200 && strings.HasPrefix(path, "/api/") && strings.Join(e.Headers["X-Dev-User"], ",") != dev.DevUser {
+			t.Errorf("%s: upstream saw x-dev-user %q, want %q", u, e.Headers["X-Dev-User"], dev.DevUser)
+		}
+	}
+	for k, w := range wants {
+		if !w.seen {
+			t.Errorf("no printed curl line for %q:\n%s", k, out.String())
 		}
 	}
 }

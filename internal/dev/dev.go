@@ -54,6 +54,8 @@ type Env struct {
 	Gateway *gateway.Gateway
 	CAFile  string
 	URL     string
+	// Token is a JWT for DevUser from the dev issuer, accepted on /api/*.
+	Token   string
 	ca      *identity.DevCA
 	closers []func() error
 }
@@ -99,6 +101,16 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	policyFile := filepath.Join(o.Dir, "policies", "demo.yaml")
 	if err := os.WriteFile(policyFile, demoPolicy, 0o644); err != nil {
 		return nil, fmt.Errorf("dev directory: %w", err)
+	}
+	iss, err := NewIssuer()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(o.Dir, "policies", "dev-issuer.yaml"), iss.RequestAuthentication(), 0o644); err != nil {
+		return nil, fmt.Errorf("dev directory: %w", err)
+	}
+	if env.Token, err = iss.Token(DevUser, []string{"dev"}, DevTokenTTL); err != nil {
+		return nil, err
 	}
 
 	gwSrc, err := identity.NewDevSource(ca, spiffeid.RequireFromString(GatewayID), SVIDTTL)
@@ -194,8 +206,19 @@ Try:
   # denied by the demo DENY policy on /admin/*: 403 with a request id
   %s %s/admin/users
 
+  # /api/* requires a JWT. The dev issuer's token for %q passes (200; the echo
+  # shows x-dev-user). It is valid for %s and only until dev mode restarts.
+  %s -H "Authorization: Bearer %s" %s/api/items
+
+  # no token: anonymous, denied by the demo policy require-jwt (403)
+  %s %s/api/items
+
+  # a token that does not verify: refused by authentication (401)
+  %s -H "Authorization: Bearer not-a-jwt" %s/api/items
+
 Audit events are printed to standard output, one JSON line per request.
 Ctrl-C stops the gateway.
 
-`, e.URL, e.CAFile, e.Gateway.AdminAddr(), GatewayID, SVIDTTL, EchoID, policyFile, c, e.URL, c, e.URL)
+`, e.URL, e.CAFile, e.Gateway.AdminAddr(), GatewayID, SVIDTTL, EchoID, policyFile, c, e.URL, c, e.URL,
+		DevUser, DevTokenTTL, c, e.Token, e.URL, c, e.URL, c, e.URL)
 }
