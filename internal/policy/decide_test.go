@@ -210,6 +210,7 @@ func TestDecideHeadersClaims(t *testing.T) {
 		{"repeated header in ALLOW needs every value", request.Request{Headers: h("x-role", "admin", "x-role", "user")}, denyDefault},
 		{"repeated header in DENY needs one value (CVE-2026-26308)", request.Request{Headers: h("x-block", "no", "x-block", "yes", "x-role", "admin")}, denyBy("deny-hdr", 0)},
 		{"absent header satisfies notValues", request.Request{Headers: map[string][]string{"X-Role": {"admin"}}}, denyBy("deny-not", 0)},
+		{"comma-joined header in DENY is judged per element (CVE-2026-26308)", request.Request{Headers: h("x-block", "no, yes", "x-role", "admin")}, denyBy("deny-hdr", 0)},
 		{"repeated header notValues in DENY", request.Request{Headers: h("x-env", "dev", "x-role", "admin")}, denyBy("deny-not", 0)},
 		{"nested claim and scope", request.Request{Headers: h(), Auth: tok(map[string]any{"org": map[string]any{"team": "blue"}, "scope": "read write"})}, allowBy("claims", 0)},
 		{"scope not split for other claims", request.Request{Headers: h(), Auth: tok(map[string]any{"org": map[string]any{"team": "blue red"}, "scope": "write"})}, denyDefault},

@@ -311,6 +311,14 @@ func (m *matcher) evalRepeated(c *evalCtx) bool {
 				anyHit = true
 			} else {
 				allHit = false
+				// RFC 9110 lets a list header's field lines be joined with commas, so
+				// "x-role: user, admin" means what two lines "user" and "admin" mean.
+				// A DENY on "admin" must catch both forms (the joined form is how
+				// CVE-2026-26308 hid a value), so fail-open matching (DENY/AUDIT
+				// values) also looks at each element.
+				if m.attr == aHeader && !m.strict && !m.neg && !anyHit && strings.IndexByte(v, ',') >= 0 {
+					anyHit = anyElement(m.strs, v)
+				}
 			}
 		}
 	}
@@ -343,4 +351,15 @@ func (m *matcher) pseudoValue(r *request.Request) (string, bool) {
 		return r.Path, true
 	}
 	return "", false
+}
+
+// anyElement reports whether any comma-separated element of a list header value
+// matches.
+func anyElement(ms []strMatch, v string) bool {
+	for e := range strings.SplitSeq(v, ",") {
+		if anyStr(ms, trimOWS(e)) {
+			return true
+		}
+	}
+	return false
 }

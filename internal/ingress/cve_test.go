@@ -1,0 +1,166 @@
+package ingress
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/policy"
+	"tollgate.dev/tollgate/internal/request"
+)
+
+// cvePolicies are written the way each bulletin's victims wrote theirs.
+const cvePolicies = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: istio-system}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin", "/admin/*", "/private", "/user/profile", "/protected"]}}]
+  - to: [{operation: {hosts: ["secret.com", "httpbin.com", "httpbin.com:*"]}}]
+  - when: [{key: "request.headers[x-role]", values: ["admin"]}]
+  - when: [{key: "request.headers[x-hdr]", values: ["admin"]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-public, namespace: istio-system}
+spec:
+  action: ALLOW
+  rules:
+  - to: [{operation: {paths: ["/info/*", "/public/*", "/user/*", "/ok"]}}]
+  - when: [{key: "request.headers[x-tollgate-verified]", values: ["true"]}]
+`
+
+type engineAuthorizer struct{ e *policy.Engine }
+
+func (a engineAuthorizer) Authorize(r *request.Request) *audit.Decision {
+	d := a.e.Decide(r)
+	return &audit.Decision{Allow: d.Allow, Policy: d.Policy, Reason: d.Reason}
+}
+
+func compileTestPolicies(t testing.TB, src string) Authorizer {
+	t.Helper()
+	docs, err := config.ParseDocuments("cve.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []config.Document
+	for _, n := range docs {
+		ds = append(ds, config.Document{File: "cve.yaml", APIVersion: "security.istio.io/v1", Kind: "AuthorizationPolicy", Node: n})
+	}
+	set, err := policy.Compile(ds, "test", policy.Options{TrustDomain: "example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engineAuthorizer{set.EngineAllPolicies()}
+}
+
+// rawExchange sends a request head exactly as written over HTTP/1.1 and TLS.
+func (tb *testbed) rawExchange(head string) int {
+	tb.t.Helper()
+	conn, err := tls.Dial("tcp", tb.front.Listener.Addr().String(), &tls.Config{RootCAs: tb.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, head)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestCVEShapesNeverReachTheUpstream sends every request shape of the Istio and
+// Envoy bulletins (reference §14) through the ingress over real TLS. Each must be
+// denied (403) or rejected (400), and the upstream must never see it.
+func TestCVEShapesNeverReachTheUpstream(t *testing.T) {
+	tests := []struct {
+		cve    string
+		target string
+		host   string
+		hdrs   string // extra raw header lines, "\r\n"-terminated
+		want   []int  // acceptable statuses
+	}{
+		{cve: "CVE-2019-9901 dot segments past an ALLOW prefix", target: "/info/../private", want: []int{403}},
+		{cve: "CVE-2019-9901 encoded dot segments", target: "/info/%2e%2e/private", want: []int{403}},
+		{cve: "CVE-2019-9900 NUL in a header value", target: "/ok", hdrs: "X-Role: ad\x00min\r\n", want: []int{400}},
+		{cve: "CVE-2019-18802 trailing whitespace in a header", target: "/ok", hdrs: "X-Hdr: admin \r\n", want: []int{403}},
+		{cve: "CVE-2020-8595 query after an exact path", target: "/protected?x", want: []int{403}},
+		{cve: "CVE-2020-8595 fragment after an exact path", target: "/protected#x", want: []int{403}},
+		{cve: "CVE-2020-8843 client-sent internal header", target: "/nothing-allows-this", hdrs: "X-Tollgate-Verified: true\r\n", want: []int{403}},
+		{cve: "CVE-2020-25017 / CVE-2026-26308 repeated header", target: "/ok", hdrs: "X-Role: user\r\nX-Role: admin\r\n", want: []int{403}},
+		{cve: "CVE-2026-26308 comma-joined values", target: "/ok", hdrs: "X-Role: user\r\nX-Role: admin, user\r\n", want: []int{403}},
+		{cve: "CVE-2021-31920 doubled slash", target: "//admin", want: []int{403}},
+		{cve: "CVE-2021-31920 doubled slash below", target: "/admin//x", want: []int{403}},
+		{cve: "CVE-2021-31920 escaped slash", target: "/admin%2Fx", want: []int{400}},
+		{cve: "CVE-2021-31920 escaped backslash", target: "/admin%5Cx", want: []int{400}},
+		{cve: "CVE-2021-31920 raw backslash", target: "/public/..\\admin", want: []int{403, 400}},
+		{cve: "CVE-2021-39156 fragment", target: "/user/profile#section1", want: []int{403}},
+		{cve: "CVE-2021-39155 host case", target: "/ok", host: "Secret.com", want: []int{403}},
+		{cve: "ISTIO-2021-008 host with port (policy lists host:*)", target: "/ok", host: "httpbin.com:80", want: []int{403}},
+		{cve: "CVE-2023-27487 client-sent x-envoy-original-path", target: "/nothing-allows-this", hdrs: "X-Envoy-Original-Path: /ok\r\n", want: []int{403}},
+		{cve: "CVE-2026-73511 ..; path parameter", target: "/public/..;/admin", want: []int{403}},
+		{cve: "CVE-2026-73511 encoded ..;", target: "/public/%2e%2e;x/admin", want: []int{403}},
+		{cve: "NUL in the path", target: "/ok%00", want: []int{400}},
+		{cve: "invalid percent-encoding", target: "/ok%zz", want: []int{400}},
+		{cve: "absolute-form with dot segments", target: "https://localhost/info/../admin", want: []int{403}},
+	}
+	tb := newTestbed(t, testbedOptions{authorize: compileTestPolicies(t, cvePolicies)})
+	for _, tc := range tests {
+		t.Run(tc.cve, func(t *testing.T) {
+			before := tb.hits.get()
+			host := tc.host
+			if host == "" {
+				host = "localhost"
+			}
+			status := tb.rawExchange("GET " + tc.target + " HTTP/1.1\r\nHost: " + host + "\r\n" + tc.hdrs + "Connection: close\r\n\r\n")
+			if !contains(tc.want, status) {
+				t.Errorf("HTTP/1.1: status %d, want one of %v", status, tc.want)
+			}
+			if h2ok(tc.target, tc.hdrs) {
+				req := &http.Request{Method: "GET", URL: &url.URL{Scheme: "https", Host: tb.front.Listener.Addr().String(), Opaque: strings.SplitN(tc.target, "#", 2)[0]},
+					Host: host, Header: http.Header{}}
+				for _, line := range strings.Split(strings.TrimSuffix(tc.hdrs, "\r\n"), "\r\n") {
+					if k, v, ok := strings.Cut(line, ": "); ok {
+						req.Header.Add(k, v)
+					}
+				}
+				status, body, _ := tb.do(tb.client(true), req)
+				if !contains(tc.want, status) {
+					t.Errorf("HTTP/2: status %d, want one of %v: %s", status, tc.want, body)
+				}
+			}
+			if got := tb.hits.get() - before; got != 0 {
+				t.Errorf("the upstream saw %d such requests", got)
+			}
+		})
+	}
+	// The policies are not simply denying everything.
+	if status := tb.rawExchange("GET /ok HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"); status != 200 {
+		t.Fatalf("control request: status %d", status)
+	}
+}
+
+// h2ok reports whether Go's HTTP/2 client can send the shape as is.
+func h2ok(target, hdrs string) bool {
+	return strings.HasPrefix(target, "/") && !strings.HasPrefix(target, "//") && !strings.Contains(hdrs, "\x00") && !strings.Contains(target, "\\")
+}
+
+func contains(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
