@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -50,6 +52,17 @@ func copyExample(t *testing.T, name string) string {
 	var out, errb bytes.Buffer
 	if code := run([]string{"dev", "pki", "-out", filepath.Join(dst, "pki")}, nil, &out, &errb); code != 0 {
 		t.Fatalf("dev pki: %d %s", code, errb.String())
+	}
+	if name == "oidc" {
+		// What run.sh makes: the client secret and the session key, never committed.
+		os.MkdirAll(filepath.Join(dst, "secrets"), 0o700)
+		for _, f := range []string{"client-secret", "session.key"} {
+			b := make([]byte, 32)
+			rand.Read(b)
+			if err := os.WriteFile(filepath.Join(dst, "secrets", f), []byte(base64.StdEncoding.EncodeToString(b)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	return dst
 }
