@@ -90,6 +90,9 @@ func TestCVEShapesNeverReachTheUpstream(t *testing.T) {
 		host   string
 		hdrs   string // extra raw header lines, "\r\n"-terminated
 		want   []int  // acceptable statuses
+		// noH2: Go's HTTP/2 server refuses the stream itself (PROTOCOL_ERROR)
+		// before any handler runs, and Go's client retries such a stream.
+		noH2 bool
 	}{
 		{cve: "CVE-2019-9901 dot segments past an ALLOW prefix", target: "/info/../private", want: []int{403}},
 		{cve: "CVE-2019-9901 encoded dot segments", target: "/info/%2e%2e/private", want: []int{403}},
@@ -112,7 +115,7 @@ func TestCVEShapesNeverReachTheUpstream(t *testing.T) {
 		{cve: "CVE-2026-73511 ..; path parameter", target: "/public/..;/admin", want: []int{403}},
 		{cve: "CVE-2026-73511 encoded ..;", target: "/public/%2e%2e;x/admin", want: []int{403}},
 		{cve: "NUL in the path", target: "/ok%00", want: []int{400}},
-		{cve: "invalid percent-encoding", target: "/ok%zz", want: []int{400}},
+		{cve: "invalid percent-encoding", target: "/ok%zz", want: []int{400}, noH2: true},
 		{cve: "absolute-form with dot segments", target: "https://localhost/info/../admin", want: []int{403}},
 	}
 	tb := newTestbed(t, testbedOptions{authorize: compileTestPolicies(t, cvePolicies)})
@@ -127,7 +130,7 @@ func TestCVEShapesNeverReachTheUpstream(t *testing.T) {
 			if !contains(tc.want, status) {
 				t.Errorf("HTTP/1.1: status %d, want one of %v", status, tc.want)
 			}
-			if h2ok(tc.target, tc.hdrs) {
+			if !tc.noH2 && h2ok(tc.target, tc.hdrs) {
 				req := &http.Request{Method: "GET", URL: &url.URL{Scheme: "https", Host: tb.front.Listener.Addr().String(), Opaque: strings.SplitN(tc.target, "#", 2)[0]},
 					Host: host, Header: http.Header{}}
 				for _, line := range strings.Split(strings.TrimSuffix(tc.hdrs, "\r\n"), "\r\n") {
