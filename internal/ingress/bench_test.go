@@ -6,11 +6,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
-	"tollgate.dev/tollgate/internal/request"
 )
 
 // BenchmarkIngress measures the whole ingress path in one process: an HTTPS
@@ -47,18 +47,38 @@ func BenchmarkIngress(b *testing.B) {
 			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg})
 			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
 		})
-		b.Run("gateway+authz/"+proto.name, func(b *testing.B) {
+		b.Run("gateway+policy100/"+proto.name, func(b *testing.B) {
 			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
 			b.Cleanup(func() { lg.Close() })
-			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authorize: allowAll{}})
+			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authorize: compileTestPolicies(b, benchPolicies(100))})
 			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
 		})
 	}
 }
 
-type allowAll struct{}
-
-func (allowAll) Authorize(*request.Request) *audit.Decision { return &audit.Decision{Allow: true} }
+// benchPolicies writes n rules of realistic shape: ALLOW rules for distinct hosts
+// and path prefixes with method, header and claim conditions, and a few DENY
+// rules; the benchmark's request matches one ALLOW rule near the end.
+func benchPolicies(n int) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: istio-system}\nspec:\n  action: DENY\n  rules:\n")
+	for i := range n / 10 {
+		fmt.Fprintf(&b, "  - to: [{operation: {paths: [\"/internal%d/*\"]}}]\n", i)
+	}
+	b.WriteString("---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow, namespace: istio-system}\nspec:\n  action: ALLOW\n  rules:\n")
+	for i := range n - n/10 - 1 {
+		switch i % 3 {
+		case 0:
+			fmt.Fprintf(&b, "  - to: [{operation: {hosts: [\"svc%d.example.com\"], paths: [\"/api/v%d/*\"], methods: [GET, HEAD]}}]\n", i, i)
+		case 1:
+			fmt.Fprintf(&b, "  - to: [{operation: {paths: [\"/team%d/*\"]}}]\n    when: [{key: \"request.headers[x-tenant]\", values: [\"t%d\"]}]\n", i, i)
+		default:
+			fmt.Fprintf(&b, "  - to: [{operation: {paths: [\"/reports%d/*\"]}}]\n    when: [{key: \"request.auth.claims[groups]\", values: [\"g%d\"]}]\n", i, i)
+		}
+	}
+	b.WriteString("  - to: [{operation: {paths: [\"/api/v1/*\"], methods: [GET]}}]\n")
+	return b.String()
+}
 
 func runLoad(b *testing.B, tb *testbed, target string, h2 bool) {
 	c := tb.client(h2)
