@@ -47,4 +47,29 @@
 // which to set (outputPayloadToHeader, outputClaimToHeaders). Error carries the
 // status, a reason safe for clients and, in Error(), a detailed cause for the
 // log. Tokens are never logged.
+//
+// # Browser login
+//
+// NewLogin builds one Login per provider (LoginConfig: the provider, the
+// SessionKeys, the reserved PathPrefix, the hosts it serves). The gateway runs it
+// on a route bound to the provider, after bearer authentication:
+//
+//  1. ServeReserved answers <prefix>oidc/{start,callback,logout,signed-out}
+//     before routing, so those paths never reach an upstream;
+//  2. if no bearer token gave an identity, Authenticate opens the session
+//     cookie and returns the ID token's identity as *request.Auth (refreshing the
+//     access token when it is about to expire), or an Outcome:
+//  3. Challenge answers LoginRequired (a GET/HEAD page load) with a 302 to the
+//     provider: authorization code with PKCE S256, state and nonce, kept in a
+//     sealed single-use login-state cookie; the callback checks state, iss,
+//     replay, the ID token and its nonce, and seals the session;
+//     Unauthenticated (anything else) is a 401;
+//  4. StripCookies removes the gateway's cookies before forwarding, and
+//     ClaimHeaders describes the user to the upstream (the ingress removes client
+//     copies of ClaimHeaderNames on every request).
+//
+// The session cookie (__Host-tollgate-<provider>, chunked) is AES-256-GCM bound
+// to its name and host: the first of the SessionKeys seals, all open, so keys
+// rotate (LoadSessionKeys, SetKeys). Logout clears it and, when the provider
+// has an end_session_endpoint, ends the provider's session with id_token_hint.
 package oidc
