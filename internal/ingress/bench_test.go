@@ -1,8 +1,12 @@
 package ingress
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -10,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/oidc"
 )
 
 // BenchmarkIngress measures the whole ingress path in one process: an HTTPS
@@ -47,6 +55,13 @@ func BenchmarkIngress(b *testing.B) {
 			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg})
 			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
 		})
+		b.Run("gateway+jwt/"+proto.name, func(b *testing.B) {
+			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
+			b.Cleanup(func() { lg.Close() })
+			authn, token := benchJWT(b)
+			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authenticate: authn})
+			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2, "Authorization", "Bearer "+token)
+		})
 		b.Run("gateway+policy100/"+proto.name, func(b *testing.B) {
 			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
 			b.Cleanup(func() { lg.Close() })
@@ -80,13 +95,23 @@ func benchPolicies(n int) string {
 	return b.String()
 }
 
-func runLoad(b *testing.B, tb *testbed, target string, h2 bool) {
+func runLoad(b *testing.B, tb *testbed, target string, h2 bool, hdr ...string) {
 	c := tb.client(h2)
+	get := func() (*http.Response, error) {
+		req, err := http.NewRequest("GET", target, nil)
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		return c.Do(req)
+	}
 	tr := c.Transport.(*http.Transport)
 	tr.MaxIdleConnsPerHost = 64
 	// Warm up connections so handshakes are not measured.
 	for range 8 {
-		resp, err := c.Get(target)
+		resp, err := get()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -102,7 +127,7 @@ func runLoad(b *testing.B, tb *testbed, target string, h2 bool) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := c.Get(target)
+			resp, err := get()
 			if err != nil {
 				b.Error(err)
 				return
@@ -131,4 +156,35 @@ func BenchmarkRouterMatch(b *testing.B) {
 			b.Fatal("no match")
 		}
 	}
+}
+
+// benchJWT returns an authenticator for an RS256 issuer with an inline JWKS and a
+// valid token for it (a realistic size: a few claims and groups).
+func benchJWT(b *testing.B) (*oidc.Authenticator, string) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	jwks := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"k1","alg":"RS256","use":"sig","n":%q,"e":%q}]}`,
+		b64(key.N.Bytes()), b64(big.NewInt(int64(key.E)).Bytes()))
+	doc := fmt.Sprintf("apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: istio-system}\nspec:\n  jwtRules:\n  - issuer: https://issuer.test\n    audiences: [api]\n    jwks: '%s'\n    outputClaimToHeaders: [{header: x-user, claim: sub}]\n", jwks)
+	nodes, err := config.ParseDocuments("authn.yaml", []byte(doc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	an, err := oidc.CompileRequestAuthn([]config.Document{{File: "authn.yaml", APIVersion: "security.istio.io/v1", Kind: "RequestAuthentication", Node: nodes[0]}}, oidc.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": "https://issuer.test", "sub": "alice", "aud": "api", "groups": []string{"dev", "admins"},
+		"email": "alice@example.org", "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+	})
+	tok.Header["kid"] = "k1"
+	s, err := tok.SignedString(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return an.ForListener(nil), s
 }

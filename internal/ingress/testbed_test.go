@@ -21,6 +21,7 @@ import (
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/identity"
+	"tollgate.dev/tollgate/internal/oidc"
 	"tollgate.dev/tollgate/internal/policy/pathnorm"
 )
 
@@ -104,6 +105,7 @@ type testbedOptions struct {
 	routes           func(up *url.URL, tr http.RoundTripper) []*Route
 	authorize        Authorizer
 	responseTimeout  time.Duration
+	authenticate     *oidc.Authenticator
 	audit            Recorder // default: an in-memory event log
 	metrics          Observer
 	quiet            bool // no log output (benchmarks)
@@ -175,7 +177,7 @@ func newTestbed(t testing.TB, o testbedOptions) *testbed {
 		Audit:          cmpOr[Recorder](o.audit, tb.events),
 		Metrics:        o.metrics,
 		Logger:         logger,
-	}, &Snapshot{Router: NewRouter(routes), Authorize: o.authorize})
+	}, &Snapshot{Router: NewRouter(routes), Authorize: o.authorize, Authenticate: o.authenticate})
 
 	cert, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
 	if err != nil {
