@@ -81,6 +81,9 @@ func (g *Gateway) ApplyDefaults() {
 	if in.Normalization.EscapedSlashes == "" {
 		in.Normalization.EscapedSlashes = DefaultEscapedSlashes
 	}
+	if m := in.Mesh; m != nil && m.Labels == nil {
+		m.Labels = map[string]string{"tollgate.dev/listener": "mesh"}
+	}
 	for i := range in.Routes {
 		r := &in.Routes[i]
 		if r.PathPrefix == "" {

@@ -72,6 +72,9 @@ type Ingress struct {
 	Limits         Limits        `yaml:"limits"`
 	Normalization  Normalization `yaml:"normalization"`
 	Routes         []Route       `yaml:"routes"`
+	// Mesh, when set, adds a listener for in-mesh (east-west) callers: it requires
+	// a client SVID, and the caller's SPIFFE ID becomes source.principal for policy.
+	Mesh *MeshListener `yaml:"mesh"`
 }
 
 // ServerTLS lists the certificates served; the one whose names match the SNI is

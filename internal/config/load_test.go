@@ -127,8 +127,10 @@ func TestLoadBadInput(t *testing.T) {
 			},
 		},
 		{
-			name:  "garbage certificate",
-			edit:  func(s string) string { return strings.Replace(s, "{cert: tls.crt, key: tls.key}", "{cert: gateway.yaml, key: tls.key}", 1) },
+			name: "garbage certificate",
+			edit: func(s string) string {
+				return strings.Replace(s, "{cert: tls.crt, key: tls.key}", "{cert: gateway.yaml, key: tls.key}", 1)
+			},
 			wants: []string{"gateway.yaml:9:7: ingress.tls.certificates[0]: invalid certificate/key pair"},
 		},
 		{

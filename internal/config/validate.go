@@ -127,6 +127,7 @@ func (v *validator) ingress() {
 		return
 	}
 	v.listenAddr("ingress.listen", in.Listen)
+	v.mesh(in.Mesh)
 	if len(in.TLS.Certificates) == 0 {
 		v.errorf("ingress.tls.certificates", "at least one certificate is required")
 	}

@@ -52,10 +52,13 @@ type Gateway struct {
 	audit     *audit.Logger
 	files     []*audit.FileSink
 	handler   *ingress.Handler
-	router    *ingress.Router
-	policies  *policyWatcher
-	keys      *oidc.KeyCache
-	logins    []*oidc.Login
+	// meshHandler and meshServer serve in-mesh callers (ingress.mesh); nil without it.
+	meshHandler *ingress.Handler
+	meshServer  *listener.Server
+	router      *ingress.Router
+	policies    *policyWatcher
+	keys        *oidc.KeyCache
+	logins      []*oidc.Login
 
 	draining  chan struct{}
 	closeOnce sync.Once
@@ -99,18 +102,18 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 		return nil, err
 	}
 	in := cfg.Ingress
-	_, port, _ := net.SplitHostPort(in.Listen)
-	if port == "0" || port == "" {
-		port = "443"
-	}
-	g.handler = ingress.New(ingress.Options{
+	hopts := ingress.Options{
 		Normalize:      norm,
 		TrustedProxies: config.ParsePrefixes(in.TrustedProxies),
-		DefaultPort:    port,
+		DefaultPort:    portOf(in.Listen),
 		Audit:          g.audit,
 		Metrics:        metricsAdapter{g.metrics},
 		Logger:         g.log,
-	}, &ingress.Snapshot{Router: router, Logins: logins})
+	}
+	g.handler = ingress.New(hopts, &ingress.Snapshot{Router: router, Logins: logins})
+	if err := g.openMesh(hopts); err != nil {
+		return nil, err
+	}
 
 	g.keys = oidc.NewKeyCache(oidc.KeyCacheOptions{Logger: g.log})
 	g.policies, err = newPolicyWatcher(g)
@@ -308,6 +311,16 @@ func (g *Gateway) Start() error {
 		ln.Close()
 		return fmt.Errorf("ingress listener: %w", err)
 	}
+	if g.meshServer != nil {
+		mln, err := net.Listen("tcp", g.cfg.Ingress.Mesh.Listen)
+		if err != nil {
+			return fmt.Errorf("mesh listener: %w", err)
+		}
+		if err := g.meshServer.Start(mln); err != nil {
+			mln.Close()
+			return fmt.Errorf("mesh listener: %w", err)
+		}
+	}
 	if err := g.admin.Start(); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
@@ -356,8 +369,16 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	var err error
 	g.closeOnce.Do(func() {
 		close(g.draining)
+		if g.meshServer != nil {
+			go g.meshServer.Shutdown(ctx)
+		}
 		if g.server != nil {
 			err = g.server.Shutdown(ctx)
+		}
+		if g.meshServer != nil {
+			if merr := g.meshServer.Shutdown(ctx); err == nil {
+				err = merr
+			}
 		}
 		if g.admin != nil {
 			actx, cancel := context.WithTimeout(context.Background(), time.Second)

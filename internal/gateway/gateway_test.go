@@ -82,9 +82,25 @@ func claimsFor(sub string, groups ...string) jwt.MapClaims {
 }
 
 func startEnv(t *testing.T, policies string) *env {
+	return startEnvOpts(t, policies, envOptions{})
+}
+
+// envOptions add to the default environment.
+type envOptions struct {
+	// ingress is YAML appended to the ingress section (two-space indented).
+	ingress string
+	// svids are more SVIDs to write into pki/ (name -> SPIFFE ID).
+	svids map[string]string
+}
+
+func startEnvOpts(t *testing.T, policies string, o envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
-	pki, err := dev.WritePKI(filepath.Join(dir, "pki"), "example.org", time.Hour, map[string]string{"gateway": gatewayID, "echo": echoID})
+	ids := map[string]string{"gateway": gatewayID, "echo": echoID}
+	for k, v := range o.svids {
+		ids[k] = v
+	}
+	pki, err := dev.WritePKI(filepath.Join(dir, "pki"), "example.org", time.Hour, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,10 +136,10 @@ ingress:
   - name: echo
     host: "*"
     upstream: {url: "https://%s", spiffeIDs: ["%s"]}
-admin: {listen: "127.0.0.1:0"}
+%sadmin: {listen: "127.0.0.1:0"}
 audit: {sinks: [{file: audit.log}]}
 policy: {files: [policies/], pollInterval: 50ms}
-`, echo.Addr(), echoID)
+`, echo.Addr(), echoID, o.ingress)
 	file := filepath.Join(dir, "gateway.yaml")
 	os.WriteFile(file, []byte(cfgText), 0o644)
 	cfg, err := config.Load(file)

@@ -126,6 +126,14 @@ func (w *policyWatcher) load() error {
 	snap.Authenticate = c.Authn.ForListener(g.cfg.Ingress.Labels)
 	snap.StripHeaders = c.Authn.OutputHeaders()
 	g.handler.Swap(&snap)
+	if mh := g.meshHandler; mh != nil {
+		labels := g.cfg.Ingress.Mesh.Labels
+		ms := *mh.Snapshot()
+		ms.Authorize = authorizer{c.Policies.Engine(labels)}
+		ms.Authenticate = c.Authn.ForListener(labels)
+		ms.StripHeaders = c.Authn.OutputHeaders()
+		mh.Swap(&ms)
+	}
 	g.metrics.ConfigReload("policy", nil)
 	if w.version != c.Version {
 		g.log.Info("policy set in force", "version", c.Version, "policies", c.Policies.Len())

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/oidc"
 	"tollgate.dev/tollgate/internal/policy/pathnorm"
 	"tollgate.dev/tollgate/internal/request"
@@ -117,6 +118,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev.Client = audit.Endpoint{Address: peer.Addr().String(), Port: int(peer.Port())}
 	if r.TLS != nil {
 		ev.SNI, ev.TLSVersion = r.TLS.ServerName, tls.VersionName(r.TLS.Version)
+		if len(r.TLS.PeerCertificates) > 0 {
+			if id, ok := identity.PeerID(*r.TLS); ok {
+				ev.SourcePrincipal = id.String()
+			}
+		}
 	}
 	trusted := isTrusted(peer.Addr(), h.opts.TrustedProxies)
 	ev.RequestID = r.Header.Get(HeaderRequestID)
@@ -282,6 +288,11 @@ func describe(r *http.Request, path, rawQuery string, peer netip.Addr, defaultPo
 	}
 	if r.TLS != nil {
 		d.SNI = r.TLS.ServerName
+		// Only an SVID that identity's VerifyConnection accepted yields an ID, so
+		// a certificate with a forged URI SAN can't name a principal.
+		if id, ok := identity.PeerID(*r.TLS); ok {
+			d.Source.Principal = id.String()
+		}
 	}
 	return d
 }
