@@ -8,6 +8,7 @@ import (
 	"regexp/syntax"
 	"strconv"
 	"strings"
+	"tollgate.dev/tollgate/internal/config"
 )
 
 // principals compiles peer identities written as Istio does, without "spiffe://".
@@ -18,10 +19,22 @@ func (b *builder) principals(path string, vals []string) (matcher, bool) {
 	ok := true
 	for i, v := range vals {
 		if strings.HasPrefix(strings.ToLower(v), "spiffe://") {
+			if b.ext {
+				// Tollgate documents may write the SPIFFE ID patterns routes use, so
+				// one vocabulary names peers everywhere.
+				s, err := spiffePattern(v)
+				if err != nil {
+					b.d.Errorf(fmt.Sprintf("%s[%d]", path, i), "%v", err)
+					ok = false
+					continue
+				}
+				m.strs = append(m.strs, s)
+				continue
+			}
 			// Istio prepends spiffe:// itself, so this value would never match:
 			// an ALLOW would deny everything and a DENY would let everything in.
-			b.d.Errorf(fmt.Sprintf("%s[%d]", path, i), "write principals without the spiffe:// prefix (got %q, want %q): Istio would silently never match this value",
-				v, strings.TrimPrefix(v, v[:len("spiffe://")]))
+			b.d.Errorf(fmt.Sprintf("%s[%d]", path, i), "write principals without the spiffe:// prefix (got %q, want %q): Istio would silently never match this value (apiVersion %s accepts SPIFFE ID patterns)",
+				v, strings.TrimPrefix(v, v[:len("spiffe://")]), APIVersionTollgateV1)
 			ok = false
 			continue
 		}
@@ -272,4 +285,23 @@ func unwrapRegexpErr(err error) string {
 		return e.Code.String() + ": " + e.Expr
 	}
 	return err.Error()
+}
+
+// spiffePattern compiles a SPIFFE ID pattern as routes write them (see
+// config.CheckSPIFFEPattern and identity.ParseMatcher) into a matcher on the
+// principal without "spiffe://": "spiffe://td/p" is exactly td/p, "spiffe://td"
+// any ID in td, and "spiffe://td/p/*" any ID below td/p/ (whole segments).
+func spiffePattern(v string) (strMatch, error) {
+	if err := config.CheckSPIFFEPattern(v); err != nil {
+		return strMatch{}, err
+	}
+	rest := v[len("spiffe://"):]
+	switch {
+	case strings.HasSuffix(rest, "/*"):
+		return strMatch{kind: smPrefix, v: strings.TrimSuffix(rest, "*")}, nil
+	case !strings.Contains(rest, "/"):
+		return strMatch{kind: smPrefix, v: rest + "/"}, nil
+	default:
+		return strMatch{kind: smExact, v: rest}, nil
+	}
 }
