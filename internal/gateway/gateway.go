@@ -60,8 +60,10 @@ type Gateway struct {
 	keys        *oidc.KeyCache
 	logins      []*oidc.Login
 
-	draining  chan struct{}
-	closeOnce sync.Once
+	draining chan struct{}
+	// rotationDone closes when watchRotation returns; nil until Start.
+	rotationDone chan struct{}
+	closeOnce    sync.Once
 }
 
 // New builds a gateway from cfg without binding any listener. Problems that
@@ -325,6 +327,8 @@ func (g *Gateway) Start() error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	g.policies.start()
+	g.rotationDone = make(chan struct{})
+	go g.watchRotation()
 	g.log.Info("gateway started", "ingress", g.server.Addr().String(), "admin", g.admin.Addr(),
 		"spiffeID", g.src.Status().ID.String(), "routes", len(g.router.Routes()))
 	return nil
@@ -369,6 +373,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	var err error
 	g.closeOnce.Do(func() {
 		close(g.draining)
+		if g.rotationDone != nil {
+			defer func() { <-g.rotationDone }()
+		}
 		if g.meshServer != nil {
 			go g.meshServer.Shutdown(ctx)
 		}
