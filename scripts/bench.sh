@@ -19,7 +19,14 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "date:    $(date -u +%Y-%m-%d)"
 echo "raw:     $OUT"
 
-go test -run '^$' -bench 'BenchmarkIngress' -benchtime 3s -count "$COUNT" ./internal/ingress/ | tee "$OUT/ingress.txt"
+# Interleaved: each round runs every variant once, so drift in the machine's load
+# (other processes, thermal, noisy neighbours) spreads over all variants alike
+# instead of favouring whichever ran first.
+go test -c -o "$OUT/ingress.test" ./internal/ingress/
+: > "$OUT/ingress.txt"
+for i in $(seq 1 "$COUNT"); do
+  "$OUT/ingress.test" -test.run '^$' -test.bench 'BenchmarkIngress' -test.benchtime 2s -test.count 1 | tee -a "$OUT/ingress.txt"
+done
 go test -run '^$' -bench 'BenchmarkDecide|BenchmarkNormalize' -count "$COUNT" ./internal/policy/... | tee "$OUT/policy.txt"
 go test -run '^$' -bench 'BenchmarkAuthenticate|BenchmarkSession' -count "$COUNT" ./internal/oidc/ | tee "$OUT/oidc.txt"
 
