@@ -5,13 +5,11 @@
 // real browser (Debian's Chromium over CDP) and the echo upstream over mesh mTLS.
 // Setup: scripts/oidc/install.sh. Run: go test -tags e2e -run E2E ./internal/gateway/
 // Skips when chromium or the provider's node_modules are missing, unless
-// TOLLGATE_REQUIRE_E2E is set (then it fails). The provider/Chromium harness is
-// copied from internal/oidc/login_e2e_test.go.
+// TOLLGATE_REQUIRE_E2E is set (then it fails).
 
 package gateway_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -21,14 +19,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,68 +33,8 @@ import (
 	"tollgate.dev/tollgate/internal/dev"
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
+	"tollgate.dev/tollgate/internal/oidc/oidctest"
 )
-
-func requireE2E(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("TOLLGATE_REQUIRE_E2E") != "" {
-		t.Fatalf(format+" (TOLLGATE_REQUIRE_E2E is set; run scripts/oidc/install.sh)", args...)
-	}
-	t.Skipf(format+" (run scripts/oidc/install.sh)", args...)
-}
-
-// startProvider runs test/oidcprovider/provider.mjs on a free loopback port and
-// returns its issuer. It is stopped (by its PID) when the test ends.
-func startProvider(t *testing.T, dir string, env ...string) string {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		requireE2E(t, "node not found")
-	}
-	cmd := exec.Command(node, "provider.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append([]string{"PORT=0"}, env...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	issuer := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if _, iss, ok := strings.Cut(sc.Text(), "listening, issuer "); ok {
-				issuer <- iss
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() { _ = cmd.Wait(); close(exited) }()
-	select {
-	case iss := <-issuer:
-		return iss
-	case <-exited:
-		t.Fatalf("provider exited: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("provider not ready after 30s: %s", stderr.String())
-	}
-	return ""
-}
 
 // freePort reserves a loopback port and releases it: the provider must know the
 // gateway's redirect URI before the gateway (which needs the issuer) starts.
@@ -152,24 +87,15 @@ func copyOIDCExample(t *testing.T, dir, secret string) *dev.PKI {
 }
 
 func TestE2EGatewayBrowserLogin(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		requireE2E(t, "chromium not installed")
-	}
-	provDir, err := filepath.Abs(filepath.Join("..", "..", "test", "oidcprovider"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(provDir, "node_modules", "oidc-provider")); err != nil {
-		requireE2E(t, "oidc-provider not installed in test/oidcprovider")
-	}
+	chromium := oidctest.Chromium(t)
+	provDir := oidctest.ProviderDir(t)
 
 	dir := t.TempDir()
 	secret := base64.RawURLEncoding.EncodeToString(randomKey(t))
 	pki := copyOIDCExample(t, dir, secret)
 	port := freePort(t)
 	gw := "https://localhost:" + port
-	issuer := startProvider(t, provDir,
+	issuer := oidctest.StartProvider(t, provDir,
 		"REDIRECT_URIS="+gw+"/.tollgate/local/oidc/callback",
 		"POST_LOGOUT_REDIRECT_URIS="+gw+"/.tollgate/local/oidc/signed-out",
 		"CLIENT_ID=tollgate", "CLIENT_SECRET="+secret, "TOKEN_TTL=300")

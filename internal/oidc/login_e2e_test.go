@@ -9,7 +9,6 @@
 package oidc
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,29 +21,19 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-func requireE2E(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("TOLLGATE_REQUIRE_E2E") != "" {
-		t.Fatalf(format+" (TOLLGATE_REQUIRE_E2E is set; run scripts/oidc/install.sh)", args...)
-	}
-	t.Skipf(format+" (run scripts/oidc/install.sh)", args...)
-}
+	"tollgate.dev/tollgate/internal/oidc/oidctest"
+)
 
 // loopbackCert makes a self-signed ECDSA certificate for 127.0.0.1 and returns it
 // with the base64 SHA-256 of its public key, which Chromium is told to trust.
@@ -72,71 +61,9 @@ func loopbackCert(t *testing.T) (tls.Certificate, string) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, base64.StdEncoding.EncodeToString(spki[:])
 }
 
-// startProvider runs test/oidcprovider/provider.mjs on a free loopback port and
-// returns its issuer. It is stopped (by its PID) when the test ends.
-func startProvider(t *testing.T, dir string, env ...string) string {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		requireE2E(t, "node not found")
-	}
-	cmd := exec.Command(node, "provider.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append([]string{"PORT=0"}, env...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	issuer := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if _, iss, ok := strings.Cut(sc.Text(), "listening, issuer "); ok {
-				issuer <- iss
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() { _ = cmd.Wait(); close(exited) }()
-	select {
-	case iss := <-issuer:
-		return iss
-	case <-exited:
-		t.Fatalf("provider exited: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("provider not ready after 30s: %s", stderr.String())
-	}
-	return ""
-}
-
 func TestE2EBrowserLogin(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		requireE2E(t, "chromium not installed")
-	}
-	provDir, err := filepath.Abs(filepath.Join("..", "..", "test", "oidcprovider"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(provDir, "node_modules", "oidc-provider")); err != nil {
-		requireE2E(t, "oidc-provider not installed in test/oidcprovider")
-	}
+	chromium := oidctest.Chromium(t)
+	provDir := oidctest.ProviderDir(t)
 
 	// The gateway's address comes first: the provider must know its redirect URIs.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -145,7 +72,7 @@ func TestE2EBrowserLogin(t *testing.T) {
 	}
 	gw := "https://" + ln.Addr().String()
 	secret := randomToken()
-	issuer := startProvider(t, provDir,
+	issuer := oidctest.StartProvider(t, provDir,
 		"REDIRECT_URIS="+gw+"/.tollgate/oidc/callback",
 		"POST_LOGOUT_REDIRECT_URIS="+gw+"/.tollgate/oidc/signed-out",
 		"CLIENT_ID=tollgate", "CLIENT_SECRET="+secret, "TOKEN_TTL=300")
