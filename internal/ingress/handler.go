@@ -259,7 +259,7 @@ func (h *Handler) finish(x *exchange, body *countingReader) {
 			route = "-"
 		}
 		h.opts.Metrics.ObserveRequest(route, ev.Status, ev.Duration)
-		if ev.Error != "" && x.route != nil && ev.Error != audit.ErrClientCanceled {
+		if isUpstreamError(ev.Error) {
 			h.opts.Metrics.UpstreamError(route, ev.Error)
 		}
 	}
@@ -306,4 +306,14 @@ func unescapePath(p string) string {
 		return p
 	}
 	return u
+}
+
+// isUpstreamError reports whether kind is a failure of the upstream exchange (as
+// opposed to the gateway refusing the client), for the upstream-errors metric.
+func isUpstreamError(kind audit.ErrorKind) bool {
+	switch kind {
+	case audit.ErrUpstreamTLS, audit.ErrUpstreamUnreachable, audit.ErrUpstreamProtocol, audit.ErrTimeout:
+		return true
+	}
+	return false
 }
