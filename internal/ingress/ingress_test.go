@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,6 +155,8 @@ func TestUpstreamErrors(t *testing.T) {
 	for _, tc := range tests {
 		for _, p := range protocols {
 			t.Run(tc.name+"/"+p.name, func(t *testing.T) {
+				obs := &observer{}
+				tc.opts.metrics = obs
 				tb := newTestbed(t, tc.opts)
 				if tc.breakIt != nil {
 					tc.breakIt(tb)
@@ -169,6 +172,10 @@ func TestUpstreamErrors(t *testing.T) {
 				ev := tb.events.last(t)
 				if ev.Error != tc.wantKind || ev.RequestID != id || ev.Status != tc.wantStatus {
 					t.Errorf("audit event: error=%q requestId=%q status=%d; want %q %q %d", ev.Error, ev.RequestID, ev.Status, tc.wantKind, id, tc.wantStatus)
+				}
+				wantUpstreamErr := tc.wantKind != audit.ErrNoRoute
+				if got := obs.upstreamErrors(); (len(got) == 1 && got[0] == tc.wantKind) != wantUpstreamErr || (!wantUpstreamErr && len(got) != 0) {
+					t.Errorf("upstream error metrics %v (want %q counted: %v)", got, tc.wantKind, wantUpstreamErr)
 				}
 				if got := tb.hits.get(); got != tc.wantHits {
 					t.Errorf("upstream handler ran %d times, want %d", got, tc.wantHits)
@@ -325,5 +332,38 @@ func TestHugeHeaderAndDribbleAreCut(t *testing.T) {
 	conn.Close()
 	if tb.hits.get() != 0 {
 		t.Fatal("upstream reached")
+	}
+}
+
+// observer records metric calls.
+type observer struct {
+	mu   sync.Mutex
+	errs []audit.ErrorKind
+	reqs int
+}
+
+func (o *observer) ObserveRequest(string, int, time.Duration) {
+	o.mu.Lock()
+	o.reqs++
+	o.mu.Unlock()
+}
+
+func (o *observer) UpstreamError(_ string, kind audit.ErrorKind) {
+	o.mu.Lock()
+	o.errs = append(o.errs, kind)
+	o.mu.Unlock()
+}
+
+func (o *observer) upstreamErrors() []audit.ErrorKind {
+	// finish runs after the response is written; give it a moment.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		o.mu.Lock()
+		n, errs := o.reqs, append([]audit.ErrorKind(nil), o.errs...)
+		o.mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			return errs
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
