@@ -304,3 +304,24 @@ func TestDevMode(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRefusesWhatCheckRefuses: run prints the same positioned errors as check
+// and exits 1 before binding anything.
+func TestRunRefusesWhatCheckRefuses(t *testing.T) {
+	dir := copyExample(t, "quickstart")
+	file := filepath.Join(dir, "gateway.yaml")
+	b, _ := os.ReadFile(file)
+	broken := strings.Replace(string(b), "url: https://127.0.0.1:9443", "url: http://127.0.0.1:9443", 1)
+	broken = strings.Replace(broken, "key: pki/gateway.key", "key: pki/missing.key", 1)
+	os.WriteFile(file, []byte(broken), 0o644)
+	var checkOut, checkErr, runErr bytes.Buffer
+	if code := run([]string{"check", "-c", file}, nil, &checkOut, &checkErr); code != 1 {
+		t.Fatalf("check exited %d", code)
+	}
+	if code := run([]string{"run", "-c", file}, nil, io.Discard, &runErr); code != 1 {
+		t.Fatalf("run exited %d", code)
+	}
+	if checkErr.String() != runErr.String() || !strings.Contains(runErr.String(), "gateway.yaml:") {
+		t.Errorf("check said:\n%s\nrun said:\n%s", checkErr.String(), runErr.String())
+	}
+}
