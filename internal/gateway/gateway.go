@@ -76,9 +76,12 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 		opts.Stdout = os.Stdout
 	}
 	g = &Gateway{cfg: cfg, opts: opts, log: opts.Logger, draining: make(chan struct{})}
+	// built, not g: `return nil, err` sets the named result g to nil before
+	// this runs, and the parts opened so far must still be closed.
+	built := g
 	defer func() {
 		if err != nil {
-			g.closeParts()
+			built.closeParts()
 		}
 	}()
 	g.metrics = telemetry.NewMetrics()
@@ -199,7 +202,8 @@ func (g *Gateway) openIdentity(ctx context.Context) error {
 		w := id.WorkloadAPI
 		src, err := identity.NewWorkloadAPI(ctx, identity.WorkloadOptions{Socket: w.Socket, SPIFFEID: w.SPIFFEID, WaitTimeout: w.WaitTimeout})
 		if err != nil {
-			return fmt.Errorf("identity: %w", err)
+			// Positioned like the files source's errors; err names the socket.
+			return config.Errors{g.cfg.ErrorAt("identity.workloadAPI", err.Error())}
 		}
 		g.src, g.ownSource = src, true
 	}
@@ -234,9 +238,9 @@ func (g *Gateway) buildRoutes() (*ingress.Router, error) {
 		routes = append(routes, &ingress.Route{
 			Name: rc.Name, Host: rc.Host, PathPrefix: rc.PathPrefix, Upstream: u,
 			UpstreamIDs: allowed.String(),
-			Transport: ingress.NewTransport(ingress.TransportOptions{
+			Transport: newRotatingTransport(ingress.NewTransport(ingress.TransportOptions{
 				TLS: tlsCfg, DialTimeout: in.Timeouts.Dial, ResponseHeaderTimeout: rc.Upstream.Timeout,
-			}),
+			})),
 		})
 	}
 	if err := errs.Err(); err != nil {
