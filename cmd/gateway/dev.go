@@ -73,18 +73,25 @@ func cmdDevPKI(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdDevEcho(args []string, stderr io.Writer) int {
-	fs := newFlagSet("dev echo", "dev echo -cert F -key F -bundle F -allow SPIFFE-ID [-listen ADDR]\n\nServes the demo upstream over mTLS: it accepts only callers whose SPIFFE ID\nmatches -allow and answers JSON describing each request.", stderr)
+	fs := newFlagSet("dev echo", "dev echo (-cert F -key F -bundle F | -workload-api SOCKET [-spiffe-id ID]) -allow SPIFFE-ID [-listen ADDR]\n\nServes the demo upstream over mTLS: it accepts only callers whose SPIFFE ID\nmatches -allow and answers JSON describing each request. Its SVID comes from\nfiles, or from a SPIFFE Workload API (a SPIRE agent) with -workload-api.", stderr)
 	listen := fs.String("listen", "127.0.0.1:9443", "address")
 	cert := fs.String("cert", "", "SVID certificate file")
 	key := fs.String("key", "", "SVID key file")
 	bundle := fs.String("bundle", "", "trust bundle file")
+	socket := fs.String("workload-api", "", "Workload API socket (unix:///path/agent.sock) to take the SVID from, instead of -cert/-key/-bundle")
+	spiffeID := fs.String("spiffe-id", "", "with -workload-api: which of the issued SVIDs to serve (default: the first)")
 	allow := fs.String("allow", "", "SPIFFE ID pattern of allowed callers (spiffe://td/path, spiffe://td, spiffe://td/path/*)")
 	var lf logFlags
 	lf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *cert == "" || *key == "" || *bundle == "" || *allow == "" || fs.NArg() > 0 {
+	files := *cert != "" || *key != "" || *bundle != ""
+	switch {
+	case *allow == "" || fs.NArg() > 0,
+		*socket == "" && (*cert == "" || *key == "" || *bundle == ""),
+		*socket != "" && files,
+		*spiffeID != "" && *socket == "":
 		fs.Usage()
 		return 2
 	}
@@ -98,7 +105,14 @@ func cmdDevEcho(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gateway dev echo: -allow: %v\n", err)
 		return 2
 	}
-	src, err := identity.NewFiles(identity.FilesOptions{Cert: *cert, Key: *key, Bundle: *bundle})
+	var src identity.Source
+	if *socket != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), identity.DefaultWaitTimeout)
+		src, err = identity.NewWorkloadAPI(ctx, identity.WorkloadOptions{Socket: *socket, SPIFFEID: *spiffeID})
+		cancel()
+	} else {
+		src, err = identity.NewFiles(identity.FilesOptions{Cert: *cert, Key: *key, Bundle: *bundle})
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway dev echo: %v\n", err)
 		return 1
