@@ -48,61 +48,87 @@ func chunkName(name string, i int) string {
 	return name + "_" + strconv.Itoa(i)
 }
 
-// readChunks joins the chunks name_0, name_1, … from the request's cookies. n is the
-// number of chunks present (also what a later write must expire). A gap, a duplicate
-// chunk or more than maxChunks makes the whole cookie invalid.
-func readChunks(r *http.Request, name string) (value string, n int, err error) {
-	var parts [maxChunks]string
-	var seen [maxChunks]bool
-	prefix := name + "_"
+// chunks are the parts of one chunked cookie (name_0, name_1, …) as the request
+// sent them, not yet joined: the opener decodes them in place, so the request
+// path never builds the joined value.
+type chunks struct {
+	name string
+	part [maxChunks]string
+	// n is the number of chunks present (also what a later write must expire).
+	n int
+	// err: a gap, a duplicate chunk or more than maxChunks makes the whole cookie invalid.
+	err error
+}
+
+// parts are the chunks in order; valid only when err is nil.
+func (c *chunks) parts() []string { return c.part[:c.n] }
+
+// readChunkSets fills each set from the request's cookies in one pass over the
+// Cookie headers (the session's parts share a header of several kilobytes).
+func readChunkSets(r *http.Request, sets ...*chunks) {
+	var seen [2][maxChunks]bool
+	if len(sets) > len(seen) {
+		panic("oidc: readChunkSets: too many sets")
+	}
+	for _, c := range sets {
+		c.part, c.n, c.err = [maxChunks]string{}, 0, nil
+	}
 	for _, line := range r.Header["Cookie"] {
 		for part := range strings.SplitSeq(line, ";") {
 			part = strings.TrimSpace(part)
 			k, v, ok := strings.Cut(part, "=")
-			if !ok || !strings.HasPrefix(k, prefix) {
+			if !ok {
 				continue
 			}
-			i, convErr := strconv.Atoi(k[len(prefix):])
-			if convErr != nil || i < 0 || k[len(prefix):] != strconv.Itoa(i) {
-				continue // another cookie that only shares the prefix
-			}
-			if i >= maxChunks {
-				return "", maxChunks, errTooManyChunks
-			}
-			if seen[i] {
-				// Two cookies with one name: someone planted a second one.
-				return "", maxChunks, ErrSealInvalid
-			}
-			seen[i], parts[i] = true, v
-			if i+1 > n {
-				n = i + 1
+			for si, c := range sets {
+				if c.err != nil || len(k) <= len(c.name)+1 || k[len(c.name)] != '_' || k[:len(c.name)] != c.name {
+					continue
+				}
+				idx := k[len(c.name)+1:]
+				i, convErr := strconv.Atoi(idx)
+				if convErr != nil || i < 0 || idx != strconv.Itoa(i) {
+					continue // another cookie that only shares the prefix
+				}
+				if i >= maxChunks {
+					c.n, c.err = maxChunks, errTooManyChunks
+					continue
+				}
+				if seen[si][i] {
+					// Two cookies with one name: someone planted a second one.
+					c.n, c.err = maxChunks, ErrSealInvalid
+					continue
+				}
+				seen[si][i], c.part[i] = true, v
+				c.n = max(c.n, i+1)
 			}
 		}
 	}
-	if n == 0 {
-		return "", 0, nil
-	}
-	if n == 1 {
-		return parts[0], 1, nil
-	}
-	var b strings.Builder
-	size := 0
-	for i := range n {
-		if !seen[i] {
-			return "", n, ErrSealInvalid
+	for si, c := range sets {
+		if c.err != nil {
+			continue
 		}
-		size += len(parts[i])
+		for i := range c.n {
+			if !seen[si][i] {
+				c.err = ErrSealInvalid
+				break
+			}
+		}
 	}
-	b.Grow(size)
-	for i := range n {
-		b.WriteString(parts[i])
+}
+
+// readChunks joins the chunks name_0, name_1, … from the request's cookies.
+func readChunks(r *http.Request, name string) (value string, n int, err error) {
+	c := chunks{name: name}
+	readChunkSets(r, &c)
+	if c.err != nil {
+		return "", c.n, c.err
 	}
-	return b.String(), n, nil
+	return strings.Join(c.parts(), ""), c.n, nil
 }
 
 // writeChunks sets value as name_0..name_k and expires stale chunks up to had.
 func writeChunks(w http.ResponseWriter, name, value string, expires time.Time, had int) error {
-	k := (len(value) + maxChunkLen - 1) / maxChunkLen
+	k := chunkCount(value)
 	if k > maxChunks {
 		return errTooManyChunks
 	}
@@ -115,6 +141,9 @@ func writeChunks(w http.ResponseWriter, name, value string, expires time.Time, h
 	}
 	return nil
 }
+
+// chunkCount is the number of chunks writeChunks cuts value into.
+func chunkCount(value string) int { return (len(value) + maxChunkLen - 1) / maxChunkLen }
 
 // clearChunks expires name_0..name_{had-1}.
 func clearChunks(w http.ResponseWriter, name string, had int) {

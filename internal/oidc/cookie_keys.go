@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 )
 
 // SessionKeyLen is the size of one session key: AES-256.
@@ -25,8 +24,6 @@ var (
 	// sealed for another cookie name or host.
 	ErrSealInvalid = errors.New("sealed value is malformed or tampered")
 )
-
-var srcPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // sealEncoding is strict so that each sealed value has exactly one text form.
 var sealEncoding = base64.RawURLEncoding.Strict()
@@ -120,25 +117,52 @@ func (sk *SessionKeys) seal(aad, plaintext []byte) (string, error) {
 	return sealEncoding.EncodeToString(buf), nil
 }
 
-// open reverses seal. The returned slice aliases a fresh buffer owned by the caller.
+// open reverses seal.
 func (sk *SessionKeys) open(aad []byte, sealed string) ([]byte, error) {
-	// The text is copied into a pooled buffer rather than converted, which would
-	// allocate a few kilobytes on every request.
-	src := srcPool.Get().(*[]byte)
-	*src = append((*src)[:0], sealed...)
-	buf := make([]byte, sealEncoding.DecodedLen(len(sealed)))
-	n, err := sealEncoding.Decode(buf, *src)
-	if cap(*src) <= 64<<10 {
-		srcPool.Put(src)
+	return sk.openChunks(aad, []string{sealed})
+}
+
+// openChunks reverses seal for a value sent in chunks, decoding each chunk in
+// turn instead of joining them first. The returned plaintext aliases a fresh
+// buffer owned by the caller; it is the only allocation (the associated data is
+// copied behind the plaintext: the AEAD interface would make the caller's buffer
+// escape otherwise).
+func (sk *SessionKeys) openChunks(aad []byte, parts []string) ([]byte, error) {
+	total := 0
+	for i, p := range parts {
+		// Every chunk but the last is whole base64 quanta, as writeChunks cuts them;
+		// anything else is another text form of some value, refused so that each
+		// sealed value has exactly one.
+		if i < len(parts)-1 && len(p)%4 != 0 {
+			return nil, ErrSealInvalid
+		}
+		total += len(p)
 	}
-	if err != nil {
+	dlen := sealEncoding.DecodedLen(total)
+	if dlen < sealHeader+16 {
 		return nil, ErrSealInvalid
 	}
-	buf = buf[:n]
-	if len(buf) < sealHeader+16 || buf[0] != sealVersion {
+	buf := make([]byte, dlen+len(aad))
+	// The text is copied to the stack in whole quanta and decoded from there: a
+	// string-to-bytes conversion would allocate the whole value again.
+	var src [1024]byte
+	off := 0
+	for _, p := range parts {
+		for len(p) > 0 {
+			k := copy(src[:], p)
+			n, err := sealEncoding.Decode(buf[off:dlen], src[:k])
+			if err != nil {
+				return nil, ErrSealInvalid
+			}
+			off, p = off+n, p[k:]
+		}
+	}
+	if off != dlen || buf[0] != sealVersion {
 		return nil, ErrSealInvalid
 	}
-	nonce, ct := buf[2:sealHeader], buf[sealHeader:]
+	ad := buf[dlen:]
+	copy(ad, aad)
+	nonce, ct := buf[2:sealHeader:sealHeader], buf[sealHeader:dlen:dlen]
 	candidates := 0
 	for _, k := range sk.keys {
 		if k.id == buf[1] {
@@ -159,9 +183,31 @@ func (sk *SessionKeys) open(aad []byte, sealed string) ([]byte, error) {
 		if candidates > 0 {
 			in = bytes.Clone(ct)
 		}
-		if pt, err := k.aead.Open(in[:0], nonce, in, aad); err == nil {
-			return pt, nil
+		if pt, err := k.aead.Open(in[:0], nonce, in, ad); err == nil {
+			return pt[:len(pt):len(pt)], nil
 		}
 	}
 	return nil, ErrSealInvalid
+}
+
+// sealID names one sealed value: its key id and random nonce, both in the clear
+// at its start. A value that names another sealed value by its sealID is bound
+// to it: only the key holder can make another value that opens under that nonce.
+type sealID [1 + sealNonceLen]byte
+
+// sealIDOf reads the sealID from the start of a sealed value's text (its first
+// chunk suffices) without decrypting it.
+func sealIDOf(sealed string) (id sealID, ok bool) {
+	const textLen = (sealHeader + 2) / 3 * 4 // whole quanta covering the header
+	if len(sealed) < textLen {
+		return id, false
+	}
+	var src [textLen]byte
+	var dst [textLen / 4 * 3]byte
+	copy(src[:], sealed)
+	if _, err := sealEncoding.Decode(dst[:], src[:]); err != nil || dst[0] != sealVersion {
+		return id, false
+	}
+	copy(id[:], dst[1:sealHeader])
+	return id, true
 }

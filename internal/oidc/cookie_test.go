@@ -181,9 +181,9 @@ func TestReadChunksBadInput(t *testing.T) {
 
 func TestSessionEncoding(t *testing.T) {
 	s := &session{
+		ID: [sessionIDLen]byte{1, 2, 3}, Tokens: sealID{9, 8, 7}, TokensLen: 2345, Refreshable: true,
 		Created: time.Unix(1700000000, 0), Expires: time.Unix(1700028800, 0), AccessExpiry: time.Unix(1700003600, 0),
-		Claims:  []byte(`{"iss":"https://idp","sub":"alice","aud":["gw","x"],"azp":"gw","groups":["dev"]}`),
-		IDToken: []byte("h.p.s"), AccessToken: []byte("at"), RefreshToken: []byte{},
+		Claims: []byte(`{"iss":"https://idp","sub":"alice","aud":["gw","x"],"azp":"gw","groups":["dev"]}`),
 	}
 	got, err := parseSession(s.marshal())
 	if err != nil {
@@ -199,9 +199,17 @@ func TestSessionEncoding(t *testing.T) {
 	if a.Principal != "https://idp/alice" || a.Presenter != "gw" || !cmp.Equal(a.Audiences, []string{"gw", "x"}) {
 		t.Errorf("auth = %+v", a)
 	}
-	for _, bad := range [][]byte{nil, {2}, {1}, append(s.marshal(), 0), s.marshal()[:20]} {
+	m := s.marshal()
+	flags := 1 + sessionIDLen + len(sealID{})
+	badFlags := bytes.Clone(m)
+	badFlags[flags] |= 2
+	for name, bad := range map[string][]byte{
+		"empty": nil, "format 1": append([]byte{1}, m[1:]...), "format 3": append([]byte{3}, m[1:]...),
+		"only the format": {sessionFormat}, "trailing byte": append(bytes.Clone(m), 0), "truncated": m[:len(m)-1],
+		"cut in the header": m[:20], "unknown flag": badFlags,
+	} {
 		if _, err := parseSession(bad); !errors.Is(err, errSessionFormat) {
-			t.Errorf("parseSession(%x): err %v, want %v", bad, err, errSessionFormat)
+			t.Errorf("parseSession(%s): err %v, want %v", name, err, errSessionFormat)
 		}
 	}
 	noSub := &session{Claims: []byte(`{"iss":"x"}`)}
@@ -210,11 +218,31 @@ func TestSessionEncoding(t *testing.T) {
 	}
 }
 
+func TestTokensEncoding(t *testing.T) {
+	tok := &sessionTokens{ID: [sessionIDLen]byte{4, 5}, IDToken: []byte("h.p.s"), AccessToken: []byte("at"), RefreshToken: []byte{}}
+	got, err := parseTokens(tok.marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(tok, got); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	m := tok.marshal()
+	for name, bad := range map[string][]byte{
+		"empty": nil, "session format": append([]byte{sessionFormat}, m[1:]...), "no fields": m[:1+sessionIDLen],
+		"trailing byte": append(bytes.Clone(m), 0), "truncated": m[:len(m)-1],
+	} {
+		if _, err := parseTokens(bad); !errors.Is(err, errSessionFormat) {
+			t.Errorf("parseTokens(%s): err %v, want %v", name, err, errSessionFormat)
+		}
+	}
+}
+
 // FuzzParseSession: the decoder never panics and round-trips what it accepts.
 func FuzzParseSession(f *testing.F) {
-	f.Add((&session{Claims: []byte(`{}`), IDToken: []byte("a")}).marshal())
-	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0})
-	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add((&session{Claims: []byte(`{}`), Refreshable: true, TokensLen: 3000}).marshal())
+	f.Add(append([]byte{sessionFormat}, make([]byte, sessionIDLen+len(sealID{})+6)...))
+	f.Add(append(append([]byte{sessionFormat}, make([]byte, sessionIDLen+len(sealID{})+1)...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := parseSession(b)
 		if err != nil {
@@ -226,6 +254,21 @@ func FuzzParseSession(f *testing.F) {
 	})
 }
 
+// FuzzParseTokens: the decoder never panics and round-trips what it accepts.
+func FuzzParseTokens(f *testing.F) {
+	f.Add((&sessionTokens{IDToken: []byte("a"), RefreshToken: []byte("r")}).marshal())
+	f.Add(append([]byte{tokensFormat}, make([]byte, sessionIDLen+3)...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tok, err := parseTokens(b)
+		if err != nil {
+			return
+		}
+		if again, err := parseTokens(tok.marshal()); err != nil || !cmp.Equal(tok, again) {
+			t.Fatalf("re-encoding changed the tokens: %v", err)
+		}
+	})
+}
+
 // FuzzSessionCookie: arbitrary Cookie headers never open as a session other than the one sealed.
 func FuzzSessionCookie(f *testing.F) {
 	keys, _ := NewSessionKeys(bytes.Repeat([]byte{7}, SessionKeyLen))
@@ -233,18 +276,82 @@ func FuzzSessionCookie(f *testing.F) {
 	valid, _ := keys.seal(cookieAAD(nil, "s", "gw"), plain)
 	f.Add("s_0=" + valid)
 	f.Add("s_0=" + valid[:len(valid)/2] + "; s_1=" + valid[len(valid)/2:])
+	f.Add("s_0=" + valid[:len(valid)/4*4] + "; s_1=" + valid[len(valid)/4*4:])
 	f.Add("s_0=AQ; s_1=")
 	f.Fuzz(func(t *testing.T, cookie string) {
 		r := &http.Request{Header: http.Header{"Cookie": {cookie}}, Host: "gw"}
-		v, _, err := readChunks(r, "s")
-		if err != nil || v == "" {
+		c := chunks{name: "s"}
+		readChunkSets(r, &c)
+		if c.err != nil || c.n == 0 {
 			return
 		}
 		// Only the sealed plaintext itself may ever come out: nothing forged.
-		if pt, err := keys.open(cookieAAD(nil, "s", "gw"), v); err == nil && !bytes.Equal(pt, plain) {
-			t.Fatalf("forged value opened: %q", v)
+		pt, err := keys.openChunks(cookieAAD(nil, "s", "gw"), c.parts())
+		if err == nil && !bytes.Equal(pt, plain) {
+			t.Fatalf("forged value opened: %q", cookie)
+		}
+		// Chunk by chunk is the same as joined, or refused.
+		joined, jerr := keys.open(cookieAAD(nil, "s", "gw"), strings.Join(c.parts(), ""))
+		if err == nil && (jerr != nil || !bytes.Equal(joined, pt)) {
+			t.Fatalf("chunked open differs from joined: %v", jerr)
 		}
 	})
+}
+
+func TestOpenChunks(t *testing.T) {
+	keys, _ := NewSessionKeys(bytes.Repeat([]byte{7}, SessionKeyLen))
+	plain := bytes.Repeat([]byte("0123456789"), 700) // several 1 KiB stack pieces, two cookie chunks
+	v, err := keys.seal([]byte("aad"), plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		parts   []string
+		wantErr error
+	}{
+		{"whole", []string{v}, nil},
+		{"as writeChunks cuts it", []string{v[:maxChunkLen], v[maxChunkLen:]}, nil},
+		{"cut in whole quanta", []string{v[:8], v[8:4000], v[4000:]}, nil},
+		{"cut inside a quantum", []string{v[:9], v[9:]}, ErrSealInvalid},
+		{"chunk missing", []string{v[:maxChunkLen]}, ErrSealInvalid},
+		{"empty", nil, ErrSealInvalid},
+		{"too short for a header", []string{v[:20]}, ErrSealInvalid},
+		{"not base64url", []string{v[:100] + "+" + v[101:]}, ErrSealInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pt, err := keys.openChunks([]byte("aad"), tc.parts)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && !bytes.Equal(pt, plain) {
+				t.Errorf("plaintext differs")
+			}
+		})
+	}
+	if _, err := keys.openChunks([]byte("other aad"), []string{v}); !errors.Is(err, ErrSealInvalid) {
+		t.Errorf("other aad: err %v, want %v", err, ErrSealInvalid)
+	}
+}
+
+func TestSealID(t *testing.T) {
+	keys, _ := NewSessionKeys(bytes.Repeat([]byte{7}, SessionKeyLen))
+	v1, _ := keys.seal(nil, []byte("x"))
+	v2, _ := keys.seal(nil, []byte("x"))
+	id1, ok1 := sealIDOf(v1)
+	id2, ok2 := sealIDOf(v2)
+	if !ok1 || !ok2 || id1 == id2 {
+		t.Fatalf("sealIDOf: %x %v, %x %v; want two different ids", id1, ok1, id2, ok2)
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(v1)
+	if !bytes.Equal(id1[:], raw[1:sealHeader]) {
+		t.Errorf("sealIDOf = %x, want key id and nonce %x", id1, raw[1:sealHeader])
+	}
+	for _, bad := range []string{"", v1[:19], "AgAAAAAAAAAAAAAAAAAA", "!" + v1[1:]} {
+		if _, ok := sealIDOf(bad); ok {
+			t.Errorf("sealIDOf(%q) ok, want refused", bad)
+		}
+	}
 }
 
 func TestCookieHost(t *testing.T) {

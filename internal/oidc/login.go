@@ -26,7 +26,7 @@ type LoginConfig struct {
 	// PathPrefix of the reserved endpoints; default DefaultPathPrefix. Must start and end with '/'.
 	PathPrefix string
 	// CookieName is the session cookie's base name (chunks are <name>_0, <name>_1, …;
-	// the login-state cookie is <name>-login). Default "__Host-tollgate-<provider name>":
+	// the session's tokens are in <name>-tokens_0, …; the login-state cookie is <name>-login). Default "__Host-tollgate-<provider name>":
 	// the __Host- prefix makes browsers refuse it unless Secure, Path=/ and host-only.
 	CookieName string
 	// SessionTTL is the absolute session lifetime; default 8h.
@@ -59,6 +59,7 @@ type Login struct {
 	client     *http.Client
 	secret     string
 	cookieName string
+	tokensName string
 	stateName  string
 	log        *slog.Logger
 	now        func() time.Time
@@ -114,6 +115,7 @@ func NewLogin(cfg LoginConfig) (*Login, error) {
 		client:     cfg.HTTPClient,
 		secret:     secret,
 		cookieName: cfg.CookieName,
+		tokensName: cfg.CookieName + "-tokens",
 		stateName:  cfg.CookieName + "-login",
 		log:        cfg.Logger.With("component", "oidc-login"),
 		now:        cfg.Now,
@@ -208,9 +210,10 @@ func (o Outcome) String() string {
 // A route that also allows anonymous access may treat LoginRequired and
 // Unauthenticated as anonymous; otherwise pass the outcome to Challenge.
 func (l *Login) Authenticate(w http.ResponseWriter, r *http.Request) (*request.Auth, Outcome) {
-	s, n, err := l.readSession(r)
+	var c sessionCookies
+	s, err := l.readSession(r, &c)
 	if err == nil && s != nil {
-		s, err = l.maybeRefresh(w, r, s, n)
+		s, err = l.maybeRefresh(w, r, s, &c)
 	}
 	if err == nil && s != nil {
 		var a *request.Auth
@@ -221,7 +224,7 @@ func (l *Login) Authenticate(w http.ResponseWriter, r *http.Request) (*request.A
 	if err != nil {
 		// Do not log the cookie: only why it was refused.
 		l.log.Debug("session refused", "provider", l.cfg.Provider.Name, "error", err)
-		clearChunks(w, l.cookieName, n)
+		c.clear(w, false)
 	}
 	if isNavigation(r) {
 		return nil, LoginRequired

@@ -157,14 +157,15 @@ func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, "bad_host", "this host is not served by this login")
 		return
 	}
-	s, st, err := l.redeem(r.Context(), r, d)
+	s, t, st, err := l.redeem(r.Context(), r, d)
 	if err != nil {
 		l.log.Warn("login callback refused", "provider", l.cfg.Provider.Name, "error", err)
 		writeJSONError(w, http.StatusBadRequest, "login_failed", "the login could not be completed; start again")
 		return
 	}
-	_, had, _ := readChunks(r, l.cookieName)
-	if err := l.writeSession(w, r, s, had); err != nil {
+	var had sessionCookies
+	had.read(l, r)
+	if err := l.writeSession(w, r, s, t, &had); err != nil {
 		l.log.Error("session cookie could not be written", "provider", l.cfg.Provider.Name, "error", err)
 		writeJSONError(w, http.StatusInternalServerError, "internal", "the session could not be stored")
 		return
@@ -179,28 +180,28 @@ func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
 
 // redeem checks state, issuer and replay, exchanges the code (with the PKCE
 // verifier) and verifies the ID token and its nonce.
-func (l *Login) redeem(ctx context.Context, r *http.Request, d *discovered) (*session, *loginState, error) {
+func (l *Login) redeem(ctx context.Context, r *http.Request, d *discovered) (*session, *sessionTokens, *loginState, error) {
 	st, err := l.readState(r)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	q := r.URL.Query()
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(st.State)) != 1 {
-		return nil, nil, ErrStateMismatch
+		return nil, nil, nil, ErrStateMismatch
 	}
 	if iss := q.Get("iss"); iss != "" && iss != l.cfg.Provider.Issuer {
-		return nil, nil, ErrIssuerMismatch
+		return nil, nil, nil, ErrIssuerMismatch
 	}
 	// Consume before the exchange so two racing replays cannot both pass.
 	if !l.ledger.consume(st.State, st.Expires, l.now()) {
-		return nil, nil, ErrStateReplayed
+		return nil, nil, nil, ErrStateReplayed
 	}
 	if e := q.Get("error"); e != "" {
-		return nil, nil, fmt.Errorf("provider returned error %q", e)
+		return nil, nil, nil, fmt.Errorf("provider returned error %q", e)
 	}
 	code := q.Get("code")
 	if code == "" {
-		return nil, nil, errors.New("callback without code")
+		return nil, nil, nil, errors.New("callback without code")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -209,28 +210,29 @@ func (l *Login) redeem(ctx context.Context, r *http.Request, d *discovered) (*se
 	oc.RedirectURL = l.redirectURI(r.Host)
 	tok, err := oc.Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
-		return nil, nil, fmt.Errorf("code exchange: %w", err)
+		return nil, nil, nil, fmt.Errorf("code exchange: %w", err)
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return nil, nil, errors.New("token response without id_token")
+		return nil, nil, nil, errors.New("token response without id_token")
 	}
 	idt, err := d.verifier.Verify(ctx, rawID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("id token: %w", err)
+		return nil, nil, nil, fmt.Errorf("id token: %w", err)
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
-		return nil, nil, ErrNonceMismatch
+		return nil, nil, nil, ErrNonceMismatch
 	}
 	claims, err := sessionClaims(idt)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	now := l.now()
 	return &session{
-		Created: now, Expires: now.Add(l.cfg.SessionTTL), AccessExpiry: tok.Expiry,
-		Claims: claims, IDToken: []byte(rawID), AccessToken: []byte(tok.AccessToken), RefreshToken: []byte(tok.RefreshToken),
-	}, st, nil
+			ID: newSessionID(), Created: now, Expires: now.Add(l.cfg.SessionTTL), AccessExpiry: tok.Expiry, Claims: claims,
+		}, &sessionTokens{
+			IDToken: []byte(rawID), AccessToken: []byte(tok.AccessToken), RefreshToken: []byte(tok.RefreshToken),
+		}, st, nil
 }
 
 // sessionClaims keeps the verified claims policy may read, minus the ones that only
@@ -249,8 +251,16 @@ func sessionClaims(idt *oidc.IDToken) ([]byte, error) {
 // logout clears the session and, when the provider has an end_session_endpoint,
 // ends the provider's session too (RP-initiated logout with id_token_hint).
 func (l *Login) logout(w http.ResponseWriter, r *http.Request) {
-	s, n, _ := l.readSession(r)
-	clearChunks(w, l.cookieName, max(n, 1))
+	// The hint is best effort: a session whose tokens part is missing or not its
+	// own is still signed out here, only without id_token_hint.
+	var c sessionCookies
+	var idToken []byte
+	if s, err := l.readSession(r, &c); err == nil && s != nil {
+		if t, err := l.openTokens(r, s, &c); err == nil {
+			idToken = t.IDToken
+		}
+	}
+	c.clear(w, true)
 	http.SetCookie(w, expiredCookie(l.stateName))
 	w.Header().Set("Cache-Control", "no-store")
 	d := l.disc.Load()
@@ -265,8 +275,8 @@ func (l *Login) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	q := u.Query()
 	q.Set("client_id", l.cfg.Provider.ClientID)
-	if s != nil && len(s.IDToken) > 0 {
-		q.Set("id_token_hint", string(s.IDToken))
+	if len(idToken) > 0 {
+		q.Set("id_token_hint", string(idToken))
 	}
 	if p := l.cfg.Provider.PostLogoutRedirectPath; p != "" {
 		q.Set("post_logout_redirect_uri", "https://"+r.Host+p)

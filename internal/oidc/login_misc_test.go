@@ -113,20 +113,28 @@ func TestStripCookies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	// A custom cookie name lacks the common prefix: its own names must still go.
+	custom, err := NewLogin(LoginConfig{Provider: ProviderConfig{Name: "main", Issuer: "http://127.0.0.1:1", ClientID: "c"}, Keys: keys, CookieName: "sess"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer custom.Close()
 	for _, tc := range []struct {
-		name string
-		in   []string
-		want []string
+		name  string
+		login *Login
+		in    []string
+		want  []string
 	}{
-		{"only ours", []string{"__Host-tollgate-main_0=a; __Host-tollgate-main_1=b; __Host-tollgate-main-login=c"}, nil},
-		{"mixed", []string{"a=1; __Host-tollgate-main_0=x; b=2"}, []string{"a=1; b=2"}},
-		{"other provider on the same host", []string{"__Host-tollgate-other_0=x; c=3"}, []string{"c=3"}},
-		{"several lines (HTTP/2)", []string{"__Host-tollgate-main_0=x", "d=4"}, []string{"d=4"}},
-		{"none", []string{"e=5"}, []string{"e=5"}},
+		{"only ours", l, []string{"__Host-tollgate-main_0=a; __Host-tollgate-main_1=b; __Host-tollgate-main-tokens_0=t; __Host-tollgate-main-tokens_1=u; __Host-tollgate-main-login=c"}, nil},
+		{"custom name, both parts", custom, []string{"sess_0=a; sess-tokens_0=t; sess-tokens_1=u; sess-login=c; sessions=keep"}, []string{"sessions=keep"}},
+		{"mixed", l, []string{"a=1; __Host-tollgate-main_0=x; b=2"}, []string{"a=1; b=2"}},
+		{"other provider on the same host", l, []string{"__Host-tollgate-other_0=x; c=3"}, []string{"c=3"}},
+		{"several lines (HTTP/2)", l, []string{"__Host-tollgate-main_0=x", "d=4"}, []string{"d=4"}},
+		{"none", l, []string{"e=5"}, []string{"e=5"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := http.Header{"Cookie": tc.in}
-			l.StripCookies(h)
+			tc.login.StripCookies(h)
 			if diff := cmp.Diff(tc.want, h["Cookie"]); diff != "" {
 				t.Errorf("Cookie (-want +got):\n%s", diff)
 			}

@@ -59,17 +59,19 @@ func TestLoginRoundTrip(t *testing.T) {
 			if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/app?x=1" {
 				t.Fatalf("callback: status %d location %q, want 302 /app?x=1", resp.StatusCode, resp.Header.Get("Location"))
 			}
-			var session *http.Cookie
+			set := map[string]*http.Cookie{}
 			for _, c := range resp.Cookies() {
-				if c.Name == "__Host-tollgate-main_0" {
-					session = c
+				set[c.Name] = c
+			}
+			// Both parts: the per-request one and the tokens.
+			for _, name := range []string{"__Host-tollgate-main_0", "__Host-tollgate-main-tokens_0"} {
+				c := set[name]
+				if c == nil {
+					t.Fatalf("callback set no %s: %v", name, resp.Header["Set-Cookie"])
 				}
-			}
-			if session == nil {
-				t.Fatalf("callback set no session cookie: %v", resp.Header["Set-Cookie"])
-			}
-			if !session.Secure || !session.HttpOnly || session.SameSite != http.SameSiteLaxMode || session.Path != "/" || session.Domain != "" {
-				t.Errorf("session cookie attributes: %+v", session)
+				if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
+					t.Errorf("%s attributes: %+v", name, c)
+				}
 			}
 			// 3. the page, as the user, without the gateway's cookies upstream.
 			resp, body := b.get(g.url + "/app?x=1")
@@ -263,10 +265,7 @@ func TestSessionCookieBadInput(t *testing.T) {
 	idp := startIdP(t, nil, "")
 	g := startGateway(t, idp, nil)
 	gu, _ := url.Parse(g.url)
-	other, err := NewSessionKeys(testKey(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := unknownKeys(t, g.login.keys.Load())
 	s := &session{Expires: time.Now().Add(time.Hour), Claims: []byte(`{"iss":"x","sub":"mallory"}`)}
 	seal := func(k *SessionKeys, name, host string, s *session) string {
 		v, err := k.seal(cookieAAD(nil, name, host), s.marshal())
@@ -364,8 +363,10 @@ func TestRefresh(t *testing.T) {
 		if got := idp.refreshes.Load() - before; got != 1 {
 			t.Fatalf("refreshes = %d, want 1", got)
 		}
-		if !strings.Contains(strings.Join(resp.Header["Set-Cookie"], "\n"), "__Host-tollgate-main_0=") {
-			t.Errorf("refresh did not rewrite the session cookie: %v", resp.Header["Set-Cookie"])
+		for _, name := range []string{"__Host-tollgate-main_0=", "__Host-tollgate-main-tokens_0="} {
+			if !strings.Contains(strings.Join(resp.Header["Set-Cookie"], "\n"), name) {
+				t.Errorf("refresh did not rewrite %s: %v", name, resp.Header["Set-Cookie"])
+			}
 		}
 		b.get(g.url + "/app")
 		if got := idp.refreshes.Load() - before; got != 1 {

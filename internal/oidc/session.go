@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -14,35 +15,71 @@ import (
 // ErrSessionExpired: the session outlived its absolute lifetime.
 var ErrSessionExpired = errors.New("session expired")
 
-const sessionFormat = 1
+// ErrSessionTokens: the session's tokens part is missing, invalid, or belongs to
+// another session (or to an earlier seal of this one). The session ends: a part
+// that can't be paired is never replaced by a guess.
+var ErrSessionTokens = errors.New("session tokens part missing or not this session's")
 
-// session is what the sealed session cookie holds. It is encoded in a small binary
-// form rather than JSON: opening it is on every request's path, and scanning a few
-// kilobytes of token text as JSON would cost far more than decrypting them.
+// sessionFormat 2 split the session into two sealed cookies; a format-1 cookie
+// fails to parse, counts as no session, and the user logs in again.
+const sessionFormat = 2
+
+// sessionIDLen: 128 random bits name a session.
+const sessionIDLen = 16
+
+// session is the per-request part of the session cookie: what Authenticate needs
+// on every request (the claims that become request.Auth, the expiries) and the
+// binding to the tokens part. The tokens themselves (sessionTokens) live in a
+// second sealed cookie that is opened only to refresh and to log out: decoding
+// and decrypting kilobytes of tokens on every request is most of the cost of a
+// session, and the request path needs none of them.
+//
+// It is encoded in a small binary form rather than JSON, which would cost more to
+// scan than decrypting it.
 type session struct {
+	// ID is random, made at login and kept across refreshes; the tokens part
+	// carries it too, so a tokens part of another session never pairs with this one.
+	ID [sessionIDLen]byte
+	// Tokens names the sealed tokens part written together with this one (its key
+	// id and random nonce): a tokens part of an earlier seal of the same session
+	// (before a refresh) does not pair either.
+	Tokens sealID
+	// TokensLen is the length of the tokens part's sealed text: with Tokens, the
+	// request path can tell that the whole tokens part came along, unopened.
+	TokensLen    int
 	Created      time.Time // login time
 	Expires      time.Time // absolute end of the session
 	AccessExpiry time.Time // zero: unknown, never refreshed
-	Claims       []byte    // verified ID-token claims, a JSON object
-	// The tokens share the opened cookie's buffer (never modified after opening),
-	// so opening a session copies nothing.
-	IDToken      []byte // kept for the logout hint
-	AccessToken  []byte
-	RefreshToken []byte
+	// Refreshable: the tokens part holds a refresh token. Without one there is
+	// nothing to open the tokens part for on the request path.
+	Refreshable bool
+	// Claims are the verified ID-token claims, a JSON object. They share the
+	// opened cookie's buffer (never modified after opening).
+	Claims []byte
+}
+
+func newSessionID() [sessionIDLen]byte {
+	var id [sessionIDLen]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails on supported platforms
+	return id
 }
 
 func (s *session) marshal() []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+4*binary.MaxVarintLen32+
-		len(s.Claims)+len(s.IDToken)+len(s.AccessToken)+len(s.RefreshToken))
+	b := make([]byte, 0, 2+sessionIDLen+len(sealID{})+3*binary.MaxVarintLen64+binary.MaxVarintLen32+len(s.Claims))
 	b = append(b, sessionFormat)
+	b = append(b, s.ID[:]...)
+	b = append(b, s.Tokens[:]...)
+	var flags byte
+	if s.Refreshable {
+		flags |= 1
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(s.TokensLen))
 	b = binary.AppendUvarint(b, unixOrZero(s.Created))
 	b = binary.AppendUvarint(b, unixOrZero(s.Expires))
 	b = binary.AppendUvarint(b, unixOrZero(s.AccessExpiry))
-	for _, f := range [][]byte{s.Claims, s.IDToken, s.AccessToken, s.RefreshToken} {
-		b = binary.AppendUvarint(b, uint64(len(f)))
-		b = append(b, f...)
-	}
-	return b
+	b = binary.AppendUvarint(b, uint64(len(s.Claims)))
+	return append(b, s.Claims...)
 }
 
 var errSessionFormat = errors.New("session: bad encoding")
@@ -50,37 +87,35 @@ var errSessionFormat = errors.New("session: bad encoding")
 // parseSession decodes marshal's output. The input was authenticated by AES-GCM, so
 // errors here mean a bug or a format change, but the decoder is strict anyway.
 func parseSession(b []byte) (*session, error) {
-	if len(b) == 0 || b[0] != sessionFormat {
+	const fixed = 1 + sessionIDLen + len(sealID{}) + 1
+	if len(b) < fixed || b[0] != sessionFormat || b[fixed-1]&^1 != 0 {
 		return nil, errSessionFormat
 	}
-	b = b[1:]
-	var times [3]time.Time
-	for i := range times {
+	s := &session{Refreshable: b[fixed-1]&1 != 0}
+	copy(s.ID[:], b[1:])
+	copy(s.Tokens[:], b[1+sessionIDLen:])
+	b = b[fixed:]
+	tl, n := binary.Uvarint(b)
+	if n <= 0 || tl > maxChunks*maxChunkLen {
+		return nil, errSessionFormat
+	}
+	s.TokensLen, b = int(tl), b[n:]
+	for _, t := range []*time.Time{&s.Created, &s.Expires, &s.AccessExpiry} {
 		v, n := binary.Uvarint(b)
 		if n <= 0 || v > 1<<40 {
 			return nil, errSessionFormat
 		}
 		if v != 0 {
-			times[i] = time.Unix(int64(v), 0)
+			*t = time.Unix(int64(v), 0)
 		}
 		b = b[n:]
 	}
-	var fields [4][]byte
-	for i := range fields {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
-			return nil, errSessionFormat
-		}
-		fields[i] = b[n : n+int(l) : n+int(l)]
-		b = b[n+int(l):]
-	}
-	if len(b) != 0 {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l != uint64(len(b)-n) {
 		return nil, errSessionFormat
 	}
-	return &session{
-		Created: times[0], Expires: times[1], AccessExpiry: times[2],
-		Claims: fields[0], IDToken: fields[1], AccessToken: fields[2], RefreshToken: fields[3],
-	}, nil
+	s.Claims = b[n:len(b):len(b)]
+	return s, nil
 }
 
 func unixOrZero(t time.Time) uint64 {
@@ -118,39 +153,100 @@ func (s *session) auth() (*request.Auth, error) {
 	return a, nil
 }
 
-// sessionAAD is the associated data for the session cookie on this request's host.
-func (l *Login) sessionAAD(dst []byte, host string) []byte {
-	return cookieAAD(dst, l.cookieName, host)
+// sessionCookies are the chunks of both parts of the session as one request sent them.
+type sessionCookies struct {
+	main, tokens chunks
 }
 
-// readSession opens the session cookie. present tells whether any chunk was sent
-// (so a bad one can be cleared); n is the number of chunks sent.
-func (l *Login) readSession(r *http.Request) (s *session, n int, err error) {
-	value, n, err := readChunks(r, l.cookieName)
-	if err != nil || n == 0 {
-		return nil, n, err
+// read collects both parts' chunks in one pass over the Cookie headers.
+func (c *sessionCookies) read(l *Login, r *http.Request) {
+	c.main.name, c.tokens.name = l.cookieName, l.tokensName
+	readChunkSets(r, &c.main, &c.tokens)
+}
+
+// clear expires every chunk of both parts that the request sent (at least the
+// first of each when always is set, as logout does).
+func (c *sessionCookies) clear(w http.ResponseWriter, always bool) {
+	m, t := c.main.n, c.tokens.n
+	if always {
+		m, t = max(m, 1), max(t, 1)
+	}
+	clearChunks(w, c.main.name, m)
+	clearChunks(w, c.tokens.name, t)
+}
+
+// readSession opens the per-request part of the session into s and checks that
+// the tokens part sent with it is its own, without decrypting that. c receives
+// both parts' chunks (so a bad session can be cleared, and the tokens part opened
+// later). No session cookie at all is (nil, nil).
+//
+// Fail closed: a session whose tokens part is missing, or is another seal's, is
+// no session (ErrSessionTokens), though the request path could do without the
+// tokens: such a session could neither be refreshed nor logged out at the
+// provider, and a cookie pair that doesn't match was not written by the gateway.
+func (l *Login) readSession(r *http.Request, c *sessionCookies) (*session, error) {
+	c.read(l, r)
+	if c.main.err != nil {
+		return nil, c.main.err
+	}
+	if c.main.n == 0 {
+		if c.tokens.n != 0 {
+			return nil, ErrSessionTokens // a tokens part alone: cleared by the caller
+		}
+		return nil, nil
 	}
 	var aadBuf [192]byte
-	pt, err := l.keys.Load().open(l.sessionAAD(aadBuf[:0], r.Host), value)
+	pt, err := l.keys.Load().openChunks(cookieAAD(aadBuf[:0], l.cookieName, r.Host), c.main.parts())
 	if err != nil {
-		return nil, n, err
+		return nil, err
 	}
-	s, err = parseSession(pt)
+	s, err := parseSession(pt)
 	if err != nil {
-		return nil, n, err
+		return nil, err
 	}
 	if !l.now().Before(s.Expires) {
-		return nil, n, ErrSessionExpired
+		return nil, ErrSessionExpired
 	}
-	return s, n, nil
+	if !c.tokens.pairs(s) {
+		return nil, ErrSessionTokens
+	}
+	return s, nil
 }
 
-// writeSession seals s into the session cookie chunks for this request's host.
-func (l *Login) writeSession(w http.ResponseWriter, r *http.Request, s *session, had int) error {
+// writeSession seals the session in its two parts for this request's host, the
+// tokens part first (the per-request part names it), and expires any chunks of
+// either beyond the new ones. s is not modified: a refreshed session is shared by
+// concurrent requests.
+func (l *Login) writeSession(w http.ResponseWriter, r *http.Request, s *session, t *sessionTokens, had *sessionCookies) error {
+	keys := l.keys.Load()
 	var aadBuf [192]byte
-	value, err := l.keys.Load().seal(l.sessionAAD(aadBuf[:0], r.Host), s.marshal())
+	tt := *t
+	tt.ID = s.ID
+	tv, err := keys.seal(cookieAAD(aadBuf[:0], l.tokensName, r.Host), tt.marshal())
 	if err != nil {
 		return err
 	}
-	return writeChunks(w, l.cookieName, value, s.Expires, had)
+	ss := *s
+	ss.Refreshable = len(t.RefreshToken) > 0
+	var ok bool
+	if ss.Tokens, ok = sealIDOf(tv); !ok {
+		return errors.New("session: sealed tokens part unreadable")
+	}
+	ss.TokensLen = len(tv)
+	sv, err := keys.seal(cookieAAD(aadBuf[:0], l.cookieName, r.Host), ss.marshal())
+	if err != nil {
+		return err
+	}
+	var hadMain, hadTokens int
+	if had != nil {
+		hadMain, hadTokens = had.main.n, had.tokens.n
+	}
+	// Both parts or neither: a per-request part written alone would be refused anyway.
+	if chunkCount(sv) > maxChunks || chunkCount(tv) > maxChunks {
+		return errTooManyChunks
+	}
+	if err := writeChunks(w, l.cookieName, sv, s.Expires, hadMain); err != nil {
+		return err
+	}
+	return writeChunks(w, l.tokensName, tv, s.Expires, hadTokens)
 }

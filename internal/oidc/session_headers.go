@@ -68,8 +68,8 @@ func headerSafe(v string) bool {
 // it also removes the cookies of other providers on the same host.
 const cookiePrefix = "__Host-tollgate-"
 
-// StripCookies removes the gateway's own cookies (this login's session chunks and
-// login state, and any cookie named with the gateway's default prefix) from the
+// StripCookies removes the gateway's own cookies (this login's session chunks of
+// both parts and login state, and any cookie named with the gateway's default prefix) from the
 // request headers before they go upstream: the upstream must never receive the
 // session, which holds the user's tokens. Other cookies pass unchanged.
 func (l *Login) StripCookies(h http.Header) {
@@ -110,5 +110,5 @@ func (l *Login) ownCookie(name string) bool {
 	if strings.HasPrefix(name, cookiePrefix) || name == l.stateName || name == l.cookieName {
 		return true
 	}
-	return strings.HasPrefix(name, l.cookieName+"_")
+	return strings.HasPrefix(name, l.cookieName+"_") || strings.HasPrefix(name, l.tokensName+"_")
 }

@@ -17,24 +17,30 @@ import (
 var ErrRefreshRejected = errors.New("provider rejected the refresh token")
 
 // maybeRefresh renews the access token when it expires within RefreshBefore and
-// rewrites the cookie. If the provider is unreachable the session goes on until
-// the access token actually expires; a refusal by the provider ends it at once.
-func (l *Login) maybeRefresh(w http.ResponseWriter, r *http.Request, s *session, had int) (*session, error) {
+// rewrites both parts of the cookie. Only then is the tokens part opened; if it
+// can't be (missing, tampered, another session's) the session ends, fail closed.
+// If the provider is unreachable the session goes on until the access token
+// actually expires; a refusal by the provider ends it at once.
+func (l *Login) maybeRefresh(w http.ResponseWriter, r *http.Request, s *session, c *sessionCookies) (*session, error) {
 	now := l.now()
 	if s.AccessExpiry.IsZero() || now.Add(l.cfg.RefreshBefore).Before(s.AccessExpiry) {
 		return s, nil
 	}
-	if len(s.RefreshToken) == 0 {
+	if !s.Refreshable {
 		// Nothing to renew with: the session lives on (the gateway, not the access
 		// token, bounds it), but an access token is not renewed.
 		return s, nil
 	}
+	t, err := l.openTokens(r, s, c)
+	if err != nil {
+		return nil, err
+	}
 	d := l.disc.Load()
-	var ns *session
-	err := errors.New("provider not discovered")
+	var res *refreshed
+	err = errors.New("provider not discovered")
 	if d != nil {
-		ns, err = l.refresh.do(r.Context(), s, func(ctx context.Context) (*session, error) {
-			return l.refreshSession(ctx, d, s)
+		res, err = l.refresh.do(r.Context(), t.RefreshToken, func(ctx context.Context) (*refreshed, error) {
+			return l.refreshSession(ctx, d, s, t)
 		})
 	}
 	if err != nil {
@@ -44,19 +50,26 @@ func (l *Login) maybeRefresh(w http.ResponseWriter, r *http.Request, s *session,
 		l.log.Warn("access token refresh failed; keeping the session until the token expires", "provider", l.cfg.Provider.Name, "error", err)
 		return s, nil
 	}
-	if err := l.writeSession(w, r, ns, had); err != nil {
+	if err := l.writeSession(w, r, res.s, res.t, c); err != nil {
 		return nil, err
 	}
-	return ns, nil
+	return res.s, nil
+}
+
+// refreshed is a refresh's result: both parts of the renewed session. It is
+// shared by the concurrent requests of one session and never modified.
+type refreshed struct {
+	s *session
+	t *sessionTokens
 }
 
 // refreshSession redeems the refresh token. A new ID token, if any, is verified and
 // must name the same issuer and subject (OpenID Connect Core §12.2).
-func (l *Login) refreshSession(ctx context.Context, d *discovered, s *session) (*session, error) {
+func (l *Login) refreshSession(ctx context.Context, d *discovered, s *session, t *sessionTokens) (*refreshed, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, l.client)
-	tok, err := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: string(s.RefreshToken), Expiry: time.Unix(1, 0)}).Token()
+	tok, err := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: string(t.RefreshToken), Expiry: time.Unix(1, 0)}).Token()
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
@@ -64,10 +77,10 @@ func (l *Login) refreshSession(ctx context.Context, d *discovered, s *session) (
 		}
 		return nil, fmt.Errorf("refresh: %w", err)
 	}
-	ns := *s
-	ns.AccessToken, ns.AccessExpiry = []byte(tok.AccessToken), tok.Expiry
+	ns, nt := *s, *t
+	nt.AccessToken, ns.AccessExpiry = []byte(tok.AccessToken), tok.Expiry
 	if tok.RefreshToken != "" {
-		ns.RefreshToken = []byte(tok.RefreshToken)
+		nt.RefreshToken = []byte(tok.RefreshToken)
 	}
 	if rawID, _ := tok.Extra("id_token").(string); rawID != "" {
 		idt, err := d.verifier.Verify(ctx, rawID)
@@ -84,9 +97,9 @@ func (l *Login) refreshSession(ctx context.Context, d *discovered, s *session) (
 		if ns.Claims, err = sessionClaims(idt); err != nil {
 			return nil, err
 		}
-		ns.IDToken = []byte(rawID)
+		nt.IDToken = []byte(rawID)
 	}
-	return &ns, nil
+	return &refreshed{s: &ns, t: &nt}, nil
 }
 
 // refresher makes concurrent requests of one session share one refresh, and
@@ -99,7 +112,7 @@ type refresher struct {
 
 type refreshCall struct {
 	done  chan struct{}
-	s     *session
+	res   *refreshed
 	err   error
 	until time.Time
 }
@@ -108,8 +121,8 @@ const refreshMemory = 30 * time.Second
 
 func newRefresher() *refresher { return &refresher{calls: make(map[[32]byte]*refreshCall)} }
 
-func (f *refresher) do(ctx context.Context, s *session, fn func(context.Context) (*session, error)) (*session, error) {
-	key := sha256.Sum256(s.RefreshToken)
+func (f *refresher) do(ctx context.Context, refreshToken []byte, fn func(context.Context) (*refreshed, error)) (*refreshed, error) {
+	key := sha256.Sum256(refreshToken)
 	now := time.Now()
 	f.mu.Lock()
 	for k, c := range f.calls {
@@ -123,7 +136,7 @@ func (f *refresher) do(ctx context.Context, s *session, fn func(context.Context)
 		f.calls[key] = c
 		f.mu.Unlock()
 		// Detached from the first caller's cancellation: the result serves the others too.
-		c.s, c.err = fn(context.WithoutCancel(ctx))
+		c.res, c.err = fn(context.WithoutCancel(ctx))
 		f.mu.Lock()
 		c.until = time.Now().Add(refreshMemory)
 		if c.err != nil && !errors.Is(c.err, ErrRefreshRejected) {
@@ -131,12 +144,12 @@ func (f *refresher) do(ctx context.Context, s *session, fn func(context.Context)
 		}
 		f.mu.Unlock()
 		close(c.done)
-		return c.s, c.err
+		return c.res, c.err
 	}
 	f.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.s, c.err
+		return c.res, c.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
