@@ -68,8 +68,13 @@
 //     ClaimHeaders describes the user to the upstream (the ingress removes client
 //     copies of ClaimHeaderNames on every request).
 //
-// The session cookie (__Host-tollgate-<provider>, chunked) is AES-256-GCM bound
-// to its name and host: the first of the SessionKeys seals, all open, so keys
-// rotate (LoadSessionKeys, SetKeys). Logout clears it and, when the provider
-// has an end_session_endpoint, ends the provider's session with id_token_hint.
+// The session is two AES-256-GCM sealed, chunked cookies, each bound to its name
+// and host: __Host-tollgate-<provider> carries the claims and expiries and is
+// opened on every request; __Host-tollgate-<provider>-tokens carries the ID,
+// access and refresh tokens and is opened only to refresh or log out. The first
+// names the exact seal of the second and both carry one random session id, so
+// parts of two sessions never pair; a missing or mismatched tokens part is no
+// session. The first of the SessionKeys seals, all open, so keys rotate
+// (LoadSessionKeys, SetKeys). Logout clears both and, when the provider has an
+// end_session_endpoint, ends the provider's session with id_token_hint.
 package oidc
