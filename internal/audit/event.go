@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"encoding/json"
 	"math"
 	"time"
@@ -161,18 +160,9 @@ type wireEvent struct {
 type plainEvent Event
 
 // MarshalJSON encodes the event with time as RFC 3339 UTC milliseconds and duration
-// as durationMs.
+// as durationMs (see AppendJSON).
 func (e Event) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	// SIEMs read "<" fine; \u003c only makes paths harder to grep.
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(wireEvent{
-		Time:       e.Time.UTC().Format(timeLayout),
-		DurationMs: durationMs(e.Duration),
-		plainEvent: (*plainEvent)(&e),
-	})
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
+	return e.AppendJSON(make([]byte, 0, 512)), nil
 }
 
 // UnmarshalJSON decodes what MarshalJSON produces; the SIEM pipeline's replay and the

@@ -1,9 +1,7 @@
 package audit
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,20 +23,12 @@ var ErrClosed = errors.New("audit: sink closed")
 // lineEncoder turns an event into one JSON line in a reused buffer, so a sink can hand
 // the whole line to a single write(2): a tailing shipper never sees half an event.
 type lineEncoder struct {
-	buf bytes.Buffer
-	enc *json.Encoder
+	buf []byte
 }
 
 func (l *lineEncoder) encode(ev *Event) ([]byte, error) {
-	if l.enc == nil {
-		l.enc = json.NewEncoder(&l.buf)
-		l.enc.SetEscapeHTML(false) // see Event.MarshalJSON
-	}
-	l.buf.Reset()
-	if err := l.enc.Encode(ev); err != nil { // Encode appends the '\n'
-		return nil, fmt.Errorf("audit: encode event: %w", err)
-	}
-	return l.buf.Bytes(), nil
+	l.buf = append(ev.AppendJSON(l.buf[:0]), '\n')
+	return l.buf, nil
 }
 
 // WriterSink writes JSON lines to an io.Writer such as os.Stdout. It does not close
