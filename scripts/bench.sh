@@ -31,12 +31,14 @@ go test -run '^$' -bench 'BenchmarkDecide|BenchmarkNormalize' -count "$COUNT" ./
 go test -run '^$' -bench 'BenchmarkAuthenticate|BenchmarkSession' -count "$COUNT" ./internal/oidc/ | tee "$OUT/oidc.txt"
 
 echo
-"$BENCHSTAT" "$OUT/ingress.txt"
+# Each variant against the bare ReverseProxy, with confidence intervals and p-values.
+"$BENCHSTAT" -col /proxy "$OUT/ingress.txt"
 echo
 # Ratio of mean req/s: gateway variant / bare, per protocol.
 awk '
   /^BenchmarkIngress\// {
-    split($1, p, "/"); variant = p[2]; proto = p[3]; sub(/-[0-9]+$/, "", proto)
+    split($1, p, "/"); variant = p[2]; proto = p[3]
+    sub(/^proxy=/, "", variant); sub(/^proto=/, "", proto); sub(/-[0-9]+$/, "", proto)
     for (i = 2; i <= NF; i++) if ($(i+1) == "req/s") { sum[variant, proto] += $i; n[variant, proto]++ }
     protos[proto] = 1; variants[variant] = 1
   }

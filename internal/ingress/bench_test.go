@@ -35,7 +35,7 @@ func BenchmarkIngress(b *testing.B) {
 		name string
 		h2   bool
 	}{{"h1", false}, {"h2", true}} {
-		b.Run("bare/"+proto.name, func(b *testing.B) {
+		b.Run("proxy=bare/proto="+proto.name, func(b *testing.B) {
 			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true})
 			up, _ := url.Parse(tb.upstream.URL)
 			rp := &httputil.ReverseProxy{
@@ -49,20 +49,20 @@ func BenchmarkIngress(b *testing.B) {
 			front := serveTLS(b, rp, tb.frontTLS)
 			runLoad(b, tb, front.URL+"/api/v1/items/42?x=1", proto.h2)
 		})
-		b.Run("gateway/"+proto.name, func(b *testing.B) {
+		b.Run("proxy=gateway/proto="+proto.name, func(b *testing.B) {
 			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
 			b.Cleanup(func() { lg.Close() })
 			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg})
 			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
 		})
-		b.Run("gateway+jwt/"+proto.name, func(b *testing.B) {
+		b.Run("proxy=gateway+jwt/proto="+proto.name, func(b *testing.B) {
 			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
 			b.Cleanup(func() { lg.Close() })
 			authn, token := benchJWT(b)
 			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authenticate: authn})
 			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2, "Authorization", "Bearer "+token)
 		})
-		b.Run("gateway+policy100/"+proto.name, func(b *testing.B) {
+		b.Run("proxy=gateway+policy100/proto="+proto.name, func(b *testing.B) {
 			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
 			b.Cleanup(func() { lg.Close() })
 			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authorize: compileTestPolicies(b, benchPolicies(100))})
