@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -238,7 +239,7 @@ func AuditDecision(d policy.Decision) *audit.Decision {
 		DryRun: d.DryRun, PolicyVersion: d.Version, Audit: d.Audit,
 	}
 	if d.Rule >= 0 && d.Policy != "" {
-		ad.Rule = fmt.Sprint(d.Rule)
+		ad.Rule = strconv.Itoa(d.Rule)
 	}
 	return ad
 }
