@@ -100,22 +100,7 @@ func startEnvOpts(t *testing.T, policies string, o envOptions) *env {
 	for k, v := range o.svids {
 		ids[k] = v
 	}
-	pki, err := dev.WritePKI(filepath.Join(dir, "pki"), "example.org", time.Hour, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	echoSrc, err := identity.NewFiles(identity.FilesOptions{Cert: pki.SVIDs[echoID][0], Key: pki.SVIDs[echoID][1], Bundle: pki.CA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { echoSrc.Close() })
-	onlyGW, _ := identity.ParseMatcher([]string{gatewayID})
-	echo, err := dev.StartEcho("127.0.0.1:0", echoSrc, onlyGW, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { echo.Close() })
+	pki, echo, log := startPKIAndEcho(t, dir, ids)
 
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -207,4 +192,27 @@ func (e *env) do(c *http.Client, method, path string, hdr ...string) reply {
 		json.Unmarshal(b, &r.echo)
 	}
 	return r
+}
+
+// startPKIAndEcho writes a throwaway PKI with the given SVIDs into dir/pki and
+// starts the echo upstream on its echo SVID, accepting only the gateway's ID.
+func startPKIAndEcho(t *testing.T, dir string, ids map[string]string) (*dev.PKI, *dev.Echo, *slog.Logger) {
+	t.Helper()
+	pki, err := dev.WritePKI(filepath.Join(dir, "pki"), "example.org", time.Hour, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	echoSrc, err := identity.NewFiles(identity.FilesOptions{Cert: pki.SVIDs[echoID][0], Key: pki.SVIDs[echoID][1], Bundle: pki.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echoSrc.Close() })
+	onlyGW, _ := identity.ParseMatcher([]string{gatewayID})
+	echo, err := dev.StartEcho("127.0.0.1:0", echoSrc, onlyGW, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	return pki, echo, log
 }

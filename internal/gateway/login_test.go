@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -28,9 +27,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"tollgate.dev/tollgate/internal/config"
-	"tollgate.dev/tollgate/internal/dev"
 	"tollgate.dev/tollgate/internal/gateway"
-	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/policy/policycli"
 )
 
@@ -155,22 +152,7 @@ func startLoginEnv(t *testing.T) *loginEnv {
 	t.Helper()
 	idp := startMockIdP(t)
 	dir := t.TempDir()
-	pki, err := dev.WritePKI(filepath.Join(dir, "pki"), "example.org", time.Hour, map[string]string{"gateway": gatewayID, "echo": echoID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	echoSrc, err := identity.NewFiles(identity.FilesOptions{Cert: pki.SVIDs[echoID][0], Key: pki.SVIDs[echoID][1], Bundle: pki.CA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { echoSrc.Close() })
-	onlyGW, _ := identity.ParseMatcher([]string{gatewayID})
-	echo, err := dev.StartEcho("127.0.0.1:0", echoSrc, onlyGW, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { echo.Close() })
+	pki, echo, log := startPKIAndEcho(t, dir, map[string]string{"gateway": gatewayID, "echo": echoID})
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
