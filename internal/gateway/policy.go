@@ -232,6 +232,9 @@ func (a authorizer) Authorize(r *request.Request) *audit.Decision {
 	return AuditDecision(a.e.Decide(r))
 }
 
+// UsesQuery lets the ingress skip decoding queries no policy reads.
+func (a authorizer) UsesQuery() bool { return a.e.UsesQuery() }
+
 // AuditDecision turns a policy decision into its audit record.
 func AuditDecision(d policy.Decision) *audit.Decision {
 	ad := &audit.Decision{

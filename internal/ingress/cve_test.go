@@ -40,6 +40,8 @@ spec:
 
 type engineAuthorizer struct{ e *policy.Engine }
 
+func (a engineAuthorizer) UsesQuery() bool { return a.e.UsesQuery() }
+
 func (a engineAuthorizer) Authorize(r *request.Request) *audit.Decision {
 	d := a.e.Decide(r)
 	return &audit.Decision{Allow: d.Allow, Policy: d.Policy, Reason: d.Reason}
@@ -53,7 +55,13 @@ func compileTestPolicies(t testing.TB, src string) Authorizer {
 	}
 	var ds []config.Document
 	for _, n := range docs {
-		ds = append(ds, config.Document{File: "cve.yaml", APIVersion: "security.istio.io/v1", Kind: "AuthorizationPolicy", Node: n})
+		d := config.Document{File: "cve.yaml", APIVersion: "security.istio.io/v1", Kind: "AuthorizationPolicy", Node: n}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "apiVersion" {
+				d.APIVersion = n.Content[i+1].Value
+			}
+		}
+		ds = append(ds, d)
 	}
 	set, err := policy.Compile(ds, "test", policy.Options{TrustDomain: "example.org"})
 	if err != nil {
@@ -166,4 +174,36 @@ func contains(list []int, v int) bool {
 		}
 	}
 	return false
+}
+
+// TestQueryDecodedOnlyWhenPolicyReadsIt: a query that can't be decoded one way
+// only is refused when a policy judges the query, and passed through untouched
+// (as sent) when none does.
+func TestQueryDecodedOnlyWhenPolicyReadsIt(t *testing.T) {
+	withQuery := `apiVersion: tollgate.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: q, namespace: ns}
+spec:
+  action: DENY
+  rules: [{when: [{key: "request.query[debug]", values: ["*"]}]}]
+`
+	tests := []struct {
+		name     string
+		policies string
+		target   string
+		want     int
+	}{
+		{name: "no query rule: semicolons pass", policies: cvePolicies, target: "/ok?a=1;b=2", want: 200},
+		{name: "query rule: semicolons refused", policies: withQuery, target: "/ok?a=1;debug=1", want: 400},
+		{name: "query rule: decoded and judged", policies: withQuery, target: "/ok?a=1&%64ebug=1", want: 403},
+		{name: "query rule: other parameters pass", policies: withQuery, target: "/ok?a=1", want: 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := newTestbed(t, testbedOptions{authorize: compileTestPolicies(t, tc.policies)})
+			if got := tb.rawExchange("GET " + tc.target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"); got != tc.want {
+				t.Errorf("status %d, want %d", got, tc.want)
+			}
+		})
+	}
 }

@@ -187,7 +187,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if snap.Authorize != nil {
 		desc := describe(r, path, rawQuery, peer.Addr(), h.opts.DefaultPort)
 		desc.Auth = auth
-		if rawQuery != "" {
+		if rawQuery != "" && usesQuery(snap.Authorize) {
 			// Decoded once, for request.query[...] conditions. A query that can't be
 			// decoded one way only (for example with ';' separators, which backends
 			// split differently) is refused rather than judged on a guess.
@@ -316,4 +316,13 @@ func isUpstreamError(kind audit.ErrorKind) bool {
 		return true
 	}
 	return false
+}
+
+// usesQuery reports whether the authorizer reads request.query[...]; one that
+// does not say is assumed to.
+func usesQuery(a Authorizer) bool {
+	if q, ok := a.(interface{ UsesQuery() bool }); ok {
+		return q.UsesQuery()
+	}
+	return true
 }

@@ -358,3 +358,19 @@ func TestDecidePseudoHeaders(t *testing.T) {
 		{"path with query", request.Request{Path: "/only", RawQuery: "a=b"}, denyDefault},
 	})
 }
+
+func TestEngineUsesQuery(t *testing.T) {
+	plain := mustCompile(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec: {rules: [{to: [{operation: {paths: ["/a"]}}]}]}
+`, Options{}).EngineAllPolicies()
+	withQuery := mustCompile(t, `apiVersion: tollgate.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: q, namespace: ns}
+spec: {rules: [{when: [{key: "request.query[format]", values: [csv]}]}]}
+`, Options{}).EngineAllPolicies()
+	if plain.UsesQuery() || !withQuery.UsesQuery() || !withQuery.Linear().UsesQuery() {
+		t.Errorf("UsesQuery: plain=%v withQuery=%v", plain.UsesQuery(), withQuery.UsesQuery())
+	}
+}

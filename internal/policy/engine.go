@@ -114,7 +114,14 @@ type Engine struct {
 	dryDeny, dryAllow, dryAudit group
 	hasAllow, hasDryAllow       bool
 	linear                      bool
+	// usesQuery: some rule has a request.query[...] condition, so callers must
+	// fill request.Request.Query (decoding a query is work the others skip).
+	usesQuery bool
 }
+
+// UsesQuery reports whether any applicable rule reads request.query[...]: only then
+// does the caller need to decode the query into request.Request.Query.
+func (e *Engine) UsesQuery() bool { return e.usesQuery }
 
 func (s *Set) build(applies func(*policy) bool) *Engine {
 	e := &Engine{version: s.version}
@@ -146,6 +153,13 @@ func (s *Set) build(applies func(*policy) bool) *Engine {
 		default:
 			add(4, p)
 			e.hasDryAllow = true
+		}
+	}
+	for i := range rules {
+		for _, rs := range rules[i] {
+			for _, r := range rs {
+				e.usesQuery = e.usesQuery || r.readsQuery()
+			}
 		}
 	}
 	for i, g := range []*group{&e.deny, &e.allow, &e.audit, &e.dryDeny, &e.dryAllow, &e.dryAudit} {
@@ -196,4 +210,26 @@ func (e *Engine) Decide(r *request.Request) Decision {
 		}
 	}
 	return d
+}
+
+func (r *rule) readsQuery() bool {
+	has := func(ms []matcher) bool {
+		for _, m := range ms {
+			if m.attr == aQuery {
+				return true
+			}
+		}
+		return false
+	}
+	for _, ms := range r.from {
+		if has(ms) {
+			return true
+		}
+	}
+	for _, ms := range r.to {
+		if has(ms) {
+			return true
+		}
+	}
+	return has(r.when)
 }
