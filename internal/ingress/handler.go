@@ -280,11 +280,10 @@ func describe(r *http.Request, path, rawQuery string, peer netip.Addr, defaultPo
 		Source:   request.Peer{IP: peer},
 		RemoteIP: peer,
 	}
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
-			d.DestinationIP = ap.Addr().Unmap()
-			d.Port = int(ap.Port())
-		}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		ap := la.AddrPort()
+		d.DestinationIP = ap.Addr().Unmap()
+		d.Port = int(ap.Port())
 	}
 	if r.TLS != nil {
 		d.SNI = r.TLS.ServerName

@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -366,4 +367,20 @@ func (o *observer) upstreamErrors() []audit.ErrorKind {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestDescribeListenerAddress: policy's ports and destination.ip are the listener's.
+func TestDescribeListenerAddress(t *testing.T) {
+	r := httptestRequest("GET", "https://app.example.com/x")
+	r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 8443}))
+	r.RemoteAddr = "127.0.0.2:5555"
+	d := describe(r, "/x", "", netip.MustParseAddr("127.0.0.2"), "443")
+	if d.Port != 8443 || d.DestinationIP != netip.MustParseAddr("127.0.0.9") || d.Source.IP != netip.MustParseAddr("127.0.0.2") || d.Host != "app.example.com" {
+		t.Errorf("described %+v", d)
+	}
+}
+
+func httptestRequest(method, target string) *http.Request {
+	r, _ := http.NewRequest(method, target, nil)
+	return r
 }
