@@ -144,24 +144,7 @@ func TestE2EGatewayBrowserLogin(t *testing.T) {
 		}
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		// Resolve nothing but loopback: the browser must never reach beyond this machine.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"),
-		chromedp.Flag("ignore-certificate-errors-spki-list", spkiOf(t, pki.TLSCert)),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Env("TMPDIR="+t.TempDir()),
-	)
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox)
-	}
-	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
+	bctx := oidctest.Browser(t, ctx, chromium, spkiOf(t, pki.TLSCert))
 	start := time.Now()
 	if err := chromedp.Do(bctx); err != nil {
 		t.Fatalf("chromium: %v", err)

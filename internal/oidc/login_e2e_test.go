@@ -25,7 +25,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -130,26 +129,7 @@ func TestE2EBrowserLogin(t *testing.T) {
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	defer srv.Close()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		// Resolve nothing but loopback: the provider's dev pages @import web fonts,
-		// and the browser must never reach beyond this machine.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"),
-		// Trust exactly the gateway's test certificate, nothing else (needs a user-data-dir).
-		chromedp.Flag("ignore-certificate-errors-spki-list", spki),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Env("TMPDIR="+t.TempDir()), // Chromium's own temp folders go away with the test
-	)
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
-	}
-	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
+	bctx := oidctest.Browser(t, ctx, chromium, spki)
 
 	start := time.Now()
 	if err := chromedp.Do(bctx); err != nil { // launches the browser
