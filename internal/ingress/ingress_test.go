@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/request"
 )
 
 var protocols = []struct {
@@ -383,4 +384,36 @@ func TestDescribeListenerAddress(t *testing.T) {
 func httptestRequest(method, target string) *http.Request {
 	r, _ := http.NewRequest(method, target, nil)
 	return r
+}
+
+// nilAuthorizer stands for an authorization step that produced no decision.
+type nilAuthorizer struct{}
+
+func (nilAuthorizer) Authorize(*request.Request) *audit.Decision { return nil }
+
+// TestNoDecisionIsADeny: fail closed when the authorizer returns no decision.
+func TestNoDecisionIsADeny(t *testing.T) {
+	tb := newTestbed(t, testbedOptions{authorize: nilAuthorizer{}})
+	status, body, _ := tb.get(tb.client(true), "/x")
+	if status != http.StatusForbidden {
+		t.Fatalf("status %d, want 403: %s", status, body)
+	}
+	if tb.hits.get() != 0 {
+		t.Error("the upstream was reached without a decision")
+	}
+}
+
+// TestTrustedRequestIDMustBePlain: even a trusted proxy can't pass an id that
+// could inject log lines or headers; it is replaced by a generated one.
+func TestTrustedRequestIDMustBePlain(t *testing.T) {
+	tb := newTestbed(t, testbedOptions{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	for _, id := range []string{"a b", "x\"y", strings.Repeat("a", 129), "id;drop", "évil"} {
+		status, _, e := tb.get(tb.client(false), "/x", "X-Request-Id", id)
+		if status != 200 {
+			t.Fatalf("status %d", status)
+		}
+		if got := http.Header(e.Header).Get("X-Request-Id"); got == id || got == "" {
+			t.Errorf("request id %q reached the upstream as %q", id, got)
+		}
+	}
 }
