@@ -156,7 +156,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	x.route = route
 	ev.Route = route.Name
-	ev.Upstream.URL = route.Upstream.String()
+	ev.Upstream.URL = route.upstreamURL
 
 	sanitize(r.Header, trusted, snap.StripHeaders)
 	stripClaimHeaders(r.Header)

@@ -22,6 +22,8 @@ type Route struct {
 	Transport http.RoundTripper
 
 	proxy *proxy
+	// upstreamURL is Upstream.String(), formatted once for every audit event.
+	upstreamURL string
 	// parsed host pattern
 	hostName, hostPort string
 	wildcard           bool
@@ -38,6 +40,7 @@ func NewRouter(routes []*Route) *Router {
 	rs := slices.Clone(routes)
 	for _, r := range rs {
 		r.parseHost()
+		r.upstreamURL = r.Upstream.String()
 	}
 	slices.SortStableFunc(rs, func(a, b *Route) int {
 		if sa, sb := a.hostScore(), b.hostScore(); sa != sb {
