@@ -103,6 +103,9 @@ type exchange struct {
 	ev    audit.Event
 	w     responseRecorder
 	route *Route
+	// desc is the request description policy judges; it lives in the exchange so
+	// describing a request costs no allocation of its own.
+	desc request.Request
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +188,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap.Logins.stripSessionCookies(login, r.Header)
 
 	if snap.Authorize != nil {
-		desc := describe(r, path, rawQuery, peer.Addr(), h.opts.DefaultPort)
+		desc := &x.desc
+		describe(desc, r, path, rawQuery, peer.Addr())
 		desc.Auth = auth
 		if rawQuery != "" && usesQuery(snap.Authorize) {
 			// Decoded once, for request.query[...] conditions. A query that can't be
@@ -268,9 +272,9 @@ func (h *Handler) finish(x *exchange, body *countingReader) {
 	}
 }
 
-// describe builds the plain request description that policy judges.
-func describe(r *http.Request, path, rawQuery string, peer netip.Addr, defaultPort string) *request.Request {
-	d := &request.Request{
+// describe fills d with the plain request description that policy judges.
+func describe(d *request.Request, r *http.Request, path, rawQuery string, peer netip.Addr) {
+	*d = request.Request{
 		Protocol: request.HTTP,
 		Method:   r.Method,
 		Host:     r.Host,
@@ -293,7 +297,6 @@ func describe(r *http.Request, path, rawQuery string, peer netip.Addr, defaultPo
 			d.Source.Principal = id.String()
 		}
 	}
-	return d
 }
 
 func unescapePath(p string) string {
