@@ -169,13 +169,41 @@ type echo struct {
 	User      string   `json:"user"`
 }
 
+// testKeyIDs holds the id hints of the keys testKey has handed out: a test
+// expecting ErrSealUnknownKey needs keys whose one-byte hints differ, which two
+// random keys miss one time in 256. Keys sharing a hint are tested on purpose
+// with sameIDKeys.
+var testKeyIDs struct {
+	sync.Mutex
+	used [256]bool
+}
+
+// testKey returns a random session key whose id hint no earlier testKey key has.
 func testKey(t testing.TB) []byte {
 	t.Helper()
-	k := make([]byte, SessionKeyLen)
-	if _, err := rand.Read(k); err != nil {
+	testKeyIDs.Lock()
+	defer testKeyIDs.Unlock()
+	for range 100_000 {
+		k := make([]byte, SessionKeyLen)
+		if _, err := rand.Read(k); err != nil {
+			t.Fatal(err)
+		}
+		if id := keyIDOf(t, k); !testKeyIDs.used[id] {
+			testKeyIDs.used[id] = true
+			return k
+		}
+	}
+	t.Fatal("testKey: no unused key id hint left")
+	return nil
+}
+
+func keyIDOf(t testing.TB, k []byte) byte {
+	t.Helper()
+	sk, err := NewSessionKeys(k)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return k
+	return sk.keys[0].id
 }
 
 func writeSecret(t testing.TB, secret string) string {
