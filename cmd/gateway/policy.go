@@ -60,7 +60,7 @@ Reads one request description (JSON) and prints the decision record as JSON:
    "headers":{name:[values]},"source":{"principal","ip"},"remoteIP","sni","destinationIP",
    "auth":{"principal","audiences","presenter","claims"},"protocol":"http"|"tcp"}
 Absent fields are absent attributes. With -c, the gateway's trust domain, normalization, ingress
-labels and policy files are used, so the answer is the gateway's; without it, Istio's defaults
+labels and namespace, and policy files are used, so the answer is the gateway's; without it, Istio's defaults
 (trust domain cluster.local, normalization BASE, every policy applies).`, stderr)
 	cfgFile := fs.String("c", "", "gateway configuration to take settings (and, by default, policies) from")
 	var policies listFlag
@@ -132,7 +132,7 @@ func settingsFrom(cfg *config.Gateway) policycli.Settings {
 	}
 	s := policycli.Settings{Policy: opts}
 	if in := cfg.Ingress; in != nil {
-		s.Labels = in.Labels
+		s.Labels, s.Namespace = in.Labels, in.Namespace
 		mode, err1 := pathnorm.ParseMode(in.Normalization.Mode)
 		esc, err2 := pathnorm.ParseEscapedSlashes(in.Normalization.EscapedSlashes)
 		if err1 == nil && err2 == nil {

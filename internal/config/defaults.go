@@ -81,6 +81,9 @@ func (g *Gateway) ApplyDefaults() {
 	if in.Normalization.EscapedSlashes == "" {
 		in.Normalization.EscapedSlashes = DefaultEscapedSlashes
 	}
+	if m := in.Mesh; m != nil && m.Namespace == "" {
+		m.Namespace = in.Namespace
+	}
 	if m := in.Mesh; m != nil && m.Labels == nil {
 		m.Labels = map[string]string{"tollgate.dev/listener": "mesh"}
 	}

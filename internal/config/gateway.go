@@ -64,7 +64,10 @@ type Ingress struct {
 	Listen string `yaml:"listen"`
 	// Labels are matched by policies' spec.selector.matchLabels.
 	Labels map[string]string `yaml:"labels"`
-	TLS    ServerTLS         `yaml:"tls"`
+	// Namespace, when set, is the listener's Istio namespace: only documents in
+	// it and in policy.rootNamespace apply. Empty: documents of every namespace.
+	Namespace string    `yaml:"namespace"`
+	TLS       ServerTLS `yaml:"tls"`
 	// TrustedProxies are the peers (CIDRs) whose X-Forwarded-*, Forwarded and
 	// X-Request-Id headers are kept; from anyone else they are removed.
 	TrustedProxies []string      `yaml:"trustedProxies"`
@@ -160,7 +163,8 @@ type AuditSink struct {
 type Policy struct {
 	// Files are files or directories of policy documents, watched and reloaded.
 	Files []string `yaml:"files"`
-	// RootNamespace: a policy in this namespace applies to every listener.
+	// RootNamespace: a document here applies to listeners of every namespace
+	// (see Ingress.Namespace); its selector still has to match.
 	RootNamespace string `yaml:"rootNamespace"`
 	// PollInterval is how often the files are checked for changes.
 	PollInterval time.Duration `yaml:"pollInterval"`

@@ -85,6 +85,9 @@ func TestLoadValid(t *testing.T) {
 	if g.Identity.Files.Cert != filepath.Join(dir, "svid.crt") {
 		t.Errorf("relative path not resolved: %s", g.Identity.Files.Cert)
 	}
+	if g.Ingress.Namespace != "" || g.Policy.RootNamespace != DefaultRootNamespace {
+		t.Errorf("namespaces: ingress %q, root %q", g.Ingress.Namespace, g.Policy.RootNamespace)
+	}
 	if e := g.ErrorAt("ingress.routes[1].upstream.url", "x"); e.Line != 21 || e.Col != 12 {
 		t.Errorf("ErrorAt position = %d:%d, want 21:12", e.Line, e.Col)
 	}
@@ -132,6 +135,18 @@ func TestLoadBadInput(t *testing.T) {
 				return strings.Replace(s, "{cert: tls.crt, key: tls.key}", "{cert: gateway.yaml, key: tls.key}", 1)
 			},
 			wants: []string{"gateway.yaml:9:7: ingress.tls.certificates[0]: invalid certificate/key pair"},
+		},
+		{
+			name: "bad namespaces",
+			edit: func(s string) string {
+				s = strings.Replace(s, "  listen: 127.0.0.1:8443\n", "  listen: 127.0.0.1:8443\n  namespace: Edge_NS\n  mesh: {listen: 127.0.0.1:8444, namespace: -x}\n", 1)
+				return s + "policy: {rootNamespace: " + strings.Repeat("a", 64) + "}\n"
+			},
+			wants: []string{
+				`gateway.yaml:7:14: ingress.namespace: want a namespace name: lower-case letters, digits and '-', at most 63 (got "Edge_NS")`,
+				`gateway.yaml:8:45: ingress.mesh.namespace: want a namespace name`,
+				`gateway.yaml:25:25: policy.rootNamespace: want a namespace name`,
+			},
 		},
 		{
 			name:  "bad CIDR",

@@ -15,6 +15,19 @@ type MeshListener struct {
 	// Labels are matched by policies' spec.selector.matchLabels; default
 	// {tollgate.dev/listener: mesh}.
 	Labels map[string]string `yaml:"labels"`
+	// Namespace is this listener's Istio namespace, as Ingress.Namespace; it
+	// defaults to the ingress listener's.
+	Namespace string `yaml:"namespace"`
+}
+
+// Workload is the scope policy documents are chosen by for the ingress listener.
+func (in *Ingress) Workload() Workload {
+	return Workload{Namespace: in.Namespace, Labels: in.Labels}
+}
+
+// Workload is the scope policy documents are chosen by for the mesh listener.
+func (m *MeshListener) Workload() Workload {
+	return Workload{Namespace: m.Namespace, Labels: m.Labels}
 }
 
 func (v *validator) mesh(m *MeshListener) {
@@ -26,6 +39,7 @@ func (v *validator) mesh(m *MeshListener) {
 	} else {
 		v.listenAddr("ingress.mesh.listen", m.Listen)
 	}
+	v.namespace("ingress.mesh.namespace", m.Namespace)
 	for i, p := range m.AllowedCallers {
 		if err := CheckSPIFFEPattern(p); err != nil {
 			v.errorf(fmt.Sprintf("ingress.mesh.allowedCallers[%d]", i), "%v", err)

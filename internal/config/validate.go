@@ -48,6 +48,7 @@ func (v *validator) validate() {
 			}
 		}
 	}
+	v.namespace("policy.rootNamespace", v.g.Policy.RootNamespace)
 	for i, f := range v.g.Policy.Files {
 		if _, err := os.Stat(f); err != nil {
 			v.errorf(fmt.Sprintf("policy.files[%d]", i), "cannot read %s: %v", f, unwrapPathError(err))
@@ -127,6 +128,7 @@ func (v *validator) ingress() {
 		return
 	}
 	v.listenAddr("ingress.listen", in.Listen)
+	v.namespace("ingress.namespace", in.Namespace)
 	v.mesh(in.Mesh)
 	if len(in.TLS.Certificates) == 0 {
 		v.errorf("ingress.tls.certificates", "at least one certificate is required")

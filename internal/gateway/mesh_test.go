@@ -43,6 +43,18 @@ spec:
   - from: [{source: {principals: ["*"]}}]
 `
 
+// caPool holds the test trust bundle.
+func (e *env) caPool() *x509.CertPool {
+	e.t.Helper()
+	pem, err := os.ReadFile(filepath.Join(e.dir, "pki", "ca.crt"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	return roots
+}
+
 // meshClient presents the SVID written as name into pki/.
 func (e *env) meshClient(name string, roots *x509.CertPool) *http.Client {
 	e.t.Helper()
@@ -78,9 +90,7 @@ func TestMeshListenerJudgesCallerIdentity(t *testing.T) {
 		ingress: "  mesh: {listen: \"127.0.0.1:0\"}\n",
 		svids:   map[string]string{"frontend": frontendID, "batch": batchID},
 	})
-	pem, _ := os.ReadFile(filepath.Join(e.dir, "pki", "ca.crt"))
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
+	roots := e.caPool()
 	meshURL := "https://" + e.gw.MeshAddr().String()
 
 	tests := []struct {

@@ -82,7 +82,7 @@ func CompilePolicies(cfg *config.Gateway, paths []string, keys *oidc.KeyCache) (
 		keys = oidc.NewKeyCache(oidc.KeyCacheOptions{})
 		defer keys.Close()
 	}
-	an, err := oidc.CompileRequestAuthn(set.Documents, oidc.Options{Keys: keys})
+	an, err := oidc.CompileRequestAuthn(set.Documents, oidc.Options{Keys: keys, RootNamespace: cfg.Policy.RootNamespace})
 	if es, ok := config.AsErrors(err); ok {
 		errs = append(errs, es...)
 	} else if err != nil {
@@ -121,17 +121,17 @@ func (w *policyWatcher) load() error {
 		g.metrics.ConfigReload("policy", err)
 		return err
 	}
-	engine := c.Policies.Engine(g.cfg.Ingress.Labels)
+	in := g.cfg.Ingress.Workload()
 	snap := *g.handler.Snapshot()
-	snap.Authorize = authorizer{engine}
-	snap.Authenticate = c.Authn.ForListener(g.cfg.Ingress.Labels)
+	snap.Authorize = authorizer{c.Policies.EngineFor(in)}
+	snap.Authenticate = c.Authn.ForWorkload(in)
 	snap.StripHeaders = c.Authn.OutputHeaders()
 	g.handler.Swap(&snap)
 	if mh := g.meshHandler; mh != nil {
-		labels := g.cfg.Ingress.Mesh.Labels
+		mesh := g.cfg.Ingress.Mesh.Workload()
 		ms := *mh.Snapshot()
-		ms.Authorize = authorizer{c.Policies.Engine(labels)}
-		ms.Authenticate = c.Authn.ForListener(labels)
+		ms.Authorize = authorizer{c.Policies.EngineFor(mesh)}
+		ms.Authenticate = c.Authn.ForWorkload(mesh)
 		ms.StripHeaders = c.Authn.OutputHeaders()
 		mh.Swap(&ms)
 	}

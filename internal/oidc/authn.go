@@ -26,6 +26,9 @@ type Options struct {
 	TokenCacheSize int
 	// Now is the clock for exp/nbf (default time.Now); tests set it.
 	Now func() time.Time
+	// RootNamespace is the mesh root namespace (default "istio-system"): its
+	// documents apply to listeners of every namespace (config.Workload).
+	RootNamespace string
 }
 
 // Authn is the compiled RequestAuthentication of one configuration snapshot.
@@ -35,6 +38,7 @@ type Authn struct {
 	cache *tokenCache
 	now   func() time.Time
 	strip []string // every output header of every rule, canonical
+	root  string   // the root namespace
 }
 
 // rule is one compiled JWTRule.
@@ -52,6 +56,7 @@ type rule struct {
 	static         *keySet
 	remote         *remoteKeys
 	selector       map[string]string
+	namespace      string
 	source         string
 }
 
@@ -79,7 +84,7 @@ func CompileRequestAuthn(docs []config.Document, opts Options) (*Authn, error) {
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	a := &Authn{cache: newTokenCache(opts.TokenCacheSize), now: opts.Now}
+	a := &Authn{cache: newTokenCache(opts.TokenCacheSize), now: opts.Now, root: cmp.Or(opts.RootNamespace, "istio-system")}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -110,6 +115,7 @@ func compileRule(s ruleSpec, keys *KeyCache) *rule {
 		skew:           s.clockSkew,
 		maxTokenBytes:  s.maxTokenBytes,
 		selector:       s.selector,
+		namespace:      s.namespace,
 		source:         s.source,
 	}
 	for _, a := range s.algorithms {
@@ -159,15 +165,6 @@ func (r *rule) keys(ctx context.Context, kid string) (*keySet, error) {
 	return r.remote.keys(ctx, kid)
 }
 
-func (r *rule) selects(labels map[string]string) bool {
-	for k, v := range r.selector {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
 // StripClientHeaders removes every header any rule writes for the upstream
 // (outputPayloadToHeader, outputClaimToHeaders). The ingress calls it on every
 // request, token or not, so a client can never inject a header the upstream
@@ -189,18 +186,24 @@ func (a *Authn) OutputHeaders() []string {
 	return slices.Clone(a.strip)
 }
 
-// ForListener returns the authenticator for a listener with these labels:
-// the rules of every document without a selector, or whose
-// spec.selector.matchLabels are all among labels. Call it once per listener
-// per snapshot, not per request.
+// ForListener returns the authenticator for a listener of no namespace with
+// these labels; see ForWorkload.
 func (a *Authn) ForListener(labels map[string]string) *Authenticator {
+	return a.ForWorkload(config.Workload{Labels: labels})
+}
+
+// ForWorkload returns the authenticator for a listener: the rules of the
+// documents that apply to w as Istio chooses them for a workload
+// (config.Workload.Selects). Call it once per listener per snapshot, not per
+// request.
+func (a *Authn) ForWorkload(w config.Workload) *Authenticator {
 	au := &Authenticator{authn: a, byLoc: make(map[location][]*rule), maxBytes: make(map[location]int)}
 	if a == nil {
 		return au
 	}
 	au.strip = a.strip
 	for _, r := range a.rules {
-		if !r.selects(labels) {
+		if !w.Selects(a.root, r.namespace, r.selector) {
 			continue
 		}
 		au.rules = append(au.rules, r)

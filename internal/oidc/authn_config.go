@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -123,8 +124,10 @@ type ruleSpec struct {
 	maxTokenBytes int
 	// selector nil means every listener.
 	selector map[string]string
-	source   string // "file:line: namespace/name jwtRules[i]" for logs
-	path     string
+	// namespace is metadata.namespace ("default" when absent, as in Istio).
+	namespace string
+	source    string // "file:line: namespace/name jwtRules[i]" for logs
+	path      string
 }
 
 // decodeRequestAuth decodes and validates one document, reporting problems to d.
@@ -173,6 +176,7 @@ func decodeRequestAuth(doc config.Document, d *config.Decoder) []ruleSpec {
 			clockSkew:     defaultClockSkew,
 			maxTokenBytes: defaultMaxTokenBytes,
 			selector:      sel,
+			namespace:     cmp.Or(ra.Metadata.Namespace, "default"),
 			source:        fmt.Sprintf("%s:%d: %s %s", doc.File, pos.Line, name, path),
 			path:          path,
 		}

@@ -8,9 +8,10 @@
 // CompileRequestAuthn turns RequestAuthentication documents
 // (security.istio.io/v1 and v1beta1 exactly as Istio writes them, or
 // tollgate.dev/v1 with the extension fields algorithms, clockSkew and
-// maxTokenBytes) into an immutable *Authn. ForListener picks the rules whose
-// spec.selector.matchLabels the listener's labels satisfy (no selector: every
-// listener), and Authenticator.Authenticate judges one request:
+// maxTokenBytes) into an immutable *Authn. ForWorkload picks the rules of the
+// documents that apply to a listener, by namespace and spec.selector.matchLabels
+// as Istio picks them for a workload (config.Workload), and
+// Authenticator.Authenticate judges one request:
 //
 //   - no token at any configured location: anonymous, no error; policy decides
 //     (requestPrincipals: ["*"] is how a policy requires a JWT);

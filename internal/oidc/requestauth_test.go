@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"tollgate.dev/tollgate/internal/config"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -153,18 +155,26 @@ spec:
   jwtRules: [{issuer: "https://empty.test", jwks: '%[1]s'}]
 `, jwks)
 	a := mustCompile(t, src, Options{})
+	edge := map[string]string{"app": "public", "tier": "edge", "x": "y"}
 	tests := []struct {
-		name    string
-		labels  map[string]string
-		issuers []string
+		name      string
+		namespace string
+		labels    map[string]string
+		issuers   []string
 	}{
 		{name: "no labels", labels: nil, issuers: []string{"https://all.test", "https://empty.test"}},
 		{name: "partial match", labels: map[string]string{"app": "public"}, issuers: []string{"https://all.test", "https://empty.test"}},
-		{name: "full match", labels: map[string]string{"app": "public", "tier": "edge", "x": "y"}, issuers: []string{"https://all.test", "https://empty.test", "https://public.test"}},
+		{name: "full match", labels: edge, issuers: []string{"https://all.test", "https://empty.test", "https://public.test"}},
+		// With a namespace, only the root namespace's documents and the listener's own apply;
+		// a document without metadata.namespace is in "default", as in Istio.
+		{name: "namespace apps", namespace: "apps", labels: edge, issuers: []string{"https://all.test", "https://public.test"}},
+		{name: "namespace default", namespace: "default", labels: edge, issuers: []string{"https://all.test", "https://empty.test"}},
+		{name: "root namespace", namespace: "istio-system", labels: edge, issuers: []string{"https://all.test"}},
+		{name: "other namespace", namespace: "payments", labels: nil, issuers: []string{"https://all.test"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			au := a.ForListener(tc.labels)
+			au := a.ForWorkload(config.Workload{Namespace: tc.namespace, Labels: tc.labels})
 			var got []string
 			for _, r := range au.rules {
 				got = append(got, r.issuer)

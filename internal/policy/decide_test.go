@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/request"
 )
 
@@ -338,6 +339,58 @@ func TestEngineSelector(t *testing.T) {
 		if got := tc.e.Decide(&request.Request{Path: tc.path}).Allow; got != tc.want {
 			t.Errorf("%s: allow=%v, want %v", tc.path, got, tc.want)
 		}
+	}
+}
+
+func TestEngineNamespaces(t *testing.T) {
+	// One DENY per placement, each on its own path, so a denied path names the
+	// policies that applied.
+	in := func(ns, name, selector, path string) string {
+		return "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: " + name + ns + "}\n" +
+			"spec: {" + selector + "action: DENY, rules: [{to: [{operation: {paths: [" + path + "]}}]}]}\n---\n"
+	}
+	src := in(", namespace: mesh-root", "root", "", "/root") +
+		in(", namespace: mesh-root", "root-egress", "selector: {matchLabels: {role: egress}}, ", "/root-egress") +
+		in(", namespace: edge", "edge", "", "/edge") +
+		in(", namespace: edge", "edge-egress", "selector: {matchLabels: {role: egress}}, ", "/edge-egress") +
+		in(", namespace: payments", "payments", "", "/payments") +
+		in("", "no-namespace", "", "/default")
+	s := mustCompile(t, src, Options{RootNamespace: "mesh-root"})
+	paths := []string{"/root", "/root-egress", "/edge", "/edge-egress", "/payments", "/default"}
+	for _, tc := range []struct {
+		name   string
+		w      config.Workload
+		denied []string
+	}{
+		{"no namespace: every namespace", config.Workload{Labels: map[string]string{"role": "ingress"}},
+			[]string{"/root", "/edge", "/payments", "/default"}},
+		{"edge ingress", config.Workload{Namespace: "edge", Labels: map[string]string{"role": "ingress"}},
+			[]string{"/root", "/edge"}},
+		{"edge egress", config.Workload{Namespace: "edge", Labels: map[string]string{"role": "egress"}},
+			[]string{"/root", "/root-egress", "/edge", "/edge-egress"}},
+		{"root namespace listener", config.Workload{Namespace: "mesh-root", Labels: map[string]string{"role": "egress"}},
+			[]string{"/root", "/root-egress"}},
+		{"metadata without namespace is in default", config.Workload{Namespace: "default"},
+			[]string{"/root", "/default"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := s.EngineFor(tc.w)
+			if s.EngineFor(tc.w) != e {
+				t.Error("engine for the same workload was rebuilt")
+			}
+			var denied []string
+			for _, p := range paths {
+				if !e.Decide(&request.Request{Path: p}).Allow {
+					denied = append(denied, p)
+				}
+			}
+			if diff := cmp.Diff(tc.denied, denied); diff != "" {
+				t.Errorf("denied paths (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if s.EngineFor(config.Workload{Namespace: "edge"}) == s.EngineFor(config.Workload{Namespace: "payments"}) {
+		t.Error("engines of two namespaces share a cache entry")
 	}
 }
 

@@ -22,8 +22,8 @@
 //     ignoring the policy would drop its rules.
 //   - when keys experimental.envoy.filters.* are rejected: Tollgate has no Envoy
 //     dynamic metadata for them to read.
-//   - spec.targetRef(s) are rejected: Tollgate listeners are selected with
-//     spec.selector.matchLabels only.
+//   - spec.targetRef(s) are rejected: Tollgate listeners are selected by
+//     namespace and spec.selector.matchLabels only (config.Workload).
 //   - Repeated headers and repeated query parameters are judged conservatively,
 //     whichever way fails closed for the policy's action. In an ALLOW policy, values
 //     holds only if every occurrence matches and notValues fails if any occurrence

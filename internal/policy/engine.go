@@ -56,13 +56,20 @@ func (s *Set) Version() string { return s.version }
 // Len is the number of policies in the set.
 func (s *Set) Len() int { return len(s.policies) }
 
-// Engine returns the engine for a listener with the given labels: the policies
-// without a selector, and those whose spec.selector.matchLabels are all among
-// labels. Engines are built once per label set and cached.
+// Engine returns the engine for a listener of no namespace with the given
+// labels; see EngineFor.
 func (s *Set) Engine(labels map[string]string) *Engine {
+	return s.EngineFor(config.Workload{Labels: labels})
+}
+
+// EngineFor returns the engine for a listener: the policies that apply to w as
+// Istio chooses them for a workload (config.Workload.Selects, with the set's root
+// namespace). Engines are built once per namespace and label set, and cached.
+func (s *Set) EngineFor(w config.Workload) *Engine {
 	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		b.WriteString(k + "\x00" + labels[k] + "\x00")
+	b.WriteString(w.Namespace + "\x00")
+	for _, k := range slices.Sorted(maps.Keys(w.Labels)) {
+		b.WriteString(k + "\x00" + w.Labels[k] + "\x00")
 	}
 	key := b.String()
 	s.mu.Lock()
@@ -70,7 +77,7 @@ func (s *Set) Engine(labels map[string]string) *Engine {
 	if e := s.engines[key]; e != nil {
 		return e
 	}
-	e := s.build(func(p *policy) bool { return selects(p.selector, labels) })
+	e := s.build(func(p *policy) bool { return w.Selects(s.opts.RootNamespace, p.namespace, p.selector) })
 	s.engines[key] = e
 	return e
 }
@@ -79,15 +86,6 @@ func (s *Set) Engine(labels map[string]string) *Engine {
 // selector: what `gateway policy eval` uses without a gateway configuration.
 func (s *Set) EngineAllPolicies() *Engine {
 	return s.build(func(*policy) bool { return true })
-}
-
-func selects(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // group is the rules of one action class, indexed for HTTP and for TCP.

@@ -24,11 +24,8 @@ type Options struct {
 	// TrustDomainAliases are other trust domains treated as the local one.
 	TrustDomainAliases []string
 	// RootNamespace is the mesh config root namespace; "istio-system" when empty.
-	// Tollgate listeners belong to no namespace, so every policy is considered
-	// for every listener and the root namespace changes nothing today: a policy
-	// without a selector applies to all listeners, and a selector is honoured in
-	// every namespace, the root one included (as Istio honours a root-namespace
-	// selector in every namespace).
+	// A policy here applies to listeners of every namespace; any other policy
+	// only to listeners of its own namespace or of none (config.Workload).
 	RootNamespace string
 }
 

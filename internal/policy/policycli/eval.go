@@ -18,9 +18,11 @@ type Settings struct {
 	// Normalization is the path normalization; the zero value means Istio's
 	// default (BASE, escaped slashes kept).
 	Normalization pathnorm.Options
-	// Labels are the listener's labels. Nil applies every policy; non-nil
-	// applies the policies without a selector and those selecting these labels.
-	Labels map[string]string
+	// Labels are the listener's labels and Namespace its namespace. Nil labels
+	// and no namespace apply every policy; otherwise the policies apply as they
+	// would to such a listener (config.Workload.Selects).
+	Labels    map[string]string
+	Namespace string
 }
 
 func (s Settings) normalization() pathnorm.Options {
@@ -55,10 +57,10 @@ func LoadSet(paths []string, opts policy.Options) (*policy.Set, error) {
 }
 
 func engine(set *policy.Set, s Settings) *policy.Engine {
-	if s.Labels == nil {
+	if s.Labels == nil && s.Namespace == "" {
 		return set.EngineAllPolicies()
 	}
-	return set.Engine(s.Labels)
+	return set.EngineFor(config.Workload{Namespace: s.Namespace, Labels: s.Labels})
 }
 
 // Eval is `gateway policy eval`: it loads the policies, reads one JSON request

@@ -70,6 +70,37 @@ FAIL ` + file + `:13: wrong policy
 	}
 }
 
+func TestTestSettingsNamespace(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "t.yaml")
+	src := `policies:
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: {name: deny-admin, namespace: mesh-root}
+  spec: {action: DENY, rules: [{to: [{operation: {paths: [/admin]}}]}]}
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: {name: deny-edge, namespace: edge}
+  spec: {action: DENY, rules: [{to: [{operation: {paths: [/edge]}}]}]}
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: {name: deny-all, namespace: payments}
+  spec: {action: DENY, rules: [{}]}
+settings: {namespace: edge, rootNamespace: mesh-root}
+cases:
+- {name: root namespace applies, request: {path: /admin}, want: deny, policy: mesh-root/deny-admin}
+- {name: own namespace applies, request: {path: /edge}, want: deny, policy: edge/deny-edge}
+- {name: other namespace does not, request: {path: /x}, want: allow}
+`
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if passed, failed, err := Test([]string{file}, &out); err != nil || passed != 3 || failed != 0 {
+		t.Fatalf("passed=%d failed=%d err=%v\n%s", passed, failed, err, out.String())
+	}
+}
+
 func TestTestFileErrors(t *testing.T) {
 	tests := []struct {
 		name, src, want string

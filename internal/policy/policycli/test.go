@@ -29,6 +29,7 @@ type testSettings struct {
 	RootNamespace      string            `yaml:"rootNamespace"`
 	Normalization      string            `yaml:"normalization"`
 	Labels             map[string]string `yaml:"labels"`
+	Namespace          string            `yaml:"namespace"`
 }
 
 type testCase struct {
@@ -137,7 +138,8 @@ func runCases(file string, d *config.Decoder, tf *testFile, out io.Writer) (pass
 	s := Settings{
 		Policy: policy.Options{TrustDomain: tf.Settings.TrustDomain, TrustDomainAliases: tf.Settings.TrustDomainAliases,
 			RootNamespace: tf.Settings.RootNamespace},
-		Labels: tf.Settings.Labels,
+		Labels:    tf.Settings.Labels,
+		Namespace: tf.Settings.Namespace,
 	}
 	if s.Normalization, err = ParseNormalization(tf.Settings.Normalization); err != nil {
 		return 0, 0, fmt.Errorf("%s: settings.normalization: %w", file, err)
