@@ -108,6 +108,9 @@ type Timeouts struct {
 type Limits struct {
 	MaxHeaderBytes int `yaml:"maxHeaderBytes"`
 	MaxHeaderCount int `yaml:"maxHeaderCount"`
+	// MaxConnections bounds each listener's open connections; at the limit it
+	// stops accepting until one closes. Zero: no limit.
+	MaxConnections int `yaml:"maxConnections"`
 }
 
 // Normalization selects the path normalizer's mode (Istio's names) and what to do

@@ -149,6 +149,16 @@ func TestLoadBadInput(t *testing.T) {
 			},
 		},
 		{
+			name: "negative limits",
+			edit: func(s string) string {
+				return strings.Replace(s, "  listen: 127.0.0.1:8443\n", "  listen: 127.0.0.1:8443\n  limits: {maxConnections: -1, maxHeaderCount: -5}\n", 1)
+			},
+			wants: []string{
+				`gateway.yaml:7:28: ingress.limits.maxConnections: must not be negative (got -1)`,
+				`gateway.yaml:7:48: ingress.limits.maxHeaderCount: must not be negative (got -5)`,
+			},
+		},
+		{
 			name:  "bad CIDR",
 			edit:  func(s string) string { return strings.Replace(s, "10.0.0.0/8", "10.0.0.0/99", 1) },
 			wants: []string{`gateway.yaml:10:20: ingress.trustedProxies[0]: want an IP or CIDR (got "10.0.0.0/99")`},

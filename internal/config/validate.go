@@ -154,8 +154,13 @@ func (v *validator) ingress() {
 	if !contains(EscapedSlashActions, in.Normalization.EscapedSlashes) {
 		v.errorf("ingress.normalization.escapedSlashes", "want one of %s (got %q)", strings.Join(EscapedSlashActions, ", "), in.Normalization.EscapedSlashes)
 	}
-	if in.Limits.MaxHeaderBytes < 0 || in.Limits.MaxHeaderCount < 0 {
-		v.errorf("ingress.limits", "limits must be positive")
+	for _, l := range []struct {
+		name string
+		v    int
+	}{{"maxHeaderBytes", in.Limits.MaxHeaderBytes}, {"maxHeaderCount", in.Limits.MaxHeaderCount}, {"maxConnections", in.Limits.MaxConnections}} {
+		if l.v < 0 {
+			v.errorf("ingress.limits."+l.name, "must not be negative (got %d)", l.v)
+		}
 	}
 	if len(in.Routes) == 0 {
 		v.errorf("ingress.routes", "at least one route is required")

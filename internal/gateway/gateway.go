@@ -297,8 +297,10 @@ func (g *Gateway) openListener() error {
 		IdleTimeout:         in.Timeouts.Idle,
 		MaxHeaderBytes:      in.Limits.MaxHeaderBytes,
 		MaxHeaderCount:      in.Limits.MaxHeaderCount,
+		MaxConnections:      in.Limits.MaxConnections,
 		Logger:              g.log,
 		OnTLSHandshakeError: func() { g.metrics.TLSHandshakeError("ingress") },
+		OnConnectionLimit:   func() { g.metrics.ConnectionLimitReached("ingress") },
 	})
 	if err != nil {
 		return fmt.Errorf("ingress listener: %w", err)

@@ -50,8 +50,10 @@ func (g *Gateway) openMesh(base ingress.Options) error {
 		IdleTimeout:         g.cfg.Ingress.Timeouts.Idle,
 		MaxHeaderBytes:      g.cfg.Ingress.Limits.MaxHeaderBytes,
 		MaxHeaderCount:      g.cfg.Ingress.Limits.MaxHeaderCount,
+		MaxConnections:      g.cfg.Ingress.Limits.MaxConnections,
 		Logger:              g.log,
 		OnTLSHandshakeError: func() { g.metrics.TLSHandshakeError("mesh") },
+		OnConnectionLimit:   func() { g.metrics.ConnectionLimitReached("mesh") },
 	})
 	if err != nil {
 		return fmt.Errorf("mesh listener: %w", err)

@@ -26,11 +26,14 @@ import (
 // http.Server sees an already-handshaken *tls.Conn (its own Handshake call is
 // then a no-op) and still serves h2 by the negotiated ALPN protocol.
 type tlsListener struct {
-	inner   net.Listener
-	conf    *tls.Config
-	timeout time.Duration
-	onFail  func()
-	log     *slog.Logger
+	tlsOptions
+	inner net.Listener
+	// connSlots is a semaphore (nil: no limit): a slot is held from accept
+	// until the connection closes. There is deliberately no cap on handshakes
+	// in progress: a handshake waits on the client for most of its time, so a
+	// few clients that stall mid-handshake would hold every slot and lock
+	// everyone else out until their deadline.
+	connSlots chan struct{}
 
 	ctx    context.Context // cancelled by Close; ends pending handshakes
 	cancel context.CancelFunc
@@ -41,22 +44,74 @@ type tlsListener struct {
 	wg        sync.WaitGroup // the accept loop and pending handshakes
 }
 
-func newTLSListener(inner net.Listener, conf *tls.Config, timeout time.Duration, onFail func(), log *slog.Logger) *tlsListener {
+// tlsOptions are the listener's settings, from Config.
+type tlsOptions struct {
+	conf     *tls.Config
+	timeout  time.Duration
+	maxConns int
+	onFail   func()
+	onLimit  func()
+	log      *slog.Logger
+}
+
+func newTLSListener(inner net.Listener, o tlsOptions) *tlsListener {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &tlsListener{
-		inner:   inner,
-		conf:    conf,
-		timeout: timeout,
-		onFail:  onFail,
-		log:     log,
-		ctx:     ctx,
-		cancel:  cancel,
-		conns:   make(chan net.Conn),
-		errc:    make(chan error, 1),
+		tlsOptions: o,
+		inner:      inner,
+		ctx:        ctx,
+		cancel:     cancel,
+		conns:      make(chan net.Conn),
+		errc:       make(chan error, 1),
+	}
+	if o.maxConns > 0 {
+		l.connSlots = make(chan struct{}, o.maxConns)
 	}
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l
+}
+
+// acquireConn takes a connection slot, waiting while all are taken, until the
+// listener closes; it reports whether it got one.
+func (l *tlsListener) acquireConn() bool {
+	if l.connSlots == nil {
+		return true
+	}
+	select {
+	case l.connSlots <- struct{}{}:
+		return true
+	default:
+	}
+	if l.onLimit != nil {
+		l.onLimit()
+	}
+	l.log.Debug("listener: at the connection limit; accepting paused", "limit", l.maxConns)
+	select {
+	case l.connSlots <- struct{}{}:
+		return true
+	case <-l.ctx.Done():
+		return false
+	}
+}
+
+func release(sem chan struct{}) {
+	if sem != nil {
+		<-sem
+	}
+}
+
+// slotConn gives its connection slot back when closed, once.
+type slotConn struct {
+	net.Conn
+	once  sync.Once
+	slots chan struct{}
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { release(c.slots) })
+	return err
 }
 
 // Accept returns the next connection whose handshake succeeded.
@@ -90,8 +145,12 @@ func (l *tlsListener) acceptLoop() {
 	defer l.wg.Done()
 	var backoff time.Duration
 	for {
+		if !l.acquireConn() {
+			return
+		}
 		c, err := l.inner.Accept()
 		if err != nil {
+			release(l.connSlots)
 			if l.ctx.Err() != nil {
 				return
 			}
@@ -112,6 +171,9 @@ func (l *tlsListener) acceptLoop() {
 			return
 		}
 		backoff = 0
+		if l.connSlots != nil {
+			c = &slotConn{Conn: c, slots: l.connSlots}
+		}
 		l.wg.Add(1)
 		go l.handshake(c)
 	}

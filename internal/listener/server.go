@@ -69,6 +69,10 @@ type Config struct {
 	MaxHeaderCount int
 	// MaxConcurrentStreams bounds the HTTP/2 streams open per connection.
 	MaxConcurrentStreams int
+	// MaxConnections bounds the open connections, handshaking ones included.
+	// At the limit the server stops accepting until one closes; new clients
+	// wait in the kernel's backlog. Zero: no limit.
+	MaxConnections int
 
 	// Logger receives net/http's internal errors (at warn) and handshake
 	// failures (at debug). Default: discard.
@@ -77,6 +81,9 @@ type Config struct {
 	// (for a metric). A connection closed before sending any byte, such
 	// as a TCP health check, is not counted.
 	OnTLSHandshakeError func()
+	// OnConnectionLimit, if set, is called each time accepting pauses at
+	// MaxConnections.
+	OnConnectionLimit func()
 	// OnConnState, if set, is http.Server.ConnState: called on each
 	// connection state change, after the handshake has completed.
 	OnConnState func(net.Conn, http.ConnState)
@@ -85,12 +92,9 @@ type Config struct {
 // Server is an HTTPS server with the gateway's TLS settings and limits.
 // Start it once; Shutdown or Close it once or many times.
 type Server struct {
-	srv     *http.Server
-	tlsConf *tls.Config
-	hsTime  time.Duration
-	onFail  func()
-	log     *slog.Logger
-	addr    string
+	srv   *http.Server
+	tlsLn tlsOptions
+	addr  string
 
 	mu      sync.Mutex
 	ln      *tlsListener // set by Start
@@ -136,6 +140,7 @@ func New(cfg Config) (*Server, error) {
 		{"MaxHeaderBytes", cfg.MaxHeaderBytes},
 		{"MaxHeaderCount", cfg.MaxHeaderCount},
 		{"MaxConcurrentStreams", cfg.MaxConcurrentStreams},
+		{"MaxConnections", cfg.MaxConnections},
 	} {
 		if n.v < 0 {
 			return nil, fmt.Errorf("listener: config: %s must not be negative (got %d)", n.name, n.v)
@@ -189,13 +194,17 @@ func New(cfg Config) (*Server, error) {
 		},
 	}
 	return &Server{
-		srv:     srv,
-		tlsConf: tlsConf,
-		hsTime:  cfg.HandshakeTimeout,
-		onFail:  cfg.OnTLSHandshakeError,
-		log:     cfg.Logger,
-		addr:    cfg.Addr,
-		done:    make(chan struct{}),
+		srv: srv,
+		tlsLn: tlsOptions{
+			conf:     tlsConf,
+			timeout:  cfg.HandshakeTimeout,
+			maxConns: cfg.MaxConnections,
+			onFail:   cfg.OnTLSHandshakeError,
+			onLimit:  cfg.OnConnectionLimit,
+			log:      cfg.Logger,
+		},
+		addr: cfg.Addr,
+		done: make(chan struct{}),
 	}, nil
 }
 
@@ -221,7 +230,7 @@ func (s *Server) Start(ln net.Listener) error {
 		}
 	}
 	s.started = true
-	s.ln = newTLSListener(ln, s.tlsConf, s.hsTime, s.onFail, s.log)
+	s.ln = newTLSListener(ln, s.tlsLn)
 	go s.serve(s.ln)
 	return nil
 }

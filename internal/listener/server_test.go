@@ -249,6 +249,7 @@ func TestNewErrors(t *testing.T) {
 		{name: "no certs", cfg: Config{Handler: echoHandler}, wantSub: "Certs is required"},
 		{name: "negative timeout", cfg: Config{Handler: echoHandler, Certs: store, IdleTimeout: -time.Second}, wantSub: "IdleTimeout must not be negative (got -1s)"},
 		{name: "negative count", cfg: Config{Handler: echoHandler, Certs: store, MaxHeaderCount: -1}, wantSub: "MaxHeaderCount must not be negative (got -1)"},
+		{name: "negative connection limit", cfg: Config{Handler: echoHandler, Certs: store, MaxConnections: -2}, wantSub: "MaxConnections must not be negative (got -2)"},
 		{
 			name: "hook lowers version", wantIs: errWeakTLSConfig, wantSub: "minimum version TLS 1.0",
 			cfg: Config{Handler: echoHandler, Certs: store, ClientAuth: func(c *tls.Config) { c.MinVersion = tls.VersionTLS10 }},

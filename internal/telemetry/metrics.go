@@ -38,6 +38,7 @@ type Metrics struct {
 	duration       *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
 	tlsErrors      *prometheus.CounterVec
+	connLimited    *prometheus.CounterVec
 	configReloads  *prometheus.CounterVec
 	configOK       *prometheus.GaugeVec
 	certReloads    *prometheus.CounterVec
@@ -80,6 +81,10 @@ func NewMetrics() *Metrics {
 			Name: "tollgate_tls_handshake_errors_total",
 			Help: "Failed client TLS handshakes, by listener.",
 		}, []string{"listener"}),
+		connLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_listener_connection_limit_reached_total",
+			Help: "Times a listener paused accepting at its connection limit (ingress.limits.maxConnections), by listener.",
+		}, []string{"listener"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_config_reloads_total",
 			Help: "Configuration and policy reload attempts, by result and kind.",
@@ -94,7 +99,7 @@ func NewMetrics() *Metrics {
 		}, []string{"result", "kind"}),
 	}
 	m.reg.MustRegister(
-		m.requests, m.duration, m.upstreamErrors, m.tlsErrors, m.configReloads, m.configOK, m.certReloads,
+		m.requests, m.duration, m.upstreamErrors, m.tlsErrors, m.connLimited, m.configReloads, m.configOK, m.certReloads,
 		&svidCollector{m: m}, &auditCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -151,6 +156,11 @@ func (m *Metrics) ObserveRequest(kind, route string, code int, d time.Duration) 
 // TLSHandshakeError counts a failed client handshake on the named listener.
 func (m *Metrics) TLSHandshakeError(listener string) {
 	m.tlsErrors.WithLabelValues(listener).Inc()
+}
+
+// ConnectionLimitReached counts a pause in accepting on the named listener.
+func (m *Metrics) ConnectionLimitReached(listener string) {
+	m.connLimited.WithLabelValues(listener).Inc()
 }
 
 // ConfigReload counts a reload attempt of kind (for example "gateway", "policy")

@@ -117,6 +117,7 @@ func TestReloadAndHandshakeMetrics(t *testing.T) {
 	m.CertReload("svid", errors.New("expired"))
 	m.TLSHandshakeError("ingress")
 	m.TLSHandshakeError("ingress")
+	m.ConnectionLimitReached("mesh")
 
 	want := `
 # HELP tollgate_cert_reloads_total Certificate and trust bundle reloads, by result and kind.
@@ -132,13 +133,17 @@ tollgate_config_last_reload_successful{kind="policy"} 0
 tollgate_config_reloads_total{kind="gateway",result="success"} 1
 tollgate_config_reloads_total{kind="policy",result="failure"} 1
 tollgate_config_reloads_total{kind="policy",result="success"} 1
+# HELP tollgate_listener_connection_limit_reached_total Times a listener paused accepting at its connection limit (ingress.limits.maxConnections), by listener.
+# TYPE tollgate_listener_connection_limit_reached_total counter
+tollgate_listener_connection_limit_reached_total{listener="mesh"} 1
 # HELP tollgate_tls_handshake_errors_total Failed client TLS handshakes, by listener.
 # TYPE tollgate_tls_handshake_errors_total counter
 tollgate_tls_handshake_errors_total{listener="ingress"} 2
 `
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
 		"tollgate_cert_reloads_total", "tollgate_config_last_reload_successful",
-		"tollgate_config_reloads_total", "tollgate_tls_handshake_errors_total"); err != nil {
+		"tollgate_config_reloads_total", "tollgate_listener_connection_limit_reached_total",
+		"tollgate_tls_handshake_errors_total"); err != nil {
 		t.Error(err)
 	}
 }
