@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"tollgate.dev/tollgate/internal/testnet"
 
 	"tollgate.dev/tollgate/internal/dev"
 	"tollgate.dev/tollgate/internal/spiretest"
@@ -50,7 +51,7 @@ func TestSPIREExampleBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freeAddrs(t, 4)
+	ports := testnet.FreeAddrs(t, 4)
 	text := string(mustRead(t, filepath.Join(root, "examples", "spire", "gateway.yaml")))
 	for i, p := range []string{"127.0.0.1:8443", "127.0.0.1:9443", "127.0.0.1:9901", "127.0.0.1:15443"} {
 		if !strings.Contains(text, p) {
@@ -121,21 +122,6 @@ func repoRoot(t testing.TB) string {
 		}
 		dir = parent
 	}
-}
-
-// freeAddrs returns n distinct free 127.0.0.1 addresses (free when picked).
-func freeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		addrs = append(addrs, l.Addr().String())
-	}
-	return addrs
 }
 
 // syncBuffer collects a process's output for the test log.

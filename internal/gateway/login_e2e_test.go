@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"tollgate.dev/tollgate/internal/testnet"
+
 	"github.com/chromedp/chromedp"
 
 	"tollgate.dev/tollgate/internal/config"
@@ -35,18 +37,6 @@ import (
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/oidc/oidctest"
 )
-
-// freePort reserves a loopback port and releases it: the provider must know the
-// gateway's redirect URI before the gateway (which needs the issuer) starts.
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
 
 // spkiOf is the base64 SHA-256 of the certificate's public key, which Chromium is
 // told to trust (and nothing else).
@@ -93,7 +83,9 @@ func TestE2EGatewayBrowserLogin(t *testing.T) {
 	dir := t.TempDir()
 	secret := base64.RawURLEncoding.EncodeToString(randomKey(t))
 	pki := copyOIDCExample(t, dir, secret)
-	port := freePort(t)
+	// The provider must know the gateway's redirect URI before the gateway
+	// (which needs the issuer) starts.
+	_, port, _ := net.SplitHostPort(testnet.FreeAddrs(t, 1)[0])
 	gw := "https://localhost:" + port
 	issuer := oidctest.StartProvider(t, provDir,
 		"REDIRECT_URIS="+gw+"/.tollgate/local/oidc/callback",

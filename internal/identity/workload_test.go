@@ -204,13 +204,13 @@ func TestNewWorkloadAPIErrors(t *testing.T) {
 		{name: "bad SPIFFE ID", opts: identity.WorkloadOptions{Socket: other.addr(), SPIFFEID: "spiffe://Example.org/x"}, wantErr: []string{`SPIFFE ID "spiffe://Example.org/x"`}},
 		{
 			name:    "no identity issued",
-			opts:    identity.WorkloadOptions{Socket: noIdentity.addr(), WaitTimeout: 300 * time.Millisecond},
-			wantErr: []string{"no SVID from workload API after 300ms: workload API at " + noIdentity.addr() + ": ", "PermissionDenied", "no identity issued"},
+			opts:    identity.WorkloadOptions{Socket: noIdentity.addr(), WaitTimeout: time.Second},
+			wantErr: []string{"no SVID from workload API after 1s: workload API at " + noIdentity.addr() + ": ", "PermissionDenied", "no identity issued"},
 		},
 		{
 			name:    "wanted ID not offered",
-			opts:    identity.WorkloadOptions{Socket: other.addr(), SPIFFEID: "spiffe://example.org/b", WaitTimeout: 300 * time.Millisecond},
-			wantErr: []string{"no SVID from workload API after 300ms: workload API at " + other.addr() + " offers no SVID for spiffe://example.org/b (offered: spiffe://example.org/a)"},
+			opts:    identity.WorkloadOptions{Socket: other.addr(), SPIFFEID: "spiffe://example.org/b", WaitTimeout: time.Second},
+			wantErr: []string{"no SVID from workload API after 1s: workload API at " + other.addr() + " offers no SVID for spiffe://example.org/b (offered: spiffe://example.org/a)"},
 		},
 	}
 	for _, tt := range tests {
@@ -231,9 +231,13 @@ func TestNewWorkloadAPIErrors(t *testing.T) {
 		})
 	}
 	t.Run("context cancelled", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		// Long enough for the first answer (PermissionDenied) to arrive even on
+		// a loaded machine: the error names it only once it has.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err := identity.NewWorkloadAPI(ctx, identity.WorkloadOptions{Socket: noIdentity.addr()})
+		opts := identity.WorkloadOptions{Socket: noIdentity.addr()}
+		identity.SetWorkloadBackoff(&opts, 50*time.Millisecond)
+		_, err := identity.NewWorkloadAPI(ctx, opts)
 		if err == nil || !strings.Contains(err.Error(), "no SVID from workload API before context deadline exceeded: workload API at "+noIdentity.addr()) {
 			t.Fatalf("error = %v", err)
 		}

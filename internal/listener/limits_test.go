@@ -34,12 +34,12 @@ func TestReadHeaderTimeoutDribble(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	srv := startServer(t, Config{Certs: store, ReadHeaderTimeout: timeout, HandshakeTimeout: 5 * time.Second})
 
+	start := time.Now() // before the dial: the server's clock can start before Dial returns
 	conn, err := tls.Dial("tcp", srv.Addr().String(), &tls.Config{RootCAs: ca.pool, ServerName: "a.example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	start := time.Now()
 	closed := make(chan error, 1)
 	go func() {
 		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -92,12 +92,12 @@ func TestHandshakeTimeoutDribble(t *testing.T) {
 	})
 	hello := clientHello(t)
 
+	start := time.Now() // before the dial: the server's clock starts at accept
 	conn, err := net.Dial("tcp", srv.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	start := time.Now()
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)

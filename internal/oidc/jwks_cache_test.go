@@ -82,7 +82,7 @@ func TestJWKSRequestContextBoundsWait(t *testing.T) {
 
 func TestJWKSKeepsLastGoodKeys(t *testing.T) {
 	srv := newJWKSServer(t, true, defaultJWKS())
-	keys := newTestKeyCache(t, srv.Server, KeyCacheOptions{MaxStale: 300 * time.Millisecond, RefetchInterval: time.Millisecond})
+	keys := newTestKeyCache(t, srv.Server, KeyCacheOptions{MaxStale: 2 * time.Second, RefetchInterval: time.Millisecond})
 	a := mustCompile(t, istioDoc(srv.URL, ""), Options{Keys: keys, TokenCacheSize: -1})
 	waitKeys(t, a)
 	au := a.ForListener(nil)
@@ -95,7 +95,7 @@ func TestJWKSKeepsLastGoodKeys(t *testing.T) {
 	if err := authenticate(au, good); err != nil {
 		t.Fatalf("last good keys not used: %v", err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(2200 * time.Millisecond)
 	if err := authenticate(au, good); !errors.Is(err, errNoKeys) {
 		t.Fatalf("after MaxStale err = %v, want %v", err, errNoKeys)
 	}

@@ -153,7 +153,7 @@ func TestE2EBrowserLogin(t *testing.T) {
 			chromedp.WaitVisible(chromedp.ID("user")),
 		))
 		if err != nil {
-			t.Fatalf("login as %s: %v (gateway log: %v)", user, err, elog.errs)
+			t.Fatalf("login as %s: %v (gateway log: %v)", user, err, elog.all())
 		}
 	}
 	text := func(id string) string {
@@ -205,7 +205,7 @@ func TestE2EBrowserLogin(t *testing.T) {
 		t.Errorf("bob sees %q, want %q", got, want)
 	}
 	t.Logf("whole story (alice login, logout at both ends, bob login) in %v", time.Since(start).Round(time.Millisecond))
-	if len(elog.errs) > 0 {
-		t.Logf("gateway logged: %v", errors.Join(elog.errs...))
+	if errs := elog.all(); len(errs) > 0 {
+		t.Logf("gateway logged: %v", errors.Join(errs...))
 	}
 }

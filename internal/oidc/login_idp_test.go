@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,6 +142,13 @@ func (e *errorLog) Handle(_ context.Context, r slog.Record) error {
 func (e *errorLog) WithAttrs([]slog.Attr) slog.Handler { return e }
 func (e *errorLog) WithGroup(string) slog.Handler      { return e }
 
+// all returns a copy of the errors logged so far.
+func (e *errorLog) all() []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.errs)
+}
+
 func (e *errorLog) has(target error) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -178,7 +186,8 @@ var testKeyIDs struct {
 	used [256]bool
 }
 
-// testKey returns a random session key whose id hint no earlier testKey key has.
+// testKey returns a random session key whose id hint no other live testKey key
+// (of a test still running) has.
 func testKey(t testing.TB) []byte {
 	t.Helper()
 	testKeyIDs.Lock()
@@ -190,6 +199,11 @@ func testKey(t testing.TB) []byte {
 		}
 		if id := keyIDOf(t, k); !testKeyIDs.used[id] {
 			testKeyIDs.used[id] = true
+			t.Cleanup(func() {
+				testKeyIDs.Lock()
+				testKeyIDs.used[id] = false
+				testKeyIDs.Unlock()
+			})
 			return k
 		}
 	}

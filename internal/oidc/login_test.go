@@ -231,7 +231,7 @@ func TestCallbackBadInput(t *testing.T) {
 				}
 			}
 			if !g.log.has(tc.wantErr) {
-				t.Errorf("log has %v, want %v", g.log.errs, tc.wantErr)
+				t.Errorf("log has %v, want %v", g.log.all(), tc.wantErr)
 			}
 		})
 	}
@@ -340,7 +340,7 @@ func TestSessionCookieBadInput(t *testing.T) {
 				t.Errorf("bad session cookie not cleared: %v", resp.Header["Set-Cookie"])
 			}
 			if !g.log.has(tc.wantErr) {
-				t.Errorf("log has %v, want %v", g.log.errs, tc.wantErr)
+				t.Errorf("log has %v, want %v", g.log.all(), tc.wantErr)
 			}
 		})
 	}
@@ -384,7 +384,7 @@ func TestRefresh(t *testing.T) {
 			t.Fatalf("status %d, want 302 to login", resp.StatusCode)
 		}
 		if !g.log.has(ErrRefreshRejected) {
-			t.Errorf("log has %v, want %v", g.log.errs, ErrRefreshRejected)
+			t.Errorf("log has %v, want %v", g.log.all(), ErrRefreshRejected)
 		}
 	})
 	t.Run("provider down: session goes on until the token expires", func(t *testing.T) {

@@ -142,7 +142,7 @@ func TestSessionParts(t *testing.T) {
 			auth, out := f.l.Authenticate(w, r)
 			if tc.wantSub != "" {
 				if out != Authenticated || auth.Subject != tc.wantSub {
-					t.Fatalf("outcome %v auth %+v, want %s authenticated (log %v)", out, auth, tc.wantSub, f.log.errs)
+					t.Fatalf("outcome %v auth %+v, want %s authenticated (log %v)", out, auth, tc.wantSub, f.log.all())
 				}
 				if sc := w.Header()["Set-Cookie"]; len(sc) != 0 {
 					t.Errorf("a sound session was rewritten or cleared: %v", sc)
@@ -153,7 +153,7 @@ func TestSessionParts(t *testing.T) {
 				t.Fatalf("outcome %v auth %+v, want no session", out, auth)
 			}
 			if !f.log.has(tc.wantErr) {
-				t.Errorf("log has %v, want %v", f.log.errs, tc.wantErr)
+				t.Errorf("log has %v, want %v", f.log.all(), tc.wantErr)
 			}
 			// Both parts sent are cleared, whichever was at fault.
 			cleared := map[string]bool{}

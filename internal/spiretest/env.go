@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"tollgate.dev/tollgate/internal/testnet"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -199,18 +200,7 @@ func waitReady(p *process, url string) error {
 
 // freePorts picks n distinct free TCP ports on 127.0.0.1. They are free when we look, not
 // reserved: startServer/StartAgent retry when a daemon loses the race for one.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick free port: %w", err)
-		}
-		defer l.Close() // hold all n open until done, so they differ
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+func freePorts(n int) ([]int, error) { return testnet.FreePorts(n) }
 
 // renderTemplate reads scripts/spire/<name> from the repository and replaces its @KEY@ markers.
 // The templates are shared with scripts/spire/run-local.sh, so there is one source of truth.

@@ -90,6 +90,17 @@ wait:
 			break wait
 		}
 	}
+	// Results that arrived together with the deadline count: select picks
+	// among ready cases at random.
+drain:
+	for len(got) < len(fns) {
+		select {
+		case r := <-results:
+			got[r.Name] = r.Error
+		default:
+			break drain
+		}
+	}
 	var failing []CheckResult
 	for _, n := range names {
 		msg, done := got[n]
