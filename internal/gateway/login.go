@@ -75,6 +75,8 @@ func (g *Gateway) openLogins() (*ingress.Logins, error) {
 	byName := map[string]*oidc.Login{}
 	for i, lc := range lcs {
 		lc.Logger = g.log
+		name := lc.Provider.Name
+		lc.OnEvent = func(event, result string) { g.metrics.LoginEvent(name, event, result) }
 		l, err := oidc.NewLogin(lc)
 		if err != nil {
 			return nil, config.Errors{g.cfg.ErrorAt(fmt.Sprintf("oidc.providers[%d]", i), err.Error())}
@@ -82,6 +84,14 @@ func (g *Gateway) openLogins() (*ingress.Logins, error) {
 		g.logins = append(g.logins, l)
 		byName[lc.Provider.Name] = l
 	}
+	logins := g.logins
+	g.metrics.SetLoginReady(func() map[string]bool {
+		ready := make(map[string]bool, len(logins))
+		for _, l := range logins {
+			ready[l.Name()] = l.Ready()
+		}
+		return ready
+	})
 	byRoute := map[string]*oidc.Login{}
 	for _, r := range g.cfg.Ingress.Routes {
 		if r.Login != "" {

@@ -368,6 +368,22 @@ func TestBrowserLoginThroughGateway(t *testing.T) {
 			}
 		})
 	}
+	// Per protocol: alice and bob logged in, alice logged out.
+	resp, err := http.Get("http://" + e.gw.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`tollgate_login_events_total{event="login",provider="main",result="success"} 4`,
+		`tollgate_login_events_total{event="logout",provider="main",result="success"} 2`,
+		`tollgate_login_provider_ready{provider="main"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
 
 func TestBearerTokensOnALoginRoute(t *testing.T) {

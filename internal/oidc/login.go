@@ -45,6 +45,12 @@ type LoginConfig struct {
 	DiscoveryTimeout time.Duration
 	// Logger gets discovery and login failures (never token or cookie contents).
 	Logger *slog.Logger
+	// OnEvent, if set, is told each login outcome (for a metric): event
+	// "login" with result "success", "refused" (state, code or ID token not
+	// accepted) or "error" (the session could not be written); "refresh" with
+	// "success", "rejected" (the provider refused the refresh token) or
+	// "error" (the provider could not be asked); "logout" with "success".
+	OnEvent func(event, result string)
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -176,6 +182,12 @@ func (l *Login) SetKeys(k *SessionKeys) {
 
 // Name is the provider's name.
 func (l *Login) Name() string { return l.cfg.Provider.Name }
+
+func (l *Login) event(event, result string) {
+	if l.cfg.OnEvent != nil {
+		l.cfg.OnEvent(event, result)
+	}
+}
 
 // Outcome tells the ingress what Authenticate found.
 type Outcome int

@@ -160,6 +160,7 @@ func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
 	s, t, st, err := l.redeem(r.Context(), r, d)
 	if err != nil {
 		l.log.Warn("login callback refused", "provider", l.cfg.Provider.Name, "error", err)
+		l.event("login", "refused")
 		writeJSONError(w, http.StatusBadRequest, "login_failed", "the login could not be completed; start again")
 		return
 	}
@@ -167,9 +168,11 @@ func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
 	had.read(l, r)
 	if err := l.writeSession(w, r, s, t, &had); err != nil {
 		l.log.Error("session cookie could not be written", "provider", l.cfg.Provider.Name, "error", err)
+		l.event("login", "error")
 		writeJSONError(w, http.StatusInternalServerError, "internal", "the session could not be stored")
 		return
 	}
+	l.event("login", "success")
 	rd, ok := SafeRedirect(st.ReturnTo)
 	if !ok {
 		rd = "/"
@@ -263,6 +266,7 @@ func (l *Login) logout(w http.ResponseWriter, r *http.Request) {
 	c.clear(w, true)
 	http.SetCookie(w, expiredCookie(l.stateName))
 	w.Header().Set("Cache-Control", "no-store")
+	l.event("logout", "success")
 	d := l.disc.Load()
 	if d == nil || d.endSession == "" || !l.hostOK(r.Host) {
 		http.Redirect(w, r, l.endpoint("signed-out"), http.StatusFound)

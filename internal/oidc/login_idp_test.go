@@ -163,10 +163,33 @@ func (e *errorLog) has(target error) bool {
 // gateway is an httptest TLS server with a Login in front of a tiny upstream that
 // echoes who it was told the user is and which cookies reached it.
 type gateway struct {
-	srv   *httptest.Server
-	login *Login
-	url   string
-	log   *errorLog
+	srv    *httptest.Server
+	login  *Login
+	url    string
+	log    *errorLog
+	events *eventLog
+}
+
+// eventLog counts LoginConfig.OnEvent calls as "event/result".
+type eventLog struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (e *eventLog) record(event, result string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n == nil {
+		e.n = map[string]int{}
+	}
+	e.n[event+"/"+result]++
+}
+
+// count returns how often event/result was told.
+func (e *eventLog) count(key string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n[key]
 }
 
 type echo struct {
@@ -236,7 +259,7 @@ func startGateway(t testing.TB, idp *testIdP, edit func(*LoginConfig)) *gateway 
 	if err != nil {
 		t.Fatal(err)
 	}
-	elog := &errorLog{}
+	elog, events := &errorLog{}, &eventLog{}
 	cfg := LoginConfig{
 		Provider: ProviderConfig{
 			Name: "main", Issuer: idp.m.Issuer(), ClientID: idp.m.ClientID,
@@ -246,6 +269,7 @@ func startGateway(t testing.TB, idp *testIdP, edit func(*LoginConfig)) *gateway 
 		Keys:         keys,
 		AllowedHosts: []string{srv.Listener.Addr().String()},
 		Logger:       slog.New(elog),
+		OnEvent:      events.record,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -281,7 +305,7 @@ func startGateway(t testing.TB, idp *testIdP, edit func(*LoginConfig)) *gateway 
 	if err := l.WaitReady(ctx); err != nil && edit == nil {
 		t.Fatal(err)
 	}
-	return &gateway{srv: srv, login: l, url: srv.URL, log: elog}
+	return &gateway{srv: srv, login: l, url: srv.URL, log: elog, events: events}
 }
 
 // browser is a client with a cookie jar that trusts the gateway's test certificate

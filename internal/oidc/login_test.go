@@ -221,9 +221,13 @@ func TestCallbackBadInput(t *testing.T) {
 		wantErr: ErrIssuerMismatch,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
+			refused := g.events.count("login/refused")
 			resp := tc.run(t)
 			if resp.StatusCode != http.StatusBadRequest {
 				t.Errorf("status %d, want 400", resp.StatusCode)
+			}
+			if got := g.events.count("login/refused") - refused; got != 1 {
+				t.Errorf("login/refused events = %d, want 1", got)
 			}
 			for _, c := range resp.Cookies() {
 				if strings.HasPrefix(c.Name, "__Host-tollgate-main_") && c.Value != "" {
@@ -363,6 +367,9 @@ func TestRefresh(t *testing.T) {
 		if got := idp.refreshes.Load() - before; got != 1 {
 			t.Fatalf("refreshes = %d, want 1", got)
 		}
+		if got := g.events.count("refresh/success"); got != 1 {
+			t.Errorf("refresh/success events = %d, want 1", got)
+		}
 		for _, name := range []string{"__Host-tollgate-main_0=", "__Host-tollgate-main-tokens_0="} {
 			if !strings.Contains(strings.Join(resp.Header["Set-Cookie"], "\n"), name) {
 				t.Errorf("refresh did not rewrite %s: %v", name, resp.Header["Set-Cookie"])
@@ -386,6 +393,9 @@ func TestRefresh(t *testing.T) {
 		if !g.log.has(ErrRefreshRejected) {
 			t.Errorf("log has %v, want %v", g.log.all(), ErrRefreshRejected)
 		}
+		if got := g.events.count("refresh/rejected"); got != 1 {
+			t.Errorf("refresh/rejected events = %d, want 1", got)
+		}
 	})
 	t.Run("provider down: session goes on until the token expires", func(t *testing.T) {
 		b := newBrowser(t, g)
@@ -395,6 +405,12 @@ func TestRefresh(t *testing.T) {
 		idp.queueError(&mockoidc.ServerError{Code: http.StatusServiceUnavailable, Error: "temporarily_unavailable"})
 		if resp, body := b.get(g.url + "/app"); resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d body %s, want 200", resp.StatusCode, body)
+		}
+		if got := g.events.count("refresh/error"); got != 1 {
+			t.Errorf("refresh/error events = %d, want 1", got)
+		}
+		if got := g.events.count("login/success"); got != 3 {
+			t.Errorf("login/success events = %d, want one per subtest's login (3)", got)
 		}
 	})
 }

@@ -65,7 +65,17 @@ type refreshed struct {
 
 // refreshSession redeems the refresh token. A new ID token, if any, is verified and
 // must name the same issuer and subject (OpenID Connect Core §12.2).
-func (l *Login) refreshSession(ctx context.Context, d *discovered, s *session, t *sessionTokens) (*refreshed, error) {
+func (l *Login) refreshSession(ctx context.Context, d *discovered, s *session, t *sessionTokens) (_ *refreshed, err error) {
+	defer func() {
+		switch {
+		case err == nil:
+			l.event("refresh", "success")
+		case errors.Is(err, ErrRefreshRejected):
+			l.event("refresh", "rejected")
+		default:
+			l.event("refresh", "error")
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, l.client)

@@ -57,3 +57,24 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(auditDroppedDesc, prometheus.CounterValue, float64(s.Dropped))
 	ch <- prometheus.MustNewConstMetric(auditErrorsDesc, prometheus.CounterValue, float64(s.Errors))
 }
+
+var loginReadyDesc = prometheus.NewDesc("tollgate_login_provider_ready",
+	"1 once the login provider's discovery has succeeded, 0 while logins answer 503.", []string{"provider"}, nil)
+
+type loginCollector struct{ m *Metrics }
+
+func (c *loginCollector) Describe(ch chan<- *prometheus.Desc) { ch <- loginReadyDesc }
+
+func (c *loginCollector) Collect(ch chan<- prometheus.Metric) {
+	fn := c.m.loginReady.Load()
+	if fn == nil || *fn == nil {
+		return
+	}
+	for name, ready := range (*fn)() {
+		v := 0.0
+		if ready {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(loginReadyDesc, prometheus.GaugeValue, v, name)
+	}
+}

@@ -42,9 +42,11 @@ type Metrics struct {
 	configReloads  *prometheus.CounterVec
 	configOK       *prometheus.GaugeVec
 	certReloads    *prometheus.CounterVec
+	loginEvents    *prometheus.CounterVec
 
 	svidExpiry atomic.Pointer[func() time.Time]
 	auditStats atomic.Pointer[func() AuditStats]
+	loginReady atomic.Pointer[func() map[string]bool]
 
 	mu     sync.RWMutex
 	routes map[routeKey]*Route
@@ -93,6 +95,10 @@ func NewMetrics() *Metrics {
 			Name: "tollgate_config_last_reload_successful",
 			Help: "1 if the last reload of this kind succeeded, 0 if it failed and the previous snapshot still serves.",
 		}, []string{"kind"}),
+		loginEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_login_events_total",
+			Help: "Browser login outcomes, by provider, event (login, refresh, logout) and result.",
+		}, []string{"provider", "event", "result"}),
 		certReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_cert_reloads_total",
 			Help: "Certificate and trust bundle reloads, by result and kind.",
@@ -100,7 +106,8 @@ func NewMetrics() *Metrics {
 	}
 	m.reg.MustRegister(
 		m.requests, m.duration, m.upstreamErrors, m.tlsErrors, m.connLimited, m.configReloads, m.configOK, m.certReloads,
-		&svidCollector{m: m}, &auditCollector{m: m},
+		m.loginEvents,
+		&svidCollector{m: m}, &auditCollector{m: m}, &loginCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -190,6 +197,17 @@ func (m *Metrics) SetSVIDExpiry(fn func() time.Time) {
 // SetAuditStats makes the tollgate_audit_* counters read fn at each scrape.
 func (m *Metrics) SetAuditStats(fn func() AuditStats) {
 	m.auditStats.Store(&fn)
+}
+
+// LoginEvent counts one outcome of a login provider (see oidc.LoginConfig.OnEvent).
+func (m *Metrics) LoginEvent(provider, event, result string) {
+	m.loginEvents.WithLabelValues(provider, event, result).Inc()
+}
+
+// SetLoginReady sets the func that reports, per login provider, whether its
+// discovery has succeeded (logins answer 503 until then).
+func (m *Metrics) SetLoginReady(fn func() map[string]bool) {
+	m.loginReady.Store(&fn)
 }
 
 func result(err error) string {
