@@ -29,10 +29,12 @@ type tlsListener struct {
 	tlsOptions
 	inner net.Listener
 	// connSlots is a semaphore (nil: no limit): a slot is held from accept
-	// until the connection closes. There is deliberately no cap on handshakes
-	// in progress: a handshake waits on the client for most of its time, so a
-	// few clients that stall mid-handshake would hold every slot and lock
-	// everyone else out until their deadline.
+	// until the connection closes, so a client holds one at most for the
+	// handshake timeout while handshaking, the header and read timeouts while
+	// sending a request, and the idle timeout between requests. There is no
+	// separate, smaller cap on handshakes in progress: a handshake waits on
+	// the client for most of its time, so such a cap would let a few stalled
+	// clients shut every new client out until their deadlines.
 	connSlots chan struct{}
 
 	ctx    context.Context // cancelled by Close; ends pending handshakes

@@ -69,9 +69,12 @@ type Config struct {
 	MaxHeaderCount int
 	// MaxConcurrentStreams bounds the HTTP/2 streams open per connection.
 	MaxConcurrentStreams int
-	// MaxConnections bounds the open connections, handshaking ones included.
-	// At the limit the server stops accepting until one closes; new clients
-	// wait in the kernel's backlog. Zero: no limit.
+	// MaxConnections bounds the open connections, handshaking and idle
+	// keep-alive ones included. At the limit the server stops accepting until
+	// one closes; new clients wait in the kernel's backlog. A connection holds
+	// its slot at most HandshakeTimeout, ReadHeaderTimeout/ReadTimeout or
+	// IdleTimeout at a time, so keep those short where the limit is tight.
+	// Zero: no limit.
 	MaxConnections int
 
 	// Logger receives net/http's internal errors (at warn) and handshake
