@@ -45,11 +45,13 @@ type LoginConfig struct {
 	DiscoveryTimeout time.Duration
 	// Logger gets discovery and login failures (never token or cookie contents).
 	Logger *slog.Logger
-	// OnEvent, if set, is told each login outcome (for a metric): event
-	// "login" with result "success", "refused" (state, code or ID token not
-	// accepted) or "error" (the session could not be written); "refresh" with
-	// "success", "rejected" (the provider refused the refresh token) or
-	// "error" (the provider could not be asked); "logout" with "success".
+	// OnEvent, if set, is told each outcome of a callback, refresh and logout
+	// (for a metric): event "login" with result "success", "refused" (wrong
+	// method or host; state, code or ID token not accepted), "unavailable" (the
+	// provider is not discovered yet) or "error" (the session could not be
+	// written); "refresh" with the provider's answer: "success", "rejected"
+	// (the refresh token was refused) or "error" (the provider could not be
+	// asked); "logout" with "success".
 	OnEvent func(event, result string)
 	// Now is the clock; default time.Now.
 	Now func() time.Time

@@ -145,15 +145,18 @@ func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
 	// The state cookie is single-use whatever happens next.
 	http.SetCookie(w, expiredCookie(l.stateName))
 	if r.Method != http.MethodGet {
+		l.event("login", "refused")
 		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "the callback takes GET")
 		return
 	}
 	d := l.disc.Load()
 	if d == nil {
+		l.event("login", "unavailable")
 		writeJSONError(w, http.StatusServiceUnavailable, "login_unavailable", "the identity provider is not reachable yet; try again shortly")
 		return
 	}
 	if !l.hostOK(r.Host) {
+		l.event("login", "refused")
 		writeJSONError(w, http.StatusBadRequest, "bad_host", "this host is not served by this login")
 		return
 	}
