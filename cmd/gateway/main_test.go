@@ -92,7 +92,33 @@ func TestCheckExamples(t *testing.T) {
 			if !strings.Contains(out.String(), ": ok (") {
 				t.Errorf("summary line = %q", out.String())
 			}
+			if errb.Len() > 0 {
+				t.Errorf("check of a shipped example printed:\n%s", errb.String())
+			}
 		})
+	}
+}
+
+// A listener namespace leaves out the documents of other namespaces; check
+// says which, so a namespace set by mistake (an ALLOW policy that silently
+// stops applying) is seen before it serves.
+func TestCheckWarnsOfUnselectedDocuments(t *testing.T) {
+	dir := copyExample(t, "quickstart")
+	file := filepath.Join(dir, "gateway.yaml")
+	b, _ := os.ReadFile(file)
+	os.WriteFile(file, []byte(strings.Replace(string(b), "\ningress:\n", "\ningress:\n  namespace: edge\n", 1)), 0o644)
+	os.WriteFile(filepath.Join(dir, "policies", "payments.yaml"), []byte(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: payments-only, namespace: payments}
+spec: {rules: [{to: [{operation: {paths: [/pay]}}]}]}
+`), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "-c", file}, nil, &out, &errb); code != 0 {
+		t.Fatalf("check exited %d:\n%s", code, errb.String())
+	}
+	want := regexp.MustCompile(`(?m)^warning: .*payments\.yaml:1: AuthorizationPolicy payments/payments-only: applies to no listener \(check its namespace and selector\)$`)
+	if !want.MatchString(errb.String()) || strings.Count(errb.String(), "warning:") != 1 {
+		t.Errorf("stderr:\n%s", errb.String())
 	}
 }
 

@@ -73,12 +73,16 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := config.Load(*file)
+	var warnings []string
 	if err == nil {
-		err = gateway.Check(cfg)
+		warnings, err = gateway.Check(cfg)
 	}
 	if err != nil {
 		printConfigErrors(stderr, err)
 		return 1
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning: "+w)
 	}
 	fmt.Fprintln(stdout, gateway.Summary(cfg))
 	return 0

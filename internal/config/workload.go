@@ -1,6 +1,9 @@
 package config
 
-import "regexp"
+import (
+	"fmt"
+	"regexp"
+)
 
 // Workload is what decides which policy documents (AuthorizationPolicy,
 // RequestAuthentication) apply to a listener, as a pod's namespace and labels
@@ -33,9 +36,23 @@ func (w Workload) Selects(root, ns string, sel map[string]string) bool {
 // namespaceRE is a Kubernetes namespace name: an RFC 1123 label.
 var namespaceRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
+// CheckNamespace reports whether ns is a Kubernetes namespace name (an RFC 1123
+// label), as every namespace in policy documents and listeners must be: one
+// that is not could never equal a listener's, so a document naming it would
+// silently apply nowhere.
+func CheckNamespace(ns string) error {
+	if len(ns) > 63 || !namespaceRE.MatchString(ns) {
+		return fmt.Errorf("want a namespace name: lower-case letters, digits and '-', at most 63 (got %q)", ns)
+	}
+	return nil
+}
+
 // namespace checks an optional namespace name at path.
 func (v *validator) namespace(path, ns string) {
-	if ns != "" && (len(ns) > 63 || !namespaceRE.MatchString(ns)) {
-		v.errorf(path, "want a namespace name: lower-case letters, digits and '-', at most 63 (got %q)", ns)
+	if ns == "" {
+		return
+	}
+	if err := CheckNamespace(ns); err != nil {
+		v.errorf(path, "%v", err)
 	}
 }

@@ -11,8 +11,9 @@ import (
 // anything: identity files are parsed, routes and the path normalizer are
 // compiled, and policy documents are loaded and compiled with the gateway's
 // settings. A Workload API identity is checked for syntax only (there may be no
-// agent where check runs). It returns every problem at once.
-func Check(cfg *config.Gateway) error {
+// agent where check runs). It returns every problem at once, and warnings:
+// policy documents that apply to no listener.
+func Check(cfg *config.Gateway) (warnings []string, _ error) {
 	var errs config.Errors
 	add := func(err error) {
 		if err == nil {
@@ -53,8 +54,13 @@ func Check(cfg *config.Gateway) error {
 	if len(cfg.Policy.Files) > 0 {
 		c := *cfg
 		c.Identity.TrustDomain = trustDomain
-		_, err := CompilePolicies(&c, cfg.Policy.Files, nil)
+		compiled, err := CompilePolicies(&c, cfg.Policy.Files, nil)
 		add(err)
+		if err == nil {
+			for _, u := range compiled.Unselected(cfg) {
+				warnings = append(warnings, u+": applies to no listener (check its namespace and selector)")
+			}
+		}
 	}
-	return errs.Err()
+	return warnings, errs.Err()
 }

@@ -18,10 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"tollgate.dev/tollgate/internal/testnet"
-
 	"tollgate.dev/tollgate/internal/dev"
 	"tollgate.dev/tollgate/internal/spiretest"
+	"tollgate.dev/tollgate/internal/testnet"
 )
 
 // TestSPIREExampleBinary runs examples/spire as its README does, with the real

@@ -253,7 +253,7 @@ func TestIdentityConfigErrors(t *testing.T) {
 				t.Errorf("gateway.New took %v to fail; a missing socket must fail fast", d)
 			}
 			if tc.checkToo {
-				cerr := gateway.Check(cfg)
+				_, cerr := gateway.Check(cfg)
 				if cerr == nil {
 					t.Fatalf("gateway.Check passed what gateway.New refused: %v", err)
 				}

@@ -27,8 +27,6 @@ import (
 	"testing"
 	"time"
 
-	"tollgate.dev/tollgate/internal/testnet"
-
 	"github.com/chromedp/chromedp"
 
 	"tollgate.dev/tollgate/internal/config"
@@ -36,6 +34,7 @@ import (
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/oidc/oidctest"
+	"tollgate.dev/tollgate/internal/testnet"
 )
 
 // spkiOf is the base64 SHA-256 of the certificate's public key, which Chromium is

@@ -200,7 +200,7 @@ policy: {files: [policies/]}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := gateway.Check(cfg); err != nil {
+	if _, err := gateway.Check(cfg); err != nil {
 		t.Fatalf("check: %v", err)
 	}
 	gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: log})

@@ -1,7 +1,12 @@
 package gateway_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
+
+	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/gateway"
 )
 
 // Policies of three namespaces; each listener has its own namespace, so each
@@ -57,5 +62,38 @@ func TestListenerNamespaces(t *testing.T) {
 				t.Errorf("mesh listener (namespace east): status %d, want %d", resp.StatusCode, tc.atMesh)
 			}
 		})
+	}
+}
+
+// The root namespace reaches both compilers: AuthorizationPolicy and
+// RequestAuthentication documents in it apply to a listener of another namespace.
+func TestCompilePoliciesRootNamespace(t *testing.T) {
+	dir := t.TempDir()
+	docs := `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: mesh-root}
+spec: {action: DENY, rules: [{to: [{operation: {paths: [/admin]}}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: idp, namespace: mesh-root}
+spec:
+  jwtRules: [{issuer: "https://idp.test", jwksUri: "https://idp.test/keys"}]
+`
+	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(docs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		root       string
+		unselected int
+	}{{"mesh-root", 0}, {"istio-system", 2}} {
+		cfg := &config.Gateway{Ingress: &config.Ingress{Namespace: "edge"}, Policy: config.Policy{RootNamespace: tc.root}}
+		c, err := gateway.CompilePolicies(cfg, []string{dir}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Unselected(cfg); len(got) != tc.unselected {
+			t.Errorf("root namespace %s: unselected %v, want %d documents", tc.root, got, tc.unselected)
+		}
 	}
 }

@@ -53,6 +53,26 @@ type Compiled struct {
 	Authn    *oidc.Authn
 }
 
+// Unselected lists the documents (JWT rules, for RequestAuthentication) that
+// apply to none of cfg's listeners, by namespace and selector: they change
+// nothing, and a namespace or label set by mistake would otherwise go unseen.
+func (c *Compiled) Unselected(cfg *config.Gateway) []string {
+	ws := listenerWorkloads(cfg)
+	return append(c.Policies.Unselected(ws...), c.Authn.Unselected(ws...)...)
+}
+
+// listenerWorkloads are the scopes documents are chosen by, one per listener.
+func listenerWorkloads(cfg *config.Gateway) []config.Workload {
+	if cfg.Ingress == nil {
+		return nil
+	}
+	ws := []config.Workload{cfg.Ingress.Workload()}
+	if m := cfg.Ingress.Mesh; m != nil {
+		ws = append(ws, m.Workload())
+	}
+	return ws
+}
+
 // CompilePolicies loads and compiles the documents of paths with the gateway's
 // settings. Every document must belong to a kind Tollgate knows. It is what
 // `gateway check` and `gateway policy` run too.
@@ -78,9 +98,10 @@ func CompilePolicies(cfg *config.Gateway, paths []string, keys *oidc.KeyCache) (
 		return nil, err
 	}
 	if keys == nil {
-		// Checking only: a throwaway cache that is never asked for keys.
+		// Checking only: a cache closed from the start, so compiling starts no
+		// background fetch (check dials nothing).
 		keys = oidc.NewKeyCache(oidc.KeyCacheOptions{})
-		defer keys.Close()
+		keys.Close()
 	}
 	an, err := oidc.CompileRequestAuthn(set.Documents, oidc.Options{Keys: keys, RootNamespace: cfg.Policy.RootNamespace})
 	if es, ok := config.AsErrors(err); ok {
@@ -123,21 +144,29 @@ func (w *policyWatcher) load() error {
 	}
 	in := g.cfg.Ingress.Workload()
 	snap := *g.handler.Snapshot()
-	snap.Authorize = authorizer{c.Policies.EngineFor(in)}
-	snap.Authenticate = c.Authn.ForWorkload(in)
+	inEngine, inAuthn := c.Policies.EngineFor(in), c.Authn.ForWorkload(in)
+	snap.Authorize = authorizer{inEngine}
+	snap.Authenticate = inAuthn
 	snap.StripHeaders = c.Authn.OutputHeaders()
 	g.handler.Swap(&snap)
+	counts := []any{"version", c.Version, "policies", c.Policies.Len(),
+		"ingressPolicies", inEngine.Len(), "ingressJWTRules", inAuthn.Len()}
 	if mh := g.meshHandler; mh != nil {
 		mesh := g.cfg.Ingress.Mesh.Workload()
 		ms := *mh.Snapshot()
-		ms.Authorize = authorizer{c.Policies.EngineFor(mesh)}
-		ms.Authenticate = c.Authn.ForWorkload(mesh)
+		meshEngine, meshAuthn := c.Policies.EngineFor(mesh), c.Authn.ForWorkload(mesh)
+		counts = append(counts, "meshPolicies", meshEngine.Len(), "meshJWTRules", meshAuthn.Len())
+		ms.Authorize = authorizer{meshEngine}
+		ms.Authenticate = meshAuthn
 		ms.StripHeaders = c.Authn.OutputHeaders()
 		mh.Swap(&ms)
 	}
 	g.metrics.ConfigReload("policy", nil)
 	if w.version != c.Version {
-		g.log.Info("policy set in force", "version", c.Version, "policies", c.Policies.Len())
+		g.log.Info("policy set in force", counts...)
+		for _, u := range c.Unselected(g.cfg) {
+			g.log.Warn("document applies to no listener (check its namespace and selector)", "document", u)
+		}
 	}
 	w.version = c.Version
 	return nil

@@ -186,6 +186,26 @@ func (a *Authn) OutputHeaders() []string {
 	return slices.Clone(a.strip)
 }
 
+// Unselected lists the JWT rules that apply to none of ws, each as
+// "file:line: RequestAuthentication namespace/name spec.jwtRules[i]": such a
+// rule verifies no token anywhere, which is worth a warning.
+func (a *Authn) Unselected(ws ...config.Workload) []string {
+	if a == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range a.rules {
+		if !slices.ContainsFunc(ws, func(w config.Workload) bool { return w.Selects(a.root, r.namespace, r.selector) }) {
+			out = append(out, r.source)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Len is the number of JWT rules the authenticator applies.
+func (au *Authenticator) Len() int { return len(au.rules) }
+
 // ForListener returns the authenticator for a listener of no namespace with
 // these labels; see ForWorkload.
 func (a *Authn) ForListener(labels map[string]string) *Authenticator {

@@ -126,7 +126,7 @@ type ruleSpec struct {
 	selector map[string]string
 	// namespace is metadata.namespace ("default" when absent, as in Istio).
 	namespace string
-	source    string // "file:line: namespace/name jwtRules[i]" for logs
+	source    string // "file:line: RequestAuthentication namespace/name spec.jwtRules[i]" for logs
 	path      string
 }
 
@@ -165,6 +165,9 @@ func decodeRequestAuth(doc config.Document, d *config.Decoder) []ruleSpec {
 	name := ra.Metadata.Name
 	if ra.Metadata.Namespace != "" {
 		name = ra.Metadata.Namespace + "/" + name
+		if err := config.CheckNamespace(ra.Metadata.Namespace); err != nil {
+			d.Errorf("metadata.namespace", "%v", err)
+		}
 	}
 	var specs []ruleSpec
 	for i, r := range istioRules {
@@ -177,7 +180,7 @@ func decodeRequestAuth(doc config.Document, d *config.Decoder) []ruleSpec {
 			maxTokenBytes: defaultMaxTokenBytes,
 			selector:      sel,
 			namespace:     cmp.Or(ra.Metadata.Namespace, "default"),
-			source:        fmt.Sprintf("%s:%d: %s %s", doc.File, pos.Line, name, path),
+			source:        fmt.Sprintf("%s:%d: RequestAuthentication %s %s", doc.File, pos.Line, name, path),
 			path:          path,
 		}
 		if ext {

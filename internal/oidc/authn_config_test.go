@@ -52,6 +52,8 @@ func TestCompileRequestAuthnErrors(t *testing.T) {
 			want: []string{`spec.jwtRules[0].timeout: timeout must be positive and at most 1m0s (got 0s)`}},
 		{name: "targetRef refused", src: "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: x}\nspec:\n  targetRef: {kind: Gateway, name: gw}\n  jwtRules: [{issuer: https://a.test}]\n",
 			want: []string{`ra.yaml:5:14: spec.targetRef: targetRef/targetRefs are not supported by Tollgate (use spec.selector.matchLabels with listener labels)`}},
+		{name: "bad namespace", src: "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: x, namespace: Edge}\nspec:\n  jwtRules: [{issuer: https://a.test}]\n",
+			want: []string{`ra.yaml:3:32: metadata.namespace: want a namespace name: lower-case letters, digits and '-', at most 63 (got "Edge")`}},
 		{name: "empty lists entries", src: head + "  - {issuer: https://a.test, audiences: [''], fromParams: [''], fromCookies: ['a=b']}\n",
 			want: []string{
 				`spec.jwtRules[0].audiences[0]: empty audience`,
@@ -61,8 +63,9 @@ func TestCompileRequestAuthnErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			// Closed: compiling must not fetch from these made-up issuers.
 			keys := NewKeyCache(KeyCacheOptions{})
-			defer keys.Close()
+			keys.Close()
 			_, err := CompileRequestAuthn(parseDocs(t, tc.src), Options{Keys: keys})
 			if len(tc.want) == 0 {
 				if err != nil {

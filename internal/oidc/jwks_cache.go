@@ -85,7 +85,8 @@ func cmpOr(d, def time.Duration) time.Duration {
 }
 
 // Close stops every background refresher and waits for running fetches to
-// end. It is idempotent. Keys already cached keep verifying tokens.
+// end. It is idempotent. Keys already cached keep verifying tokens. A closed
+// cache still compiles rules (for checking a configuration) but never fetches.
 func (c *KeyCache) Close() error {
 	c.mu.Lock()
 	c.closed = true

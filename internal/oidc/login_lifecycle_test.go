@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"tollgate.dev/tollgate/internal/testnet"
-
 	"github.com/google/go-cmp/cmp"
+
+	"tollgate.dev/tollgate/internal/testnet"
 )
 
 func TestLogout(t *testing.T) {

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"tollgate.dev/tollgate/internal/config"
-
 	"github.com/google/go-cmp/cmp"
+
+	"tollgate.dev/tollgate/internal/config"
 )
 
 func TestOutputHeadersAndTokenRemoval(t *testing.T) {
@@ -182,6 +182,9 @@ spec:
 			if diff := cmp.Diff(tc.issuers, got); diff != "" {
 				t.Errorf("issuers (-want +got):\n%s", diff)
 			}
+			if au.Len() != len(tc.issuers) {
+				t.Errorf("Len = %d, want %d", au.Len(), len(tc.issuers))
+			}
 			for _, iss := range []string{"https://all.test", "https://public.test"} {
 				err := authenticate(au, rsaToken(t, with(goodClaims(), "iss", iss)))
 				if want := contains(tc.issuers, iss); (err == nil) != want {
@@ -189,6 +192,30 @@ spec:
 				}
 			}
 		})
+	}
+}
+
+func TestUnselectedJWTRules(t *testing.T) {
+	src := fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: root, namespace: mesh-root}
+spec:
+  jwtRules: [{issuer: "https://root.test", jwks: '%[1]s'}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: apps, namespace: apps}
+spec:
+  jwtRules: [{issuer: "https://apps.test", jwks: '%[1]s'}]
+`, defaultJWKS())
+	a := mustCompile(t, src, Options{RootNamespace: "mesh-root"})
+	got := a.Unselected(config.Workload{Namespace: "edge"})
+	want := []string{"ra.yaml:11: RequestAuthentication apps/apps spec.jwtRules[0]"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Unselected (-want +got):\n%s", diff)
+	}
+	if got := a.Unselected(config.Workload{Namespace: "apps"}, config.Workload{Namespace: "edge"}); len(got) != 0 {
+		t.Errorf("Unselected with an apps listener = %v, want none", got)
 	}
 }
 

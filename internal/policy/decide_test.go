@@ -392,6 +392,16 @@ func TestEngineNamespaces(t *testing.T) {
 	if s.EngineFor(config.Workload{Namespace: "edge"}) == s.EngineFor(config.Workload{Namespace: "payments"}) {
 		t.Error("engines of two namespaces share a cache entry")
 	}
+	edgeIngress := config.Workload{Namespace: "edge", Labels: map[string]string{"role": "ingress"}}
+	if n := s.EngineFor(edgeIngress).Len(); n != 2 {
+		t.Errorf("edge ingress engine applies %d policies, want 2", n)
+	}
+	// With an edge ingress and a default-namespace egress, two documents apply nowhere.
+	got := s.Unselected(edgeIngress, config.Workload{Namespace: "default", Labels: map[string]string{"role": "egress"}})
+	want := []string{"p.yaml:16: AuthorizationPolicy edge/edge-egress", "p.yaml:21: AuthorizationPolicy payments/payments"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Unselected (-want +got):\n%s", diff)
+	}
 }
 
 func TestHostFoldIsASCIIOnly(t *testing.T) {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -82,6 +83,20 @@ func (s *Set) EngineFor(w config.Workload) *Engine {
 	return e
 }
 
+// Unselected lists the policies that apply to none of ws, each as
+// "file:line: namespace/name", in load order: a policy there changes no
+// decision, which is worth a warning (a namespace or selector that names no
+// listener, perhaps by mistake).
+func (s *Set) Unselected(ws ...config.Workload) []string {
+	var out []string
+	for _, p := range s.policies {
+		if !slices.ContainsFunc(ws, func(w config.Workload) bool { return w.Selects(s.opts.RootNamespace, p.namespace, p.selector) }) {
+			out = append(out, fmt.Sprintf("%s:%d: AuthorizationPolicy %s", p.pos.File, p.pos.Line, p.ref))
+		}
+	}
+	return out
+}
+
 // EngineAllPolicies returns an engine that applies every policy regardless of its
 // selector: what `gateway policy eval` uses without a gateway configuration.
 func (s *Set) EngineAllPolicies() *Engine {
@@ -115,7 +130,11 @@ type Engine struct {
 	// usesQuery: some rule has a request.query[...] condition, so callers must
 	// fill request.Request.Query (decoding a query is work the others skip).
 	usesQuery bool
+	policies  int // how many policies apply
 }
+
+// Len is the number of policies the engine applies.
+func (e *Engine) Len() int { return e.policies }
 
 // UsesQuery reports whether any applicable rule reads request.query[...]: only then
 // does the caller need to decode the query into request.Request.Query.
@@ -136,6 +155,7 @@ func (s *Set) build(applies func(*policy) bool) *Engine {
 		if !applies(p) {
 			continue
 		}
+		e.policies++
 		switch {
 		case p.action == Deny && !p.dryRun:
 			add(0, p)

@@ -129,6 +129,8 @@ func loadPolicy(doc config.Document, d *config.Decoder, opts Options) *policy {
 	}
 	if p.namespace == "" {
 		p.namespace = "default"
+	} else if err := config.CheckNamespace(p.namespace); err != nil {
+		d.Errorf("metadata.namespace", "%v", err)
 	}
 	p.ref = p.namespace + "/" + p.name
 	if v, ok := ap.Metadata.Annotations[DryRunAnnotation]; ok {

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"tollgate.dev/tollgate/internal/testnet"
-
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"tollgate.dev/tollgate/internal/testnet"
 )
 
 const (

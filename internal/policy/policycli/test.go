@@ -122,6 +122,14 @@ func runFile(file string, out io.Writer) (passed, failed int, err error) {
 		if len(tf.Cases) == 0 {
 			d.Errorf("cases", "no test cases")
 		}
+		for field, ns := range map[string]string{"namespace": tf.Settings.Namespace, "rootNamespace": tf.Settings.RootNamespace} {
+			if ns == "" {
+				continue
+			}
+			if err := config.CheckNamespace(ns); err != nil {
+				d.Errorf("settings."+field, "%v", err)
+			}
+		}
 		if err := d.Errs.Err(); err != nil {
 			return passed, failed, err
 		}
