@@ -10,14 +10,17 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"tollgate.dev/tollgate/internal/config"
 )
 
-// Defaults for the zero values of [Config].
+// Defaults for the zero values of [Config]: the gateway's documented defaults
+// (one place, package config), and a stream limit the gateway file does not set.
 const (
-	DefaultReadHeaderTimeout    = 10 * time.Second
-	DefaultIdleTimeout          = 120 * time.Second
-	DefaultMaxHeaderBytes       = 64 << 10
-	DefaultMaxHeaderCount       = 100
+	DefaultReadHeaderTimeout    = config.DefaultReadHeaderTimeout
+	DefaultIdleTimeout          = config.DefaultIdleTimeout
+	DefaultMaxHeaderBytes       = config.DefaultMaxHeaderBytes
+	DefaultMaxHeaderCount       = config.DefaultMaxHeaderCount
 	DefaultMaxConcurrentStreams = 100
 )
 
