@@ -13,25 +13,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"tollgate.dev/tollgate/internal/testkit"
 )
-
-// syncBuffer is an io.Writer safe to read while the Logger writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // decodeLines parses JSON lines, failing the test on any line that is not one event.
 func decodeLines(t *testing.T, s string) []Event {
@@ -55,7 +39,7 @@ func decodeLines(t *testing.T, s string) []Event {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	ok := NewWriterSink(&syncBuffer{})
+	ok := NewWriterSink(&testkit.Buffer{})
 	tests := []struct {
 		name    string
 		cfg     Config
@@ -84,7 +68,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 // the output exactly once, each line parses, and sequence numbers are 1..n.
 func TestLoggerConcurrentRecord(t *testing.T) {
 	const goroutines, perG = 32, 200
-	var buf syncBuffer
+	var buf testkit.Buffer
 	// A queue smaller than the load and a generous block bound: Record must wait,
 	// not drop, while the writer keeps up.
 	l, err := New(Config{Sinks: []Sink{NewWriterSink(&buf)}, QueueSize: 64, BlockTimeout: 5 * time.Second})
@@ -187,7 +171,7 @@ func (failingSink) Write(context.Context, *Event) error { return errors.New("dis
 func (failingSink) Close() error                        { return errors.New("close failed") }
 
 func TestLoggerCountsSinkErrors(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.Buffer
 	l, err := New(Config{Sinks: []Sink{NewWriterSink(&buf), failingSink{}}})
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +191,7 @@ func TestLoggerCountsSinkErrors(t *testing.T) {
 }
 
 func TestLoggerCloseIsIdempotentAndLaterRecordsDrop(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.Buffer
 	l, err := New(Config{Sinks: []Sink{NewWriterSink(&buf)}})
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +220,7 @@ func TestLoggerCloseIsIdempotentAndLaterRecordsDrop(t *testing.T) {
 // TestLoggerRecordRacesClose: Record and Close at the same time never panic, and
 // every event is either written or counted as dropped.
 func TestLoggerRecordRacesClose(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.Buffer
 	l, err := New(Config{Sinks: []Sink{NewWriterSink(&buf)}, QueueSize: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +246,7 @@ func TestLoggerRecordRacesClose(t *testing.T) {
 }
 
 func TestLoggerTruncatesLongFields(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.Buffer
 	l, err := New(Config{Sinks: []Sink{NewWriterSink(&buf)}, MaxFieldBytes: 8})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 func TestFileSinkCreatesPrivateFileAndAppends(t *testing.T) {
@@ -116,7 +118,7 @@ func TestSinksAfterClose(t *testing.T) {
 		sink Sink
 	}{
 		{"file", fs},
-		{"writer", NewWriterSink(&syncBuffer{})},
+		{"writer", NewWriterSink(&testkit.Buffer{})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,7 +3,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -13,14 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"tollgate.dev/tollgate/internal/dev"
 	"tollgate.dev/tollgate/internal/spiretest"
-	"tollgate.dev/tollgate/internal/testnet"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 // TestSPIREExampleBinary runs examples/spire as its README does, with the real
@@ -50,7 +48,7 @@ func TestSPIREExampleBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := testnet.FreeAddrs(t, 4)
+	ports := testkit.FreeAddrs(t, 4)
 	text := string(mustRead(t, filepath.Join(root, "examples", "spire", "gateway.yaml")))
 	for i, p := range []string{"127.0.0.1:8443", "127.0.0.1:9443", "127.0.0.1:9901", "127.0.0.1:15443"} {
 		if !strings.Contains(text, p) {
@@ -123,29 +121,11 @@ func repoRoot(t testing.TB) string {
 	}
 }
 
-// syncBuffer collects a process's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startProc runs bin with args; at cleanup it is sent SIGTERM (SIGKILL after
 // 10 s) and, if the test failed, its output is logged.
 func startProc(t testing.TB, env []string, bin string, args ...string) {
 	t.Helper()
-	var out syncBuffer
+	var out testkit.Buffer
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = &out, &out

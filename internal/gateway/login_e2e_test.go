@@ -34,7 +34,7 @@ import (
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/oidc/oidctest"
-	"tollgate.dev/tollgate/internal/testnet"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 // spkiOf is the base64 SHA-256 of the certificate's public key, which Chromium is
@@ -84,7 +84,7 @@ func TestE2EGatewayBrowserLogin(t *testing.T) {
 	pki := copyOIDCExample(t, dir, secret)
 	// The provider must know the gateway's redirect URI before the gateway
 	// (which needs the issuer) starts.
-	_, port, _ := net.SplitHostPort(testnet.FreeAddrs(t, 1)[0])
+	_, port, _ := net.SplitHostPort(testkit.FreeAddrs(t, 1)[0])
 	gw := "https://localhost:" + port
 	issuer := oidctest.StartProvider(t, provDir,
 		"REDIRECT_URIS="+gw+"/.tollgate/local/oidc/callback",

@@ -1,7 +1,6 @@
 package listener
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,10 +10,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 func newTestStore(tb testing.TB) (*CertStore, *testCA) {
@@ -209,31 +209,13 @@ func TestHeaderCountLimit(t *testing.T) {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink for asserting on log lines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestHandshakeFailureCounting: plain HTTP on the TLS port is answered
 // with 400 and counted; a bare connect-and-close (a TCP health check) is
 // logged but not counted.
 func TestHandshakeFailureCounting(t *testing.T) {
 	store, _ := newTestStore(t)
 	var failures atomic.Int64
-	var logs syncBuffer
+	var logs testkit.Buffer
 	srv := startServer(t, Config{
 		Certs:               store,
 		OnTLSHandshakeError: func() { failures.Add(1) },

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"tollgate.dev/tollgate/internal/testnet"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 func TestLogout(t *testing.T) {
@@ -104,7 +104,7 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func TestProviderUnavailableAtStart(t *testing.T) {
-	addr := testnet.FreeAddrs(t, 1)[0] // the provider is down when the gateway starts
+	addr := testkit.FreeAddrs(t, 1)[0] // the provider is down when the gateway starts
 	issuer := "http://" + addr + "/oidc"
 	keys, _ := NewSessionKeys(testKey(t))
 	l, err := NewLogin(LoginConfig{Provider: ProviderConfig{Name: "p", Issuer: issuer, ClientID: "c"}, Keys: keys, DiscoveryTimeout: time.Second})

@@ -17,7 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"tollgate.dev/tollgate/internal/testnet"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 const (
@@ -200,7 +200,7 @@ func waitReady(p *process, url string) error {
 
 // freePorts picks n distinct free TCP ports on 127.0.0.1. They are free when we look, not
 // reserved: startServer/StartAgent retry when a daemon loses the race for one.
-func freePorts(n int) ([]int, error) { return testnet.FreePorts(n) }
+func freePorts(n int) ([]int, error) { return testkit.FreePorts(n) }
 
 // renderTemplate reads scripts/spire/<name> from the repository and replaces its @KEY@ markers.
 // The templates are shared with scripts/spire/run-local.sh, so there is one source of truth.

@@ -1,11 +1,13 @@
-// Package testnet picks loopback ports for tests that must name a port before
-// the process that binds it starts (a child daemon, or a peer that must know
-// the address first).
+// Package testkit holds small helpers shared by tests of several packages.
+package testkit
+
+// FreePorts and FreeAddrs pick loopback ports for tests that must name a port
+// before the process that binds it starts (a child daemon, or a peer that must
+// know the address first).
 //
 // Ports are picked below Linux's default ephemeral range (32768-60999), so no
 // listener on port 0 elsewhere in the test run (every other test's servers)
 // can be handed one of them in the window between picking and binding.
-package testnet
 
 import (
 	"fmt"
@@ -27,7 +29,7 @@ func FreePorts(n int) ([]int, error) {
 	seen := make(map[int]bool, n)
 	for attempts := 0; len(ports) < n; attempts++ {
 		if attempts == 1000 {
-			return nil, fmt.Errorf("testnet: no free port in [%d, %d) after %d attempts", lowPort, highPort, attempts)
+			return nil, fmt.Errorf("testkit: no free port in [%d, %d) after %d attempts", lowPort, highPort, attempts)
 		}
 		p := lowPort + rand.IntN(highPort-lowPort)
 		if seen[p] {
