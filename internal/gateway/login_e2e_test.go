@@ -155,16 +155,8 @@ func TestE2EGatewayBrowserLogin(t *testing.T) {
 	}
 	loginAs := func(user string) dev.EchoResponse {
 		t.Helper()
-		err := chromedp.Do(bctx,
-			chromedp.Navigate(gw+"/app?from=e2e"),
-			chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
-			chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), user),
-			chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "any-password"),
-			chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
-			chromedp.WaitVisible(chromedp.CSS(`input[name="prompt"][value="consent"] ~ button`)),
-			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-			chromedp.WaitVisible(chromedp.CSS("pre")),
-		)
+		steps := append([]chromedp.Action[chromedp.Void]{chromedp.Navigate(gw + "/app?from=e2e")}, oidctest.SignIn(user)...)
+		err := chromedp.Do(bctx, append(steps, chromedp.WaitVisible(chromedp.CSS("pre")))...)
 		text, err2 := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("pre")))
 		if err = errors.Join(err, err2); err != nil {
 			t.Fatalf("login as %s: %v", user, err)
@@ -203,18 +195,8 @@ func TestE2EGatewayBrowserLogin(t *testing.T) {
 	}
 	t.Logf("alice logged in and reached /admin in %v", time.Since(start).Round(time.Millisecond))
 
-	// Logout ends both sessions: the provider asks to confirm, then sends the
-	// browser to the signed-out page; the next visit shows the login form again
-	// (with the provider's session alive it would skip straight to consent).
-	err = chromedp.Do(bctx,
-		chromedp.Navigate(gw+"/.tollgate/local/oidc/logout"),
-		chromedp.WaitVisible(chromedp.CSS(`button[name="logout"]`)),
-		chromedp.Click(chromedp.CSS(`button[name="logout"]`)),
-		chromedp.WaitVisible(chromedp.ID("signed-out")),
-		chromedp.Navigate(gw+"/app"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
-	)
-	if err != nil {
+	// Logout ends both sessions: the provider's and the gateway's.
+	if err := chromedp.Do(bctx, oidctest.SignOut(gw+"/.tollgate/local/oidc/logout", gw+"/app")...); err != nil {
 		t.Fatalf("logout: %v", err)
 	}
 

@@ -144,14 +144,7 @@ func TestE2EBrowserLogin(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
 		)
 		t.Logf("login form for %s in %v", user, time.Since(t0).Round(time.Millisecond))
-		err = errors.Join(err, chromedp.Do(bctx,
-			chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), user),
-			chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "any-password"),
-			chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
-			chromedp.WaitVisible(chromedp.CSS(`input[name="prompt"][value="consent"] ~ button`)),
-			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-			chromedp.WaitVisible(chromedp.ID("user")),
-		))
+		err = errors.Join(err, chromedp.Do(bctx, append(oidctest.SignIn(user), chromedp.WaitVisible(chromedp.ID("user")))...))
 		if err != nil {
 			t.Fatalf("login as %s: %v (gateway log: %v)", user, err, elog.all())
 		}
@@ -185,17 +178,8 @@ func TestE2EBrowserLogin(t *testing.T) {
 	}
 	t.Logf("alice logged in via the real provider in %v", time.Since(start).Round(time.Millisecond))
 
-	// Logout ends both sessions: the provider asks to confirm, then sends the
-	// browser to the signed-out page; the next visit shows the login form again.
-	err = chromedp.Do(bctx,
-		chromedp.Navigate(gw+"/.tollgate/oidc/logout"),
-		chromedp.WaitVisible(chromedp.CSS(`button[name="logout"]`)),
-		chromedp.Click(chromedp.CSS(`button[name="logout"]`)),
-		chromedp.WaitVisible(chromedp.ID("signed-out")),
-		chromedp.Navigate(gw+"/app"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
-	)
-	if err != nil {
+	// Logout ends both sessions: the provider's and the gateway's.
+	if err := chromedp.Do(bctx, oidctest.SignOut(gw+"/.tollgate/oidc/logout", gw+"/app")...); err != nil {
 		t.Fatalf("logout: %v", err)
 	}
 

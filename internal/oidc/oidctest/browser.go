@@ -34,3 +34,32 @@ func Browser(t testing.TB, ctx context.Context, chromium, trustedSPKI string) co
 	t.Cleanup(func() { cancelB(); cancelA() })
 	return bctx
 }
+
+// SignIn is what a user does at the test provider once the browser shows its
+// login form: enter user (any password is accepted) and give consent. The
+// provider then sends the browser back to the gateway's callback.
+func SignIn(user string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), user),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "any-password"),
+		chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="prompt"][value="consent"] ~ button`)),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+	}
+}
+
+// SignOut opens the gateway's logout endpoint, confirms at the provider, waits
+// for the gateway's signed-out page, then opens appURL and waits for the
+// provider's login form: with the provider's session alive it would skip
+// straight to consent, so this proves both sessions ended.
+func SignOut(logoutURL, appURL string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(logoutURL),
+		chromedp.WaitVisible(chromedp.CSS(`button[name="logout"]`)),
+		chromedp.Click(chromedp.CSS(`button[name="logout"]`)),
+		chromedp.WaitVisible(chromedp.ID("signed-out")),
+		chromedp.Navigate(appURL),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
+	}
+}
