@@ -222,6 +222,25 @@ func TestDecideHeadersClaims(t *testing.T) {
 	})
 }
 
+// An ALLOW notValues must see a banned value however the client sends the
+// header: on its own line, or joined to another with a comma (RFC 9110 lets a
+// proxy join field lines, and the upstream may split them again).
+func TestAllowNotValuesSeesEveryElement(t *testing.T) {
+	h := func(vals ...string) map[string][]string { return map[string][]string{"X-Tier": vals} }
+	runDecide(t, pol("not-banned", `{rules: [{when: [{key: "request.headers[x-tier]", values: ["*"]}, {key: "request.headers[x-tier]", notValues: [banned]}]}]}`), Options{}, []decideCase{
+		{"allowed value", request.Request{Headers: h("user")}, allowBy("not-banned", 0)},
+		{"banned value", request.Request{Headers: h("banned")}, denyDefault},
+		{"banned on a second line", request.Request{Headers: h("user", "banned")}, denyDefault},
+		{"banned joined with a comma", request.Request{Headers: h("user, banned")}, denyDefault},
+		{"banned joined without a space", request.Request{Headers: h("user,banned")}, denyDefault},
+	})
+	// Elements never help an ALLOW values match: the whole value must match.
+	runDecide(t, pol("user-only", `{rules: [{when: [{key: "request.headers[x-tier]", values: [user]}]}]}`), Options{}, []decideCase{
+		{"user", request.Request{Headers: h("user")}, allowBy("user-only", 0)},
+		{"user joined with banned", request.Request{Headers: h("user, banned")}, denyDefault},
+	})
+}
+
 func TestDecideCombination(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -313,10 +313,12 @@ func (m *matcher) evalRepeated(c *evalCtx) bool {
 				allHit = false
 				// RFC 9110 lets a list header's field lines be joined with commas, so
 				// "x-role: user, admin" means what two lines "user" and "admin" mean.
-				// A DENY on "admin" must catch both forms (the joined form is how
-				// CVE-2026-26308 hid a value), so fail-open matching (DENY/AUDIT
-				// values) also looks at each element.
-				if m.attr == aHeader && !m.strict && !m.neg && !anyHit && strings.IndexByte(v, ',') >= 0 {
+				// "Some occurrence matches" must see both forms (the joined form is
+				// how CVE-2026-26308 hid a value from a DENY; an ALLOW notValues
+				// has the same hole), so it also looks at each element. "Every
+				// occurrence matches" stays on whole values: an element never
+				// helps a value pass an ALLOW.
+				if m.attr == aHeader && !anyHit && strings.IndexByte(v, ',') >= 0 {
 					anyHit = anyElement(m.strs, v)
 				}
 			}
