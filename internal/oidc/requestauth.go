@@ -68,8 +68,17 @@ func extract(r *http.Request, locs []location) ([]foundToken, error) {
 				vals = []string{strings.TrimSpace(v)}
 			}
 		case locParam:
+			if r.URL.RawQuery == "" {
+				continue
+			}
 			if query == nil {
-				query, _ = url.ParseQuery(r.URL.RawQuery)
+				var err error
+				// A query url.ParseQuery can't read (a ';' separator, a bad
+				// escape) may still carry a token for an upstream that reads it
+				// differently: refuse it rather than skip the token unverified.
+				if query, err = url.ParseQuery(r.URL.RawQuery); err != nil {
+					return nil, fmt.Errorf("%w: query parameters can't be read: %v", errMultipleTokens, err)
+				}
 			}
 			vals = query[l.name]
 		case locCookie:
