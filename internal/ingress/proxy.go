@@ -26,6 +26,10 @@ func newProxy(route *Route, h *Handler) *proxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = target.Scheme
 			pr.Out.URL.Host = target.Host
+			// ReverseProxy re-encodes a query it can't parse (a ';', a bad escape)
+			// after Rewrite unless RawQuery is set here: the upstream must get
+			// the query as sent, which is what policy and audit saw.
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			// Keep the client's Host: policy matched on it, so the upstream gets it too.
 			pr.Out.Host = pr.In.Host
 			// In carries only what sanitize kept: a trusted proxy's X-Forwarded-For is
