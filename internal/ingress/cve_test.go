@@ -1,15 +1,11 @@
 package ingress
 
 import (
-	"bufio"
-	"crypto/tls"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/config"
@@ -74,19 +70,8 @@ func compileTestPolicies(t testing.TB, src string) Authorizer {
 // rawExchange sends a request head exactly as written over HTTP/1.1 and TLS.
 func (tb *testbed) rawExchange(head string) int {
 	tb.t.Helper()
-	conn, err := tls.Dial("tcp", tb.front.Listener.Addr().String(), &tls.Config{RootCAs: tb.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		tb.t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(conn, head)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		tb.t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	status, _ := tb.rawRequest(head)
+	return status
 }
 
 // TestCVEShapesNeverReachTheUpstream sends every request shape of the Istio and
@@ -219,5 +204,49 @@ spec:
 				t.Errorf("upstream received %q, want %q", e.RequestURI, tc.target)
 			}
 		})
+	}
+}
+
+// TestConnectionNamedHeaders: headers a client lists in Connection are hop-by-hop
+// and never reach the upstream, so policy must not judge them either, and a
+// client must not be able to remove a header the gateway sets by naming it.
+func TestConnectionNamedHeaders(t *testing.T) {
+	allowMember := `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: members, namespace: ns}
+spec:
+  rules: [{when: [{key: "request.headers[x-member]", values: ["yes"]}]}]
+`
+	tb := newTestbed(t, testbedOptions{authorize: compileTestPolicies(t, allowMember)})
+	head := "GET /ok HTTP/1.1\r\nHost: localhost\r\nX-Member: yes\r\nConnection: close\r\n\r\n"
+	status, body := tb.rawRequest(head)
+	if status != 200 {
+		t.Fatalf("member: status %d: %s", status, body)
+	}
+	var e echo
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatal(err)
+	}
+	if http.Header(e.Header).Get("X-Request-Id") == "" {
+		t.Fatal("upstream got no X-Request-Id")
+	}
+	// Named in Connection, X-Member would be stripped on the way out: policy
+	// must see it gone too.
+	hidden := "GET /ok HTTP/1.1\r\nHost: localhost\r\nX-Member: yes\r\nConnection: close, X-Member\r\n\r\n"
+	if status, _ := tb.rawRequest(hidden); status != 403 {
+		t.Errorf("header named in Connection: status %d, want 403 (policy sees what the upstream gets)", status)
+	}
+	// Naming the gateway's own header doesn't remove it.
+	strip := "GET /ok HTTP/1.1\r\nHost: localhost\r\nX-Member: yes\r\nConnection: close, X-Request-Id, X-Forwarded-For\r\n\r\n"
+	status, body = tb.rawRequest(strip)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	e = echo{}
+	json.Unmarshal([]byte(body), &e)
+	for _, k := range []string{"X-Request-Id", "X-Forwarded-For"} {
+		if http.Header(e.Header).Get(k) == "" {
+			t.Errorf("%s named in Connection was removed before the upstream", k)
+		}
 	}
 }

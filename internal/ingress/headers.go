@@ -37,6 +37,7 @@ var alwaysStrippedPrefixes = []string{"X-Tollgate-", "X-Envoy-", "X-Istio-"}
 // sanitize removes client-supplied identity headers from h. extra are more names
 // to remove always (the authentication layer's claim headers).
 func sanitize(h http.Header, trusted bool, extra []string) {
+	dropConnectionNamed(h)
 	if !trusted {
 		for _, k := range forwardingHeaders {
 			delete(h, k)
@@ -54,6 +55,42 @@ func sanitize(h http.Header, trusted bool, extra []string) {
 				delete(h, k)
 			}
 		}
+	}
+}
+
+// dropConnectionNamed removes the headers a client names in Connection (other
+// than the standard options). ReverseProxy removes them too, but only after
+// policy has judged them, and after the gateway has set its own headers: a
+// client could otherwise show policy a header the upstream never gets, or
+// strip X-Request-Id or a claim header the gateway set (RFC 9110 §7.6.1).
+// Connection keeps only the standard options, so ReverseProxy finds no name
+// in it to remove from what the gateway sets later.
+func dropConnectionNamed(h http.Header) {
+	conn := h["Connection"]
+	if conn == nil {
+		return
+	}
+	var kept []string
+	dropped := false
+	for _, v := range conn {
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = strings.TrimSpace(tok)
+			switch {
+			case tok == "":
+			case strings.EqualFold(tok, "close"), strings.EqualFold(tok, "keep-alive"), strings.EqualFold(tok, "upgrade"):
+				kept = append(kept, tok)
+			default:
+				delete(h, http.CanonicalHeaderKey(tok))
+				dropped = true
+			}
+		}
+	}
+	switch {
+	case !dropped:
+	case len(kept) == 0:
+		delete(h, "Connection")
+	default:
+		h["Connection"] = []string{strings.Join(kept, ", ")}
 	}
 }
 

@@ -254,13 +254,20 @@ func (tb *testbed) get(c *http.Client, target string, hdr ...string) (int, []byt
 // rawGet sends a request-target exactly as given (Go's client would clean it).
 func (tb *testbed) rawGet(target string) (int, string) {
 	tb.t.Helper()
+	return tb.rawRequest("GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+}
+
+// rawRequest sends head (request line and headers, as given) over HTTP/1.1 and
+// returns the status and body.
+func (tb *testbed) rawRequest(head string) (int, string) {
+	tb.t.Helper()
 	conn, err := tls.Dial("tcp", tb.front.Listener.Addr().String(), &tls.Config{RootCAs: tb.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		tb.t.Fatal(err)
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(conn, "GET "+target+" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+	io.WriteString(conn, head)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		tb.t.Fatal(err)
