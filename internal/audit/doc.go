@@ -30,7 +30,7 @@
 //   - client.address, client.port: the direct peer's IP and source port.
 //   - listener.address, listener.port: the gateway address the request arrived on.
 //   - sni: the TLS server name the client sent.
-//   - tlsVersion: the client connection's TLS version, "1.2" or "1.3".
+//   - tlsVersion: the client connection's TLS version, "TLS 1.2" or "TLS 1.3".
 //   - tlsCipher: the client connection's cipher suite name (IANA), if known.
 //   - host: the authority the request was for (as routed and judged by policy).
 //   - method: the HTTP method; "CONNECT" for an egress tunnel.

@@ -119,8 +119,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	peer, _ := clientAddr(r.RemoteAddr)
 	ev.Client = audit.Endpoint{Address: peer.Addr().String(), Port: int(peer.Port())}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		ev.Listener = audit.Endpoint{Address: la.IP.String(), Port: la.Port}
+	}
+	if tp := r.Header["Traceparent"]; len(tp) == 1 {
+		ev.TraceID = traceID(tp[0])
+	}
 	if r.TLS != nil {
 		ev.SNI, ev.TLSVersion = r.TLS.ServerName, tls.VersionName(r.TLS.Version)
+		ev.TLSCipher = tls.CipherSuiteName(r.TLS.CipherSuite)
 		if len(r.TLS.PeerCertificates) > 0 {
 			if id, ok := identity.PeerID(*r.TLS); ok {
 				ev.SourcePrincipal = id.String()
@@ -327,4 +334,26 @@ func usesQuery(a Authorizer) bool {
 		return q.UsesQuery()
 	}
 	return true
+}
+
+// traceID returns the trace id of a W3C traceparent ("00-<32 hex>-<16 hex>-<2
+// hex>"), or "" when the header is not one: a client's text never reaches the
+// audit record unchecked.
+func traceID(tp string) string {
+	if len(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+		return ""
+	}
+	id := tp[3:35]
+	zero := true
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return ""
+		}
+		zero = zero && c == '0'
+	}
+	if zero {
+		return ""
+	}
+	return id
 }

@@ -19,7 +19,8 @@ const (
 // spoofable are inbound headers that carry identity or provenance. From an
 // untrusted peer every one of them is removed (CVE-2020-8843: internal headers
 // trusted from outside; CVE-2023-27487: x-envoy-original-path). From a trusted
-// proxy, the forwarding headers are kept and extended.
+// proxy they are kept; the proxy step then extends X-Forwarded-For, sets
+// X-Forwarded-Host/-Proto itself, and (as ReverseProxy does) drops Forwarded.
 var forwardingHeaders = []string{
 	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
 	"X-Forwarded-Prefix", "Forwarded", "X-Real-Ip", "X-Original-Forwarded-For",

@@ -48,6 +48,10 @@ func TestProxyReachesUpstreamWithGatewayIdentity(t *testing.T) {
 			if ev.Status != 200 || ev.Route != "web" || ev.Path != "/hello/world" || ev.Upstream.SPIFFEID != upstreamID || ev.RequestID == "" {
 				t.Errorf("audit event = %+v", ev)
 			}
+			if ev.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || ev.Listener.Address != "127.0.0.1" || ev.Listener.Port == 0 ||
+				ev.TLSVersion != "TLS 1.3" || ev.TLSCipher == "" {
+				t.Errorf("audit trace %q listener %+v TLS %q %q", ev.TraceID, ev.Listener, ev.TLSVersion, ev.TLSCipher)
+			}
 		})
 	}
 }
@@ -417,4 +421,33 @@ func TestTrustedRequestIDMustBePlain(t *testing.T) {
 			t.Errorf("request id %q reached the upstream as %q", id, got)
 		}
 	}
+}
+
+func TestTraceID(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "4bf92f3577b34da6a3ce929d0e0e4736"},
+		{"00-00000000000000000000000000000000-00f067aa0ba902b7-01", ""}, // all-zero id is invalid
+		{"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", ""}, // upper case is invalid
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736\n0f067aa0ba902b7-01", ""},
+		{"garbage", ""},
+		{"", ""},
+	} {
+		if got := traceID(tc.in); got != tc.want {
+			t.Errorf("traceID(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzTraceID(f *testing.F) {
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\x00")
+	f.Fuzz(func(t *testing.T, tp string) {
+		id := traceID(tp)
+		if id == "" {
+			return
+		}
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" || !strings.Contains(tp, id) {
+			t.Fatalf("traceID(%q) = %q", tp, id)
+		}
+	})
 }
