@@ -194,7 +194,7 @@ Tollgate dev mode is running.
 
   ingress   %s   (TLS; certificate for localhost signed by %s)
   admin     http://%s   (/healthz /readyz /metrics)
-  identity  %s   (dev trust domain, SVIDs rotate every %s)
+  identity  %s   (dev trust domain, %s SVIDs, renewed at half-life)
   upstream  demo echo service as %s, accepting only the gateway's ID
   policy    %s   (edit it: reloads within a second)
 
