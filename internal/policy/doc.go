@@ -8,10 +8,10 @@
 //
 // Policies are validated and compiled once, when a set is loaded: nothing on the
 // request path parses YAML, splits a policy string or compiles a regular
-// expression. Rules are indexed by host and first path segment so that the cost of
-// a decision stays nearly flat as the number of rules grows; a plain linear
-// evaluator (LinearEngine) is kept beside the indexed one and both are fuzzed
-// against each other.
+// expression. Rules are indexed by host and by the leading literal path segments
+// (a trie) so that the cost of a decision stays nearly flat as the number of rules
+// grows; a plain linear evaluator (Engine.Linear) is kept beside the indexed one
+// and both are fuzzed against each other.
 //
 // Where Tollgate differs from Istio, it does so to fail closed:
 //

@@ -76,7 +76,8 @@ type matcher struct {
 	split  bool // claim is space-delimited (scope, permission)
 
 	// keys are the index keys of a positive hosts or paths matcher: the host
-	// without port, or the first path segment, of every request it can match.
+	// without port, or the leading literal path segments, of every request it
+	// can match.
 	// keyed is false when some value cannot be keyed (a suffix, "*", a regex).
 	keys  []string
 	keyed bool
