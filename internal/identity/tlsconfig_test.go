@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/identity/identitytest"
@@ -97,11 +98,21 @@ func TestClientTLSConfig(t *testing.T) {
 			wantMsg: `no X.509 bundle for trust domain "partner.example"`,
 		},
 		{
-			name:    "foreign CA claiming our trust domain",
+			name:    "federated peer not on the allow-list",
 			server:  identitytest.Source(t, partner, partnerID, ca.Bundle()),
 			client:  gateway,
 			allowed: []string{upstreamID},
 			wantErr: identity.ErrPeerNotAllowed,
+		},
+		{
+			// A trusted partner CA signing an ID of our trust domain: each trust
+			// domain's SVIDs verify only against that domain's own bundle.
+			name:    "federated CA claiming our trust domain",
+			server:  identitytest.StaticSource(t, foreignSVID(t, partner, upstreamID), ca.Bundle()),
+			client:  gateway,
+			allowed: []string{upstreamID},
+			wantErr: identity.ErrPeerVerification,
+			wantMsg: "certificate signed by unknown authority",
 		},
 	}
 	for _, tt := range tests {
@@ -325,4 +336,13 @@ func TestPeerIDRequiresVerification(t *testing.T) {
 	if id, ok := identity.PeerID(tls.ConnectionState{}); ok {
 		t.Errorf("PeerID = %v for a connection without certificates", id)
 	}
+}
+
+func foreignSVID(t *testing.T, ca *identity.DevCA, id string) *x509svid.SVID {
+	t.Helper()
+	svid, err := identity.IssueForeignSVID(ca, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svid
 }
