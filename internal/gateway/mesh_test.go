@@ -153,3 +153,25 @@ func TestMeshListenerJudgesCallerIdentity(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// allowedCallers is checked at the handshake: a caller with a valid SVID of the
+// trust domain but outside the patterns never reaches policy.
+func TestMeshAllowedCallersRefuseOthers(t *testing.T) {
+	e := startEnvOpts(t, meshPolicies, envOptions{
+		ingress: "  mesh: {listen: \"127.0.0.1:0\", allowedCallers: [\"spiffe://example.org/ns/shop/*\"]}\n",
+		svids:   map[string]string{"frontend": frontendID, "batch": batchID},
+	})
+	meshURL := "https://" + e.gw.MeshAddr().String() + "/orders"
+	resp, err := e.meshClient("frontend", e.caPool()).Get(meshURL)
+	if err != nil {
+		t.Fatalf("allowed caller: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("allowed caller: status %d", resp.StatusCode)
+	}
+	if resp, err := e.meshClient("batch", e.caPool()).Get(meshURL); err == nil {
+		resp.Body.Close()
+		t.Fatalf("caller outside allowedCallers got %d, want a refused handshake", resp.StatusCode)
+	}
+}
