@@ -215,3 +215,29 @@ func TestKeyCacheCloseStopsGoroutines(t *testing.T) {
 		t.Errorf("closed cache: err = %v, want %v", err, errNoKeys)
 	}
 }
+
+// TestJWKSRedirects: a JWKS fetched over https can't be redirected to plain http
+// (a network attacker could then serve its own keys), and chains are short.
+func TestJWKSRedirects(t *testing.T) {
+	req := func(u string) *http.Request { return httptest.NewRequest("GET", u, nil) }
+	for _, tc := range []struct {
+		name string
+		to   string
+		via  []string
+		ok   bool
+	}{
+		{"https to https", "https://b.test/keys", []string{"https://a.test/keys"}, true},
+		{"https to http", "http://b.test/keys", []string{"https://a.test/keys"}, false},
+		{"downgrade later in the chain", "http://c.test/keys", []string{"https://a.test/keys", "https://b.test/keys"}, false},
+		{"http issuer (loopback) to http", "http://127.0.0.1:2/keys", []string{"http://127.0.0.1:1/keys"}, true},
+		{"fourth hop", "https://d.test/keys", []string{"https://a.test/keys", "https://b.test/keys", "https://c.test/keys"}, false},
+	} {
+		var via []*http.Request
+		for _, u := range tc.via {
+			via = append(via, req(u))
+		}
+		if err := checkJWKSRedirect(req(tc.to), via); (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

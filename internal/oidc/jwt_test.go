@@ -1,6 +1,9 @@
 package oidc
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -96,4 +99,32 @@ spec:
 			t.Fatalf("authenticated issuer %q", res.Auth.Issuer)
 		}
 	})
+}
+
+// TestKeyPinning: a key verifies only the algorithm family its type fits, only
+// the alg its JWKS entry names, and only on its own ECDSA curve, so a token can't
+// pick a weaker or different algorithm for a key than the issuer meant.
+func TestKeyPinning(t *testing.T) {
+	rsaKey := &getTestKeys().rsa.PublicKey
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	for _, tc := range []struct {
+		name string
+		alg  string
+		key  jwk
+		want bool
+	}{
+		{"RSA key, no alg named", "RS256", jwk{kty: "RSA", key: rsaKey}, true},
+		{"RSA key named RS256, PS256 token", "PS256", jwk{kty: "RSA", alg: "RS256", key: rsaKey}, false},
+		{"RSA key named RS256, RS256 token", "RS256", jwk{kty: "RSA", alg: "RS256", key: rsaKey}, true},
+		{"EC key for an RSA alg", "RS256", jwk{kty: "EC", key: &p256.PublicKey}, false},
+		{"P-384 key, ES256 token", "ES256", jwk{kty: "EC", key: &p384.PublicKey}, false},
+		{"P-384 key, ES384 token", "ES384", jwk{kty: "EC", key: &p384.PublicKey}, true},
+		{"P-256 key, ES512 token", "ES512", jwk{kty: "EC", key: &p256.PublicKey}, false},
+		{"RSA key as HMAC secret", "HS256", jwk{kty: "RSA", key: rsaKey}, false},
+	} {
+		if got := algorithms[tc.alg].fits(&tc.key); got != tc.want {
+			t.Errorf("%s: fits = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

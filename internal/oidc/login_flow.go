@@ -294,8 +294,10 @@ func (l *Login) logout(w http.ResponseWriter, r *http.Request) {
 
 // stateLedger remembers redeemed states until they expire, so a callback replayed
 // together with its state cookie is refused (the provider's single-use code is
-// the other guard). Bounded: when full, new logins are refused rather than the
-// ledger forgetting states that are still valid.
+// the other guard). Bounded: when full of unexpired states, it forgets the one
+// that expires first. Refusing instead would let anyone who starts logins and
+// sends junk callbacks fill it and lock every user out; a forgotten state is
+// still guarded by its code, which the provider redeems once.
 type stateLedger struct {
 	mu   sync.Mutex
 	max  int
@@ -320,7 +322,14 @@ func (s *stateLedger) consume(state string, until, now time.Time) bool {
 			}
 		}
 		if len(s.seen) >= s.max {
-			return false
+			var first string
+			var firstExp time.Time
+			for k, exp := range s.seen {
+				if first == "" || exp.Before(firstExp) {
+					first, firstExp = k, exp
+				}
+			}
+			delete(s.seen, first)
 		}
 	}
 	s.seen[state] = until

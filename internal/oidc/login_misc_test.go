@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"tollgate.dev/tollgate/internal/request"
@@ -166,5 +167,36 @@ func TestOutcomeString(t *testing.T) {
 		if o.String() != want {
 			t.Errorf("%d.String() = %q, want %q", int(o), o.String(), want)
 		}
+	}
+}
+
+func TestStateLedger(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	l := newStateLedger(2)
+	for _, tc := range []struct {
+		state string
+		until time.Duration
+		now   time.Duration
+		fresh bool
+	}{
+		{"a", time.Minute, 0, true},
+		{"a", time.Minute, 0, false}, // replay
+		{"b", 2 * time.Minute, 0, true},
+		// Full of unexpired states: a new login still works, and the state that
+		// expires first (a) is the one forgotten.
+		{"c", 3 * time.Minute, 0, true},
+		{"b", 2 * time.Minute, 0, false},
+		{"c", 3 * time.Minute, 0, false},
+		// Expired states are dropped first.
+		{"d", 10 * time.Minute, 5 * time.Minute, true},
+		{"e", 10 * time.Minute, 5 * time.Minute, true},
+		{"d", 10 * time.Minute, 5 * time.Minute, false},
+	} {
+		if got := l.consume(tc.state, now.Add(tc.until), now.Add(tc.now)); got != tc.fresh {
+			t.Errorf("consume(%s) at +%v = %v, want %v", tc.state, tc.now, got, tc.fresh)
+		}
+	}
+	if len(l.seen) > 2 {
+		t.Errorf("ledger holds %d states, max 2", len(l.seen))
 	}
 }
