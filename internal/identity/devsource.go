@@ -121,7 +121,6 @@ func (s *DevSource) Close() error {
 // It has no background work. Tests use it to serve expired or foreign SVIDs.
 type Static struct {
 	holder
-	bundles *x509bundle.Set
 }
 
 var _ Source = (*Static)(nil)
@@ -131,14 +130,9 @@ func NewStatic(svid *x509svid.SVID, bundles ...*x509bundle.Bundle) (*Static, err
 	if svid == nil || len(svid.Certificates) == 0 || svid.PrivateKey == nil {
 		return nil, fmt.Errorf("identity: static source needs an SVID with a certificate and key")
 	}
-	s := &Static{holder: holder{kind: "static"}, bundles: x509bundle.NewSet(bundles...)}
-	s.store(svid, s.bundles)
+	s := &Static{holder: holder{kind: "static"}}
+	s.store(svid, x509bundle.NewSet(bundles...))
 	return s, nil
-}
-
-// Set replaces the SVID; bundles stay.
-func (s *Static) Set(svid *x509svid.SVID) {
-	s.store(svid, s.bundles)
 }
 
 // Close marks the source closed. It is idempotent.

@@ -2,7 +2,6 @@ package request
 
 import (
 	"net/netip"
-	"net/textproto"
 )
 
 // Protocol is the kind of traffic a request arrived as.
@@ -72,15 +71,6 @@ type Auth struct {
 	// Claims is the verified payload as decoded from JSON (map[string]any, []any,
 	// string, float64, bool, nil).
 	Claims map[string]any
-}
-
-// Header returns every value of the header name (case-insensitive).
-func (r *Request) Header(name string) ([]string, bool) {
-	if r.Headers == nil {
-		return nil, false
-	}
-	v, ok := r.Headers[textproto.CanonicalMIMEHeaderKey(name)]
-	return v, ok
 }
 
 // SetPrincipal derives the principal "iss/sub" as Istio does.
