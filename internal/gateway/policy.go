@@ -147,7 +147,6 @@ func (w *policyWatcher) load() error {
 	inEngine, inAuthn := c.Policies.EngineFor(in), c.Authn.ForWorkload(in)
 	snap.Authorize = authorizer{inEngine}
 	snap.Authenticate = inAuthn
-	snap.StripHeaders = c.Authn.OutputHeaders()
 	g.handler.Swap(&snap)
 	counts := []any{"version", c.Version, "policies", c.Policies.Len(),
 		"ingressPolicies", inEngine.Len(), "ingressJWTRules", inAuthn.Len()}
@@ -158,7 +157,6 @@ func (w *policyWatcher) load() error {
 		counts = append(counts, "meshPolicies", meshEngine.Len(), "meshJWTRules", meshAuthn.Len())
 		ms.Authorize = authorizer{meshEngine}
 		ms.Authenticate = meshAuthn
-		ms.StripHeaders = c.Authn.OutputHeaders()
 		mh.Swap(&ms)
 	}
 	g.metrics.ConfigReload("policy", nil)

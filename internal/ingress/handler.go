@@ -50,9 +50,6 @@ type Snapshot struct {
 	Authorize Authorizer
 	// Authenticate verifies JWTs (RequestAuthentication); nil when no rule applies.
 	Authenticate *oidc.Authenticator
-	// StripHeaders are more client header names to remove always (for example the
-	// authentication layer's claim headers).
-	StripHeaders []string
 	// Logins binds routes to OIDC browser logins and serves ReservedPrefix; nil: none.
 	Logins *Logins
 }
@@ -168,8 +165,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev.Route = route.Name
 	ev.Upstream.URL = route.upstreamURL
 
-	sanitize(r.Header, trusted, snap.StripHeaders)
-	stripClaimHeaders(r.Header)
+	// Client copies of the headers authentication sets (its outputs, and the
+	// login's X-Tollgate-* claims) go in sanitize and in the Authenticate
+	// result's Apply below, which runs for every request, token or not.
+	sanitize(r.Header, trusted)
 
 	var auth *request.Auth
 	if a := snap.Authenticate; a != nil {

@@ -35,9 +35,9 @@ var alwaysStripped = []string{
 // behind it) may set.
 var alwaysStrippedPrefixes = []string{"X-Tollgate-", "X-Envoy-", "X-Istio-"}
 
-// sanitize removes client-supplied identity headers from h. extra are more names
-// to remove always (the authentication layer's claim headers).
-func sanitize(h http.Header, trusted bool, extra []string) {
+// sanitize removes client-supplied identity headers from h, the login's claim
+// headers among them (X-Tollgate-*).
+func sanitize(h http.Header, trusted bool) {
 	dropConnectionNamed(h)
 	if !trusted {
 		for _, k := range forwardingHeaders {
@@ -46,9 +46,6 @@ func sanitize(h http.Header, trusted bool, extra []string) {
 	}
 	for _, k := range alwaysStripped {
 		delete(h, k)
-	}
-	for _, k := range extra {
-		h.Del(k)
 	}
 	for k := range h {
 		for _, p := range alwaysStrippedPrefixes {

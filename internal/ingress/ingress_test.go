@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/oidc"
 	"tollgate.dev/tollgate/internal/request"
 )
 
@@ -450,4 +451,16 @@ func FuzzTraceID(f *testing.F) {
 			t.Fatalf("traceID(%q) = %q", tp, id)
 		}
 	})
+}
+
+// The login's claim headers are stripped from clients by sanitize's X-Tollgate-
+// prefix rule alone; a claim header outside it would pass through spoofed.
+func TestClaimHeadersAreStrippedByPrefix(t *testing.T) {
+	for _, k := range oidc.ClaimHeaderNames {
+		h := http.Header{k: {"mallory"}}
+		sanitize(h, true)
+		if len(h) != 0 {
+			t.Errorf("claim header %s survives sanitize", k)
+		}
+	}
 }

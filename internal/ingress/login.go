@@ -57,15 +57,6 @@ func (h *Handler) serveReserved(x *exchange, snap *Snapshot, r *http.Request, pa
 	h.reject(x, http.StatusNotFound, audit.ErrNoRoute, "no such gateway endpoint")
 }
 
-// stripClaimHeaders removes client copies of the headers the login sets from
-// session claims, on every route: otherwise a client could name itself any user
-// to an upstream that trusts them.
-func stripClaimHeaders(hd http.Header) {
-	for _, k := range oidc.ClaimHeaderNames {
-		delete(hd, k)
-	}
-}
-
 // browserLogin is the session step of a route bound to a login, after bearer
 // authentication. A bearer identity wins; without one the session cookie must
 // be valid, else a browser navigation is sent to the provider (302) and

@@ -165,27 +165,6 @@ func (r *rule) keys(ctx context.Context, kid string) (*keySet, error) {
 	return r.remote.keys(ctx, kid)
 }
 
-// StripClientHeaders removes every header any rule writes for the upstream
-// (outputPayloadToHeader, outputClaimToHeaders). The ingress calls it on every
-// request, token or not, so a client can never inject a header the upstream
-// takes for a verified claim (istio#53212).
-func (a *Authn) StripClientHeaders(h http.Header) {
-	if a == nil {
-		return
-	}
-	for _, name := range a.strip {
-		h.Del(name)
-	}
-}
-
-// OutputHeaders lists the (canonical) headers StripClientHeaders removes.
-func (a *Authn) OutputHeaders() []string {
-	if a == nil {
-		return nil
-	}
-	return slices.Clone(a.strip)
-}
-
 // Unselected lists the JWT rules that apply to none of ws, each as
 // "file:line: RequestAuthentication namespace/name spec.jwtRules[i]": such a
 // rule verifies no token anywhere, which is worth a warning.

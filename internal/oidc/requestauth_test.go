@@ -112,17 +112,22 @@ spec:
 	if _, err := base64.RawURLEncoding.DecodeString(payload); err != nil {
 		t.Fatal(err)
 	}
-	// StripClientHeaders covers every output header of every rule.
-	h := http.Header{"X-Sub": {"x"}, "X-Jwt-Payload": {"x"}, "X-Other": {"kept"}}
-	a.StripClientHeaders(h)
-	if diff := cmp.Diff(http.Header{"X-Other": {"kept"}}, h); diff != "" {
-		t.Errorf("StripClientHeaders (-want +got):\n%s", diff)
+	// A request without a token still has every output header of every rule stripped.
+	anon := httptest.NewRequest("GET", "/", nil)
+	anon.Header = http.Header{"X-Sub": {"x"}, "X-Jwt-Payload": {"x"}, "X-Other": {"kept"}}
+	res, err := au.Authenticate(anon)
+	if err != nil || res.Auth != nil {
+		t.Fatalf("anonymous request: %+v %v", res, err)
+	}
+	res.Apply(anon.Header)
+	if diff := cmp.Diff(http.Header{"X-Other": {"kept"}}, anon.Header); diff != "" {
+		t.Errorf("output headers of an anonymous request (-want +got):\n%s", diff)
 	}
 	// A failed token still yields the headers to strip.
 	r := spoofed(bearer(httptest.NewRequest("GET", "/", nil), "x.y.z"))
 	r.Header.Del("Authorization")
 	r.Header.Set("X-Jwt", "Token x.y.z")
-	res, err := au.Authenticate(r)
+	res, err = au.Authenticate(r)
 	if err == nil {
 		t.Fatal("bad token accepted")
 	}
