@@ -126,6 +126,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev.SNI, ev.TLSVersion = r.TLS.ServerName, tls.VersionName(r.TLS.Version)
 		ev.TLSCipher = tls.CipherSuiteName(r.TLS.CipherSuite)
 		if len(r.TLS.PeerCertificates) > 0 {
+			// Only an SVID that identity's VerifyConnection accepted yields an
+			// ID, so a certificate with a forged URI SAN can't name a principal.
 			if id, ok := identity.PeerID(*r.TLS); ok {
 				ev.SourcePrincipal = id.String()
 			}
@@ -195,7 +197,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if snap.Authorize != nil {
 		desc := &x.desc
-		describe(desc, r, path, rawQuery, peer.Addr())
+		describe(desc, r, path, rawQuery, peer.Addr(), ev.SourcePrincipal)
 		desc.Auth = auth
 		if rawQuery != "" && usesQuery(snap.Authorize) {
 			// Decoded once, for request.query[...] conditions. A query that can't be
@@ -279,7 +281,9 @@ func (h *Handler) finish(x *exchange, body *countingReader) {
 }
 
 // describe fills d with the plain request description that policy judges.
-func describe(d *request.Request, r *http.Request, path, rawQuery string, peer netip.Addr) {
+// principal is the caller's verified SPIFFE ID (ServeHTTP reads it once, for the
+// audit event too), "" for a caller without one.
+func describe(d *request.Request, r *http.Request, path, rawQuery string, peer netip.Addr, principal string) {
 	*d = request.Request{
 		Protocol: request.HTTP,
 		Method:   r.Method,
@@ -295,13 +299,9 @@ func describe(d *request.Request, r *http.Request, path, rawQuery string, peer n
 		d.DestinationIP = ap.Addr().Unmap()
 		d.Port = int(ap.Port())
 	}
+	d.Source.Principal = principal
 	if r.TLS != nil {
 		d.SNI = r.TLS.ServerName
-		// Only an SVID that identity's VerifyConnection accepted yields an ID, so
-		// a certificate with a forged URI SAN can't name a principal.
-		if id, ok := identity.PeerID(*r.TLS); ok {
-			d.Source.Principal = id.String()
-		}
 	}
 }
 

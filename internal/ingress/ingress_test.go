@@ -381,7 +381,7 @@ func TestDescribeListenerAddress(t *testing.T) {
 	r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 8443}))
 	r.RemoteAddr = "127.0.0.2:5555"
 	d := &request.Request{}
-	describe(d, r, "/x", "", netip.MustParseAddr("127.0.0.2"))
+	describe(d, r, "/x", "", netip.MustParseAddr("127.0.0.2"), "")
 	if d.Port != 8443 || d.DestinationIP != netip.MustParseAddr("127.0.0.9") || d.Source.IP != netip.MustParseAddr("127.0.0.2") || d.Host != "app.example.com" {
 		t.Errorf("described %+v", d)
 	}
