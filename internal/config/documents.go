@@ -94,14 +94,9 @@ func LoadDocuments(paths []string) (*DocumentSet, error) {
 			errs = append(errs, es...)
 		}
 		for _, n := range nodes {
-			doc := Document{File: f, Node: n}
-			if n.Kind != yaml.MappingNode {
-				errs = append(errs, Error{File: f, Line: n.Line, Col: n.Column, Msg: "document must be a mapping with apiVersion and kind"})
-				continue
-			}
-			doc.APIVersion, doc.Kind = scalarField(n, "apiVersion"), scalarField(n, "kind")
-			if doc.APIVersion == "" || doc.Kind == "" {
-				errs = append(errs, Error{File: f, Line: n.Line, Col: n.Column, Msg: "document needs apiVersion and kind"})
+			doc, err := DocumentOf(f, n)
+			if err != nil {
+				errs = append(errs, err.(Error))
 				continue
 			}
 			set.Documents = append(set.Documents, doc)
@@ -134,4 +129,17 @@ func (s *DocumentSet) Kinds() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// DocumentOf makes a Document of one parsed YAML document of file. The error, a
+// positioned Error, says why n is not one: not a mapping, or no apiVersion or kind.
+func DocumentOf(file string, n *yaml.Node) (Document, error) {
+	if n.Kind != yaml.MappingNode {
+		return Document{}, Error{File: file, Line: n.Line, Col: n.Column, Msg: "document must be a mapping with apiVersion and kind"}
+	}
+	doc := Document{File: file, Node: n, APIVersion: scalarField(n, "apiVersion"), Kind: scalarField(n, "kind")}
+	if doc.APIVersion == "" || doc.Kind == "" {
+		return Document{}, Error{File: file, Line: n.Line, Col: n.Column, Msg: "document needs apiVersion and kind"}
+	}
+	return doc, nil
 }

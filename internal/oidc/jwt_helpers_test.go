@@ -207,14 +207,9 @@ func parseDocs(t testing.TB, src string) []config.Document {
 	}
 	var docs []config.Document
 	for _, n := range nodes {
-		d := config.Document{File: "ra.yaml", Node: n}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			switch n.Content[i].Value {
-			case "apiVersion":
-				d.APIVersion = n.Content[i+1].Value
-			case "kind":
-				d.Kind = n.Content[i+1].Value
-			}
+		d, err := config.DocumentOf("ra.yaml", n)
+		if err != nil {
+			t.Fatal(err)
 		}
 		docs = append(docs, d)
 	}

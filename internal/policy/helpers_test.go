@@ -15,14 +15,9 @@ func compileYAML(t testing.TB, src string, opts Options) (*Set, error) {
 	}
 	var docs []config.Document
 	for _, n := range nodes {
-		doc := config.Document{File: "p.yaml", Node: n}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			switch n.Content[i].Value {
-			case "apiVersion":
-				doc.APIVersion = n.Content[i+1].Value
-			case "kind":
-				doc.Kind = n.Content[i+1].Value
-			}
+		doc, err := config.DocumentOf("p.yaml", n)
+		if err != nil {
+			return nil, err
 		}
 		docs = append(docs, doc)
 	}

@@ -109,6 +109,8 @@ func TestTestFileErrors(t *testing.T) {
 		{"unknown request field", "cases:\n- {name: a, request: {pathh: /}, want: allow}\n", `t.yaml:2:23: cases[0].request.pathh: unknown field (did you mean "path"?)`},
 		{"broken policy", "policies:\n- {apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: a}, spec: {action: NOPE}}\ncases:\n- {name: a, request: {}, want: allow}\n", `t.yaml:2:101: spec.action: unknown action (got "NOPE", want ALLOW, DENY or AUDIT)`},
 		{"no cases", "policies: []\n", `t.yaml:1:1: cases: no test cases`},
+		{"misspelled inline kind", "policies:\n- {apiVersion: security.istio.io/v1, kind: AuthorizatonPolicy, metadata: {name: a}, spec: {}}\ncases:\n- {name: a, request: {}, want: deny}\n",
+			`t.yaml:2:3: policies: an inline document must be an AuthorizationPolicy (got kind "AuthorizatonPolicy")`},
 		{"bad namespaces", "settings: {namespace: Edge, rootNamespace: x_y}\ncases:\n- {name: a, request: {}, want: allow}\n",
 			"t.yaml:1:23: settings.namespace: want a namespace name: lower-case letters, digits and '-', at most 63 (got \"Edge\")\n" +
 				"t.yaml:1:44: settings.rootNamespace: want a namespace name: lower-case letters, digits and '-', at most 63 (got \"x_y\")"},

@@ -182,14 +182,16 @@ func compileEntries(file string, entries []policyEntry, opts policy.Options) (*p
 	var docs []config.Document
 	for _, e := range entries {
 		if e.node != nil {
-			doc := config.Document{File: file, Node: e.node}
-			for i := 0; i+1 < len(e.node.Content); i += 2 {
-				switch e.node.Content[i].Value {
-				case "apiVersion":
-					doc.APIVersion = e.node.Content[i+1].Value
-				case "kind":
-					doc.Kind = e.node.Content[i+1].Value
-				}
+			doc, err := config.DocumentOf(file, e.node)
+			if err != nil {
+				return nil, err
+			}
+			// A misspelled kind would otherwise be skipped, and the cases run
+			// without the policy they were written for.
+			if !policy.Owns(doc) {
+				p := doc.Position()
+				return nil, config.Errors{{File: p.File, Line: p.Line, Col: p.Col,
+					Msg: fmt.Sprintf("policies: an inline document must be an AuthorizationPolicy (got kind %q)", doc.Kind)}}
 			}
 			docs = append(docs, doc)
 			continue
