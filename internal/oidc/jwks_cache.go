@@ -65,23 +65,16 @@ func NewKeyCache(opts KeyCacheOptions) *KeyCache {
 	if opts.Client == nil {
 		opts.Client = defaultJWKSClient()
 	}
-	opts.RefreshInterval = cmpOr(opts.RefreshInterval, 5*time.Minute)
-	opts.RetryInterval = cmpOr(opts.RetryInterval, 10*time.Second)
-	opts.RefetchInterval = cmpOr(opts.RefetchInterval, 30*time.Second)
-	opts.MaxStale = cmpOr(opts.MaxStale, 24*time.Hour)
-	opts.IdleTimeout = cmpOr(opts.IdleTimeout, 24*time.Hour)
+	opts.RefreshInterval = orDefault(opts.RefreshInterval, 5*time.Minute)
+	opts.RetryInterval = orDefault(opts.RetryInterval, 10*time.Second)
+	opts.RefetchInterval = orDefault(opts.RefetchInterval, 30*time.Second)
+	opts.MaxStale = orDefault(opts.MaxStale, 24*time.Hour)
+	opts.IdleTimeout = orDefault(opts.IdleTimeout, 24*time.Hour)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &KeyCache{opts: opts, ctx: ctx, cancel: cancel, sets: make(map[string]*remoteKeys)}
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 // Close stops every background refresher and waits for running fetches to

@@ -138,6 +138,7 @@ func NewLogin(cfg LoginConfig) (*Login, error) {
 	return l, nil
 }
 
+// orDefault is d, or def when d is not positive.
 func orDefault(d, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def

@@ -29,7 +29,7 @@ func ClaimHeaders(a *request.Auth) http.Header {
 	}
 	str := func(k string) string { s, _ := a.Claims[k].(string); return s }
 	set := func(name, v string) {
-		if v != "" && headerSafe(v) {
+		if v != "" && printable(v) {
 			h.Set(name, v)
 		}
 	}
@@ -53,15 +53,6 @@ func ClaimHeaders(a *request.Auth) http.Header {
 		set(HeaderGroups, strings.Join(names, ","))
 	}
 	return h
-}
-
-func headerSafe(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // cookiePrefix marks every cookie the gateway sets with default names; stripping by
