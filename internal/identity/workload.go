@@ -16,10 +16,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"tollgate.dev/tollgate/internal/config"
 )
 
-// DefaultWaitTimeout bounds the wait for the first SVID from the Workload API.
-const DefaultWaitTimeout = 10 * time.Second
+// DefaultWaitTimeout bounds the wait for the first SVID from the Workload API:
+// the gateway's documented default (identity.workloadAPI.waitTimeout).
+const DefaultWaitTimeout = config.DefaultWorkloadWaitTimeout
 
 // WorkloadOptions configures [NewWorkloadAPI].
 type WorkloadOptions struct {
