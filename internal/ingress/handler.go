@@ -70,6 +70,26 @@ type Handler struct {
 	opts Options
 	snap atomic.Pointer[Snapshot]
 	ids  *requestIDs
+	// listener is the last listener address formatted for the audit event: a
+	// handler serves one listener, so formatting it per request would be waste.
+	listener atomic.Pointer[addrText]
+}
+
+type addrText struct {
+	ip   netip.Addr
+	text string
+}
+
+// listenerAddr is la's IP as text, formatted once per address.
+func (h *Handler) listenerAddr(la *net.TCPAddr) string {
+	ip, _ := netip.AddrFromSlice(la.IP)
+	ip = ip.Unmap()
+	if c := h.listener.Load(); c != nil && c.ip == ip {
+		return c.text
+	}
+	c := &addrText{ip: ip, text: ip.String()}
+	h.listener.Store(c)
+	return c.text
 }
 
 // New returns a handler serving snap.
@@ -117,14 +137,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	peer, _ := clientAddr(r.RemoteAddr)
 	ev.Client = audit.Endpoint{Address: peer.Addr().String(), Port: int(peer.Port())}
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
-		ev.Listener = audit.Endpoint{Address: la.IP.String(), Port: la.Port}
+		ev.Listener = audit.Endpoint{Address: h.listenerAddr(la), Port: la.Port}
 	}
 	if tp := r.Header["Traceparent"]; len(tp) == 1 {
 		ev.TraceID = traceID(tp[0])
 	}
 	if r.TLS != nil {
 		ev.SNI, ev.TLSVersion = r.TLS.ServerName, tls.VersionName(r.TLS.Version)
-		ev.TLSCipher = tls.CipherSuiteName(r.TLS.CipherSuite)
+		ev.TLSCipher = cipherNames[r.TLS.CipherSuite]
 		if len(r.TLS.PeerCertificates) > 0 {
 			// Only an SVID that identity's VerifyConnection accepted yields an
 			// ID, so a certificate with a forged URI SAN can't name a principal.
@@ -356,3 +376,16 @@ func traceID(tp string) string {
 	}
 	return id
 }
+
+// cipherNames maps cipher suite ids to IANA names. tls.CipherSuiteName builds
+// the whole suite list on every call (about fifteen allocations), too much per
+// request.
+var cipherNames = func() map[uint16]string {
+	m := make(map[uint16]string)
+	for _, list := range [][]*tls.CipherSuite{tls.CipherSuites(), tls.InsecureCipherSuites()} {
+		for _, cs := range list {
+			m[cs.ID] = cs.Name
+		}
+	}
+	return m
+}()
