@@ -3,6 +3,8 @@ package audit
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"tollgate.dev/tollgate/internal/request"
 )
 
 // AppendJSON appends the event's JSON form (the same bytes MarshalJSON returns) to
@@ -60,24 +62,44 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 		b = closeObject(b, n)
 	}
 	if d := e.Decision; d != nil {
-		b = append(b, `,"decision":{"allow":`...)
-		b = strconv.AppendBool(b, d.Allow)
-		b = appendStr(b, "action", d.Action, true)
-		b = appendStr(b, "policy", d.Policy, true)
-		b = appendStr(b, "rule", d.Rule, true)
-		b = appendStr(b, "reason", d.Reason, true)
-		if d.DryRun {
-			b = append(b, `,"dryRun":true`...)
-		}
-		b = appendStr(b, "policyVersion", d.PolicyVersion, true)
-		if d.Audit {
-			b = append(b, `,"audit":true`...)
-		}
-		b = append(b, '}')
+		b = append(b, `,"decision":`...)
+		b = appendDecision(b, d)
 	}
 	b = appendStr(b, "error", string(e.Error), true)
 	if e.Truncated {
 		b = append(b, `,"truncated":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendDecision writes d as request.Decision's MarshalJSON does.
+func appendDecision(b []byte, d *request.Decision) []byte {
+	b = append(b, `{"allow":`...)
+	b = strconv.AppendBool(b, d.Allow)
+	b = appendStr(b, "action", d.Action, true)
+	b = appendStr(b, "policy", d.Policy, true)
+	if d.DryRun {
+		b = append(b, `,"dryRun":true`...)
+	}
+	b = appendStr(b, "policyVersion", d.PolicyVersion, true)
+	b = appendStr(b, "reason", d.Reason, true)
+	if d.Audit {
+		b = append(b, `,"audit":true`...)
+	}
+	b = appendStr(b, "auditPolicy", d.AuditPolicy, true)
+	if len(d.Shadow) > 0 {
+		b = append(b, `,"shadow":[`...)
+		for i := range d.Shadow {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendDecision(b, &d.Shadow[i])
+		}
+		b = append(b, ']')
+	}
+	if d.HasRule() {
+		b = append(b, `,"rule":`...)
+		b = strconv.AppendInt(b, int64(d.Rule), 10)
 	}
 	return append(b, '}')
 }

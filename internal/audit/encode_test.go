@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"tollgate.dev/tollgate/internal/request"
+
 	"bytes"
 	"encoding/json"
 	"testing"
@@ -36,7 +38,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		{name: "only a port", ev: Event{Client: Endpoint{Port: 7}, Listener: Endpoint{Address: "::1"}}},
 		{name: "escapes", ev: Event{
 			Path: "/a\"b\\c\n\r\t\b\f\x00\x1f\x7f<>&", UserAgent: "bad \xff utf8 \xe2\x80 and \u2028\u2029 and é and 😀",
-			Decision: &Decision{Reason: "quote \" and tab \t"}, Auth: &Auth{}, Upstream: Upstream{Address: "x"},
+			Decision: &request.Decision{Reason: "quote \" and tab \t"}, Auth: &Auth{}, Upstream: Upstream{Address: "x"},
 		}},
 		{name: "durations", ev: Event{Duration: 1234567 * time.Nanosecond, Sequence: 1 << 63}},
 	}
@@ -57,7 +59,7 @@ func FuzzAppendJSON(f *testing.F) {
 		ev := Event{
 			Time: time.Unix(0, dur).UTC(), Duration: time.Duration(dur), Kind: Egress,
 			Path: path, UserAgent: ua, Status: status, Client: Endpoint{Address: ua, Port: int(port)},
-			Decision: &Decision{Reason: reason, Allow: status%2 == 0, DryRun: port%2 == 0},
+			Decision: &request.Decision{Reason: reason, Allow: status%2 == 0, DryRun: port%2 == 0},
 			Upstream: Upstream{SPIFFEID: reason},
 		}
 		got := ev.AppendJSON(nil)

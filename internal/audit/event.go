@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"math"
 	"time"
+
+	"tollgate.dev/tollgate/internal/request"
 )
 
 // Kind tells which front of the gateway served the request.
@@ -12,6 +14,9 @@ type Kind string
 const (
 	// Ingress is a request from an external client to a mesh service.
 	Ingress Kind = "ingress"
+	// Mesh is a request from a workload inside the mesh, over mTLS, to a
+	// mesh service through the gateway's mesh listener.
+	Mesh Kind = "mesh"
 	// Egress is a call from a mesh workload to an external destination.
 	Egress Kind = "egress"
 )
@@ -94,9 +99,10 @@ type Event struct {
 	Route    string   `json:"route,omitempty"`
 	Upstream Upstream `json:"upstream,omitzero"`
 
-	SourcePrincipal string    `json:"sourcePrincipal,omitempty"`
-	Auth            *Auth     `json:"auth,omitempty"`
-	Decision        *Decision `json:"decision,omitempty"`
+	SourcePrincipal string `json:"sourcePrincipal,omitempty"`
+	Auth            *Auth  `json:"auth,omitempty"`
+	// Decision is the policy engine's record, as the engine made it.
+	Decision *request.Decision `json:"decision,omitempty"`
 
 	Error ErrorKind `json:"error,omitempty"`
 	// Truncated is set by the Logger when it shortened an over-long field so that a
@@ -127,21 +133,6 @@ type Auth struct {
 	Principal string `json:"principal,omitempty"`
 	Issuer    string `json:"issuer,omitempty"`
 	Subject   string `json:"subject,omitempty"`
-}
-
-// Decision is the policy engine's record of why a request was allowed or denied.
-type Decision struct {
-	Allow bool `json:"allow"`
-	// Action is the action of the policy that decided: ALLOW, DENY, CUSTOM, or empty
-	// when no policy matched and the default applied.
-	Action        string `json:"action,omitempty"`
-	Policy        string `json:"policy,omitempty"`
-	Rule          string `json:"rule,omitempty"`
-	Reason        string `json:"reason,omitempty"`
-	DryRun        bool   `json:"dryRun,omitempty"`
-	PolicyVersion string `json:"policyVersion,omitempty"`
-	// Audit is true when an AUDIT policy matched the request.
-	Audit bool `json:"audit,omitempty"`
 }
 
 // timeLayout is RFC 3339 with exactly three fractional digits, so that lines sort

@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"tollgate.dev/tollgate/internal/request"
+
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -31,9 +33,9 @@ func TestEventMarshalJSON(t *testing.T) {
 		{
 			name: "denied decision keeps allow false",
 			ev: Event{Time: start, Kind: Ingress, Status: 403,
-				Decision: &Decision{Allow: false, Action: "DENY", Policy: "ns/deny-admin", Rule: "0"}},
+				Decision: &request.Decision{Allow: false, Action: "DENY", Policy: "ns/deny-admin", Rule: 0}},
 			want: `{"time":"2026-09-24T10:13:20.123Z","durationMs":0,"kind":"ingress","status":403,"bytesIn":0,"bytesOut":0,` +
-				`"decision":{"allow":false,"action":"DENY","policy":"ns/deny-admin","rule":"0"}}`,
+				`"decision":{"allow":false,"action":"DENY","policy":"ns/deny-admin","rule":0}}`,
 		},
 		{
 			name: "characters HTML would escape stay readable",
@@ -83,7 +85,7 @@ func fullEvent() Event {
 			Address: "10.1.2.3:8443"},
 		SourcePrincipal: "spiffe://example.org/ns/edge/sa/lb",
 		Auth:            &Auth{Principal: "https://idp.example.com/alice", Issuer: "https://idp.example.com", Subject: "alice"},
-		Decision: &Decision{Allow: false, Action: "ALLOW", Policy: "pay/payments-write", Rule: "require-group-finance",
+		Decision: &request.Decision{Allow: false, Action: "ALLOW", Policy: "pay/payments-write", Rule: 3,
 			Reason: "no ALLOW policy matched", DryRun: true, PolicyVersion: "v42", Audit: true},
 		Error:     ErrUpstreamTLS,
 		Truncated: true,

@@ -1,6 +1,8 @@
 package audit_test
 
 import (
+	"tollgate.dev/tollgate/internal/request"
+
 	"fmt"
 	"os"
 	"time"
@@ -30,9 +32,9 @@ func ExampleLogger() {
 		Query:     "limit=10&api_key=sk_live_123",
 		Status:    200,
 		Duration:  184 * time.Millisecond,
-		Decision:  &audit.Decision{Allow: true, Action: "ALLOW", Policy: "egress/stripe", Rule: "0"},
+		Decision:  &request.Decision{Allow: true, Action: "ALLOW", Policy: "egress/stripe", Rule: 0},
 	})
 	l.Close() // flushes
 	// Output:
-	// {"time":"2026-09-24T10:13:20.123Z","durationMs":184,"id":"01925f6e-3a7b-7c00-8000-000000000001","seq":1,"requestId":"req-7f3a9c0e2b","kind":"egress","host":"api.example.com","method":"GET","path":"/v1/charges","query":"limit=10&api_key=REDACTED","status":200,"bytesIn":0,"bytesOut":0,"decision":{"allow":true,"action":"ALLOW","policy":"egress/stripe","rule":"0"}}
+	// {"time":"2026-09-24T10:13:20.123Z","durationMs":184,"id":"01925f6e-3a7b-7c00-8000-000000000001","seq":1,"requestId":"req-7f3a9c0e2b","kind":"egress","host":"api.example.com","method":"GET","path":"/v1/charges","query":"limit=10&api_key=REDACTED","status":200,"bytesIn":0,"bytesOut":0,"decision":{"allow":true,"action":"ALLOW","policy":"egress/stripe","rule":0}}
 }

@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"tollgate.dev/tollgate/internal/request"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -252,7 +254,7 @@ func TestLoggerTruncatesLongFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Record(&Event{Path: "/ééééé", Host: "short", Query: "password=0123456789",
-		Decision: &Decision{Reason: "a very long reason"}})
+		Decision: &request.Decision{Reason: "a very long reason"}})
 	l.Record(&Event{Path: "/ok"})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

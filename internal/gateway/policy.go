@@ -6,12 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/oidc"
@@ -255,23 +253,12 @@ func stamp(paths []string) string {
 // authorizer adapts a policy engine to the ingress.
 type authorizer struct{ e *policy.Engine }
 
-func (a authorizer) Authorize(r *request.Request) *audit.Decision {
-	return AuditDecision(a.e.Decide(r))
+func (a authorizer) Authorize(r *request.Request) *request.Decision {
+	d := a.e.Decide(r)
+	return &d
 }
 
 // UsesQuery lets the ingress skip decoding queries no policy reads.
 func (a authorizer) UsesQuery() bool { return a.e.UsesQuery() }
-
-// AuditDecision turns a policy decision into its audit record.
-func AuditDecision(d policy.Decision) *audit.Decision {
-	ad := &audit.Decision{
-		Allow: d.Allow, Action: string(d.Action), Policy: d.Policy, Reason: d.Reason,
-		DryRun: d.DryRun, PolicyVersion: d.Version, Audit: d.Audit,
-	}
-	if d.Rule >= 0 && d.Policy != "" {
-		ad.Rule = strconv.Itoa(d.Rule)
-	}
-	return ad
-}
 
 var _ ingress.Authorizer = authorizer{}

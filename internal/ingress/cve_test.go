@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/policy"
 	"tollgate.dev/tollgate/internal/request"
@@ -39,9 +38,9 @@ type engineAuthorizer struct{ e *policy.Engine }
 
 func (a engineAuthorizer) UsesQuery() bool { return a.e.UsesQuery() }
 
-func (a engineAuthorizer) Authorize(r *request.Request) *audit.Decision {
+func (a engineAuthorizer) Authorize(r *request.Request) *request.Decision {
 	d := a.e.Decide(r)
-	return &audit.Decision{Allow: d.Allow, Policy: d.Policy, Reason: d.Reason}
+	return &d
 }
 
 func compileTestPolicies(t testing.TB, src string) Authorizer {

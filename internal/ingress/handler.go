@@ -27,7 +27,7 @@ type Normalizer func(target string) (path, rawQuery string, err error)
 // Authorizer judges a described request. The decision record goes into the
 // audit event as is.
 type Authorizer interface {
-	Authorize(*request.Request) *audit.Decision
+	Authorize(*request.Request) *request.Decision
 }
 
 // Recorder receives one audit event per request.
@@ -174,11 +174,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Path, ev.Query = path, audit.RedactQuery(rawQuery, nil)
 
+	// One canonical host for routing, policy, cookies and the upstream: a
+	// spelling the router would treat as this host ("Admin.example.com.")
+	// must not be judged as another by policy.
+	auth, err := request.ParseAuthority(r.Host)
+	if err != nil {
+		h.opts.Logger.Debug("host rejected", "requestId", ev.RequestID, "err", err)
+		h.reject(x, http.StatusBadRequest, audit.ErrBadRequest, "invalid host")
+		return
+	}
+	r.Host = auth.String()
+	ev.Host = r.Host
+	x.desc.Host, x.desc.HostPort = auth.Host, auth.Port
+
 	if isReserved(path) {
 		h.serveReserved(x, snap, r, path, rawQuery)
 		return
 	}
-	route := snap.Router.Match(r.Host, path, h.opts.DefaultPort)
+	route := snap.Router.Match(auth, path, h.opts.DefaultPort)
 	if route == nil {
 		h.reject(x, http.StatusNotFound, audit.ErrNoRoute, "no route")
 		return
@@ -192,7 +205,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// result's Apply below, which runs for every request, token or not.
 	sanitize(r.Header, trusted)
 
-	var auth *request.Auth
+	var user *request.Auth
 	if a := snap.Authenticate; a != nil {
 		res, err := a.Authenticate(r)
 		// Apply even on failure: it removes client copies of claim headers.
@@ -201,15 +214,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.unauthenticated(x, err)
 			return
 		}
-		auth = res.Auth
-		if auth != nil {
-			ev.Auth = &audit.Auth{Principal: auth.Principal, Issuer: auth.Issuer, Subject: auth.Subject}
+		user = res.Auth
+		if user != nil {
+			ev.Auth = &audit.Auth{Principal: user.Principal, Issuer: user.Issuer, Subject: user.Subject}
 		}
 	}
 	login := snap.Logins.For(route.Name)
 	if login != nil {
 		var ok bool
-		if auth, ok = h.browserLogin(x, login, r, auth); !ok {
+		if user, ok = h.browserLogin(x, login, r, user); !ok {
 			return
 		}
 	}
@@ -218,7 +231,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if snap.Authorize != nil {
 		desc := &x.desc
 		describe(desc, r, path, rawQuery, peer.Addr(), ev.SourcePrincipal)
-		desc.Auth = auth
+		desc.Auth = user
 		if rawQuery != "" && usesQuery(snap.Authorize) {
 			// Decoded once, for request.query[...] conditions. A query that can't be
 			// decoded one way only (for example with ';' separators, which backends
@@ -307,7 +320,8 @@ func describe(d *request.Request, r *http.Request, path, rawQuery string, peer n
 	*d = request.Request{
 		Protocol: request.HTTP,
 		Method:   r.Method,
-		Host:     r.Host,
+		Host:     d.Host,
+		HostPort: d.HostPort,
 		Path:     path,
 		RawQuery: rawQuery,
 		Headers:  r.Header,
@@ -316,8 +330,8 @@ func describe(d *request.Request, r *http.Request, path, rawQuery string, peer n
 	}
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
 		ap := la.AddrPort()
-		d.DestinationIP = ap.Addr().Unmap()
-		d.Port = int(ap.Port())
+		d.Destination.IP = ap.Addr().Unmap()
+		d.Destination.Port = int(ap.Port())
 	}
 	d.Source.Principal = principal
 	if r.TLS != nil {

@@ -318,12 +318,16 @@ func TestRouterMatch(t *testing.T) {
 		{"[::1]:443", "/", "any"},
 	}
 	for _, tc := range tests {
-		r := rt.Match(tc.host, tc.path, "443")
+		a, err := request.ParseAuthority(tc.host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rt.Match(a, tc.path, "443")
 		if r == nil || r.Name != tc.want {
 			t.Errorf("Match(%q, %q) = %v, want %s", tc.host, tc.path, r, tc.want)
 		}
 	}
-	if r := NewRouter([]*Route{{Name: "x", Host: "x.test", PathPrefix: "/", Upstream: up}}).Match("y.test", "/", "443"); r != nil {
+	if r := NewRouter([]*Route{{Name: "x", Host: "x.test", PathPrefix: "/", Upstream: up}}).Match(request.Authority{Host: "y.test"}, "/", "443"); r != nil {
 		t.Errorf("unexpected match %s", r.Name)
 	}
 }
@@ -388,9 +392,9 @@ func TestDescribeListenerAddress(t *testing.T) {
 	r := httptestRequest("GET", "https://app.example.com/x")
 	r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 8443}))
 	r.RemoteAddr = "127.0.0.2:5555"
-	d := &request.Request{}
+	d := &request.Request{Host: "app.example.com"}
 	describe(d, r, "/x", "", netip.MustParseAddr("127.0.0.2"), "")
-	if d.Port != 8443 || d.DestinationIP != netip.MustParseAddr("127.0.0.9") || d.Source.IP != netip.MustParseAddr("127.0.0.2") || d.Host != "app.example.com" {
+	if d.Destination.Port != 8443 || d.Destination.IP != netip.MustParseAddr("127.0.0.9") || d.Source.IP != netip.MustParseAddr("127.0.0.2") || d.Host != "app.example.com" {
 		t.Errorf("described %+v", d)
 	}
 }
@@ -403,7 +407,7 @@ func httptestRequest(method, target string) *http.Request {
 // nilAuthorizer stands for an authorization step that produced no decision.
 type nilAuthorizer struct{}
 
-func (nilAuthorizer) Authorize(*request.Request) *audit.Decision { return nil }
+func (nilAuthorizer) Authorize(*request.Request) *request.Decision { return nil }
 
 // TestNoDecisionIsADeny: fail closed when the authorizer returns no decision.
 func TestNoDecisionIsADeny(t *testing.T) {

@@ -5,7 +5,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+
+	"tollgate.dev/tollgate/internal/request"
 )
 
 // Route sends requests whose host and path match to one upstream.
@@ -83,39 +86,19 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// Match returns the route for host (as received, maybe with a port) and the
-// normalized path, or nil. defaultPort is the port a host without one stands for.
-func (rt *Router) Match(host, path, defaultPort string) *Route {
-	name, port := splitHost(host, defaultPort)
+// Match returns the route for a canonical authority and the normalized path,
+// or nil. defaultPort is the port an authority without one stands for.
+func (rt *Router) Match(a request.Authority, path, defaultPort string) *Route {
+	port := defaultPort
+	if a.Port != 0 {
+		port = strconv.Itoa(a.Port)
+	}
 	for _, r := range rt.routes {
-		if r.matchHost(name, port) && matchPrefix(r.PathPrefix, path) {
+		if r.matchHost(a.Host, port) && matchPrefix(r.PathPrefix, path) {
 			return r
 		}
 	}
 	return nil
-}
-
-// splitHost lower-cases the host and separates its port, without allocating in the
-// common case of an already lower-case host.
-func splitHost(host, defaultPort string) (name, port string) {
-	name, port = host, defaultPort
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		name, port = host[:i], host[i+1:]
-	}
-	name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(name, "["), "]"), ".")
-	if hasUpper(name) {
-		name = strings.ToLower(name)
-	}
-	return name, port
-}
-
-func hasUpper(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *Route) matchHost(name, port string) bool {

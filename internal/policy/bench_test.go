@@ -47,13 +47,13 @@ func benchPolicies(n int) string {
 func benchRequest(n, i int) *request.Request {
 	hosts := max(1, n/10)
 	return &request.Request{
-		Protocol: request.HTTP,
-		Method:   "GET",
-		Host:     fmt.Sprintf("svc%d.example.com", i%hosts),
-		Port:     8443,
-		Path:     fmt.Sprintf("/api/v%d/res%d/items/42", i%3, i),
-		Headers:  map[string][]string{"X-Tenant": {fmt.Sprintf("tenant%d", i%10)}, "User-Agent": {"bench"}},
-		Source:   request.Peer{Principal: fmt.Sprintf("spiffe://cluster.local/ns/team%d/sa/client", i%10), IP: netip.MustParseAddr("10.1.2.3")},
+		Protocol:    request.HTTP,
+		Method:      "GET",
+		Host:        fmt.Sprintf("svc%d.example.com", i%hosts),
+		Destination: request.Destination{Port: 8443},
+		Path:        fmt.Sprintf("/api/v%d/res%d/items/42", i%3, i),
+		Headers:     map[string][]string{"X-Tenant": {fmt.Sprintf("tenant%d", i%10)}, "User-Agent": {"bench"}},
+		Source:      request.Peer{Principal: fmt.Sprintf("spiffe://cluster.local/ns/team%d/sa/client", i%10), IP: netip.MustParseAddr("10.1.2.3")},
 		Auth: &request.Auth{Issuer: "https://idp.example", Subject: "alice",
 			Claims: map[string]any{"groups": []any{"staff", fmt.Sprintf("team%d", i%10)}, "scope": "read write"}},
 	}

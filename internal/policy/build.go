@@ -133,17 +133,7 @@ func (b *builder) operation(path string, o *operationDoc) []matcher {
 		ok := true
 		switch strings.TrimPrefix(strings.ToLower(f.name), "not") {
 		case "hosts":
-			m = matcher{attr: aHost, keyed: true}
-			for _, v := range f.vals {
-				s := parseStr(v, smPresent)
-				s.fold = true
-				m.strs = append(m.strs, s)
-				if s.kind == smExact || (s.kind == smPrefix && hostKeyComplete(s.v)) {
-					m.keys = appendKey(m.keys, string(hostKey(nil, s.v)))
-				} else {
-					m.keyed = false
-				}
-			}
+			m, ok = b.hosts(p, f.vals)
 		case "ports":
 			m, ok = b.ports(p, f.vals)
 		case "methods":
@@ -212,4 +202,25 @@ func (b *builder) nonEmpty(path string, vals []string) bool {
 		}
 	}
 	return ok
+}
+
+// hosts compiles hosts/notHosts; exact names key the rule index.
+func (b *builder) hosts(path string, vals []string) (matcher, bool) {
+	m := matcher{attr: aHost, keyed: true}
+	ok := true
+	for i, v := range vals {
+		h, err := parseHostValue(v)
+		if err != nil {
+			b.d.Errorf(fmt.Sprintf("%s[%d]", path, i), "%v", err)
+			ok = false
+			continue
+		}
+		m.hosts = append(m.hosts, h)
+		if h.name.kind == smExact {
+			m.keys = appendKey(m.keys, h.name.v)
+		} else {
+			m.keyed = false
+		}
+	}
+	return m, ok
 }

@@ -145,8 +145,8 @@ func TestDecideIPs(t *testing.T) {
 		{"v6 single", request.Request{Source: request.Peer{IP: ip("2001:db8::1")}}, allowBy("ip", 0)},
 		{"remote ip", request.Request{RemoteIP: ip("192.0.2.7"), Source: request.Peer{IP: ip("172.16.0.1")}}, allowBy("remote", 0)},
 		{"peer ip is not remote ip", request.Request{Source: request.Peer{IP: ip("192.0.2.7")}}, denyDefault},
-		{"destination", request.Request{DestinationIP: ip("198.51.100.9"), Port: 8443}, allowBy("dest", 0)},
-		{"destination wrong port", request.Request{DestinationIP: ip("198.51.100.9"), Port: 8080}, denyDefault},
+		{"destination", request.Request{Destination: request.Destination{IP: ip("198.51.100.9"), Port: 8443}}, allowBy("dest", 0)},
+		{"destination wrong port", request.Request{Destination: request.Destination{IP: ip("198.51.100.9"), Port: 8080}}, denyDefault},
 		{"nothing", request.Request{}, denyDefault},
 	})
 }
@@ -158,13 +158,16 @@ func TestDecideOperations(t *testing.T) {
 		pol("tmpl", `{rules: [{to: [{operation: {paths: ["/users/{*}/profile", "/store/{**}/cart"]}}]}]}`) +
 		pol("notpath", `{rules: [{to: [{operation: {methods: [POST], notPaths: ["/admin*"]}}]}]}`)
 	runDecide(t, policies, Options{}, []decideCase{
-		{"host case-insensitive (CVE-2021-39155)", request.Request{Host: "SeCrEt.Example", Method: "GET"}, allowBy("host", 0)},
-		{"host port not stripped", request.Request{Host: "secret.example:443", Method: "GET"}, denyDefault},
-		{"host with port wildcard", request.Request{Host: "API.example:8443", Method: "GET"}, allowBy("host", 0)},
-		{"method case-sensitive", request.Request{Host: "secret.example", Method: "get"}, denyDefault},
-		{"host suffix and port", request.Request{Host: "a.svc.example", Port: 8443}, allowBy("suffix", 0)},
-		{"host suffix wrong port", request.Request{Host: "a.svc.example", Port: 80}, denyDefault},
-		{"host suffix with port in host", request.Request{Host: "a.svc.example:8443", Port: 8443}, denyDefault},
+		{"host case-insensitive (CVE-2021-39155)", at("SeCrEt.Example", request.Request{Method: "GET"}), allowBy("host", 0)},
+		{"host trailing dot", at("secret.example.", request.Request{Method: "GET"}), allowBy("host", 0)},
+		{"host without port in value matches any port", at("secret.example:443", request.Request{Method: "GET"}), allowBy("host", 0)},
+		{"host with port wildcard", at("API.example:8443", request.Request{Method: "GET"}), allowBy("host", 0)},
+		{"host with port wildcard, no port", at("api.example", request.Request{Method: "GET"}), allowBy("host", 0)},
+		{"method case-sensitive", at("secret.example", request.Request{Method: "get"}), denyDefault},
+		{"host suffix and port", at("a.svc.example", request.Request{Destination: request.Destination{Port: 8443}}), allowBy("suffix", 0)},
+		{"host suffix wrong port", at("a.svc.example", request.Request{Destination: request.Destination{Port: 80}}), denyDefault},
+		{"host suffix, port in host: ports judge the destination", at("a.svc.example:8443", request.Request{Destination: request.Destination{Port: 80}}), denyDefault},
+		{"host suffix with port in host", at("A.svc.example.:8443", request.Request{Destination: request.Destination{Port: 8443}}), allowBy("suffix", 0)},
 		{"path exact", request.Request{Path: "/exact"}, allowBy("paths", 0)},
 		{"path exact is not prefix", request.Request{Path: "/exact/"}, denyDefault},
 		{"path prefix", request.Request{Path: "/pre/x/y"}, allowBy("paths", 0)},
@@ -274,7 +277,7 @@ func TestDecideCombination(t *testing.T) {
 
 func TestDecideTCP(t *testing.T) {
 	tcp := func(port int) request.Request {
-		return request.Request{Protocol: request.TCP, Port: port, Source: peer("spiffe://td/ns/a/sa/b")}
+		return request.Request{Protocol: request.TCP, Destination: request.Destination{Port: port}, Source: peer("spiffe://td/ns/a/sa/b")}
 	}
 	tests := []struct {
 		name     string
@@ -325,13 +328,13 @@ func TestDecisionRecord(t *testing.T) {
 		dryRun("dry-allow", `{rules: [{to: [{operation: {paths: [/b]}}]}]}`), Options{})
 	got := s.EngineAllPolicies().Decide(&request.Request{Path: "/a"})
 	want := Decision{
-		Allow: true, Action: Allow, Policy: "ns/allow", Rule: 0, Version: "v1",
+		Allow: true, Action: "ALLOW", Policy: "ns/allow", Rule: 0, PolicyVersion: "v1",
 		Reason: "allowed by ALLOW policy ns/allow rule 0 (p.yaml:4)",
 		Audit:  true, AuditPolicy: "ns/audit",
 		Shadow: []Decision{
-			{Allow: false, Action: Deny, Policy: "ns/dry-deny", Rule: 0, DryRun: true, Version: "v1",
+			{Allow: false, Action: "DENY", Policy: "ns/dry-deny", Rule: 0, DryRun: true, PolicyVersion: "v1",
 				Reason: "dry-run, not enforced: would be denied by DENY policy ns/dry-deny rule 0 (p.yaml:14)"},
-			{Rule: -1, DryRun: true, Version: "v1", Reason: reasonDryNoMatch},
+			{Rule: -1, DryRun: true, PolicyVersion: "v1", Reason: reasonDryNoMatch},
 		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -423,10 +426,13 @@ func TestEngineNamespaces(t *testing.T) {
 	}
 }
 
-func TestHostFoldIsASCIIOnly(t *testing.T) {
+func TestHostIsCanonical(t *testing.T) {
 	runDecide(t, pol("k", `{rules: [{to: [{operation: {hosts: [k.example]}}]}]}`), Options{}, []decideCase{
-		{"ascii upper", request.Request{Host: "K.EXAMPLE"}, allowBy("k", 0)},
-		{"kelvin sign is another host", request.Request{Host: "\u212a.example"}, denyDefault},
+		{"ascii upper", at("K.EXAMPLE", request.Request{}), allowBy("k", 0)},
+		// UTS #46 maps the Kelvin sign to "k": routing and policy both see
+		// k.example, and so does the upstream.
+		{"kelvin sign is k once canonical", at("\u212a.example", request.Request{}), allowBy("k", 0)},
+		{"another host", at("kk.example", request.Request{}), denyDefault},
 	})
 }
 

@@ -205,11 +205,11 @@ func (e *Engine) Decide(r *request.Request) Decision {
 	if m := e.deny.first(&c, tcp, e.linear); m != nil {
 		d = ruleDecision(m, e.version)
 	} else if !e.hasAllow {
-		d = Decision{Allow: true, Rule: -1, Version: e.version, Reason: ReasonNoAllowPolicy}
+		d = Decision{Allow: true, Rule: request.NoRule, PolicyVersion: e.version, Reason: ReasonNoAllowPolicy}
 	} else if m := e.allow.first(&c, tcp, e.linear); m != nil {
 		d = ruleDecision(m, e.version)
 	} else {
-		d = Decision{Rule: -1, Version: e.version, Reason: ReasonNoAllowMatch}
+		d = Decision{Rule: request.NoRule, PolicyVersion: e.version, Reason: ReasonNoAllowMatch}
 	}
 	if m := e.audit.first(&c, tcp, e.linear); m != nil {
 		d.Audit, d.AuditPolicy = true, m.policy.ref
@@ -224,7 +224,7 @@ func (e *Engine) Decide(r *request.Request) Decision {
 		if m := e.dryAllow.first(&c, tcp, e.linear); m != nil {
 			d.Shadow = append(d.Shadow, ruleDecision(m, e.version))
 		} else {
-			d.Shadow = append(d.Shadow, Decision{Rule: -1, DryRun: true, Version: e.version, Reason: reasonDryNoMatch})
+			d.Shadow = append(d.Shadow, Decision{Rule: request.NoRule, DryRun: true, PolicyVersion: e.version, Reason: reasonDryNoMatch})
 		}
 	}
 	return d

@@ -95,10 +95,13 @@ func genPolicies(p *picker) string {
 
 func genRequest(p *picker) request.Request {
 	r := request.Request{
-		Method: p.pick("GET", "POST", "", "get"),
-		Host:   p.pick(fzReqHost...),
-		Path:   p.pick(fzReqPath...),
-		Port:   []int{0, 80, 443}[p.n(3)],
+		Method:      p.pick("GET", "POST", "", "get"),
+		Path:        p.pick(fzReqPath...),
+		Destination: request.Destination{Port: []int{0, 80, 443}[p.n(3)]},
+	}
+	// Fronts judge only canonical authorities; one they would refuse is left out.
+	if a, err := request.ParseAuthority(p.pick(fzReqHost...)); err == nil {
+		r.Host, r.HostPort = a.Host, a.Port
 	}
 	if p.n(2) == 0 {
 		r.Protocol = request.TCP
@@ -173,7 +176,7 @@ func FuzzCompile(f *testing.F) {
 		e := s.EngineAllPolicies()
 		for _, r := range []request.Request{
 			{Method: "GET", Host: "a", Path: "/a/b"},
-			{Protocol: request.TCP, Port: 80, Source: request.Peer{Principal: "spiffe://td/ns/a/sa/b"}},
+			{Protocol: request.TCP, Destination: request.Destination{Port: 80}, Source: request.Peer{Principal: "spiffe://td/ns/a/sa/b"}},
 		} {
 			if diff := cmp.Diff(e.Linear().Decide(&r), e.Decide(&r)); diff != "" {
 				t.Fatalf("indexed differs from linear:\n%s", diff)

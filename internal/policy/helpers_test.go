@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/request"
 )
 
 // compileYAML compiles the policies in src (one or more YAML documents).
@@ -31,4 +32,16 @@ func mustCompile(t testing.TB, src string, opts Options) *Set {
 		t.Fatalf("compile: %v", err)
 	}
 	return s
+}
+
+// at sets r's host from an authority as a client would send it, canonicalized
+// as every front does (request.ParseAuthority); it panics on one a front would
+// refuse, which a test must not describe as judged.
+func at(authority string, r request.Request) request.Request {
+	a, err := request.ParseAuthority(authority)
+	if err != nil {
+		panic(err)
+	}
+	r.Host, r.HostPort = a.Host, a.Port
+	return r
 }

@@ -3,7 +3,7 @@ package policy
 import "strings"
 
 // ruleIndex finds the first matching rule of a group without trying every rule.
-// Rules are keyed by the host (lower case, without port) and by the leading
+// Rules are keyed by the canonical host name (without port) and by the leading
 // literal path segments that every request they can match must have; a rule
 // that cannot be keyed by host sits under anyHost, one that cannot be keyed by
 // path sits at the root of its path trie. A request walks its host's trie and
@@ -136,8 +136,8 @@ func (x *ruleIndex) first(c *evalCtx) *rule {
 	}
 	best := int32(len(x.rules))
 	if len(x.byHost) > 0 && c.r.Host != "" {
-		var buf [128]byte
-		if n := x.byHost[string(hostKey(buf[:0], c.r.Host))]; n != nil {
+		// Request hosts are canonical (request.ParseAuthority), as the keys are.
+		if n := x.byHost[c.r.Host]; n != nil {
 			best = n.first(x.rules, c, best)
 		}
 	}

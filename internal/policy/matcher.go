@@ -64,6 +64,7 @@ type matcher struct {
 	strict bool
 
 	strs  []strMatch
+	hosts []hostMatch
 	res   []*regexp.Regexp // path templates, pathRegex, serviceAccounts, wildcard namespaces
 	nsExa []string         // namespaces without wildcard, as "/ns/<ns>/"
 	nets  []netip.Prefix
@@ -114,13 +115,13 @@ func (m *matcher) eval(c *evalCtx) bool {
 	var hit bool
 	switch m.attr {
 	case aHost:
-		hit = r.Host != "" && anyStr(m.strs, r.Host)
+		hit = r.Host != "" && anyHost(m.hosts, r)
 	case aMethod:
 		hit = r.Method != "" && anyStr(m.strs, r.Method)
 	case aPath:
 		hit = r.Path != "" && m.matchPath(r.Path)
 	case aPort:
-		hit = r.Port > 0 && m.matchPort(r.Port)
+		hit = r.Destination.Port > 0 && m.matchPort(r.Destination.Port)
 	case aPrincipal:
 		hit = m.matchPrincipal(c)
 	case aNamespace:
@@ -136,7 +137,7 @@ func (m *matcher) eval(c *evalCtx) bool {
 	case aRemoteIP:
 		hit = m.matchIP(r.RemoteIP)
 	case aDestIP:
-		hit = m.matchIP(r.DestinationIP)
+		hit = m.matchIP(r.Destination.IP)
 	case aSNI:
 		hit = r.SNI != "" && anyStr(m.strs, r.SNI)
 	case aPresenter:
@@ -342,7 +343,14 @@ func (m *matcher) pseudoValue(r *request.Request) (string, bool) {
 	case psMethod:
 		return r.Method, r.Method != ""
 	case psAuthority:
-		return r.Host, r.Host != ""
+		// The canonical authority, as the upstream receives it in Host.
+		if r.Host == "" {
+			return "", false
+		}
+		if r.HostPort == 0 {
+			return r.Host, true
+		}
+		return r.Authority().String(), true
 	case psPath:
 		if r.Path == "" {
 			return "", false

@@ -13,11 +13,11 @@ const (
 	smPresent                 // "*" on hosts, methods, headers: present, possibly empty
 )
 
-// strMatch is one compiled value. fold makes it ASCII case-insensitive (hosts only,
-// CVE-2021-39155: "Host: Secret.com" must not slip past a DENY on secret.com).
+// strMatch is one compiled value. Hosts are matched in their canonical, lower-case
+// form (hosts.go), so no value needs case folding (CVE-2021-39155: "Host:
+// Secret.com" must not slip past a DENY on secret.com).
 type strMatch struct {
 	kind strKind
-	fold bool
 	v    string
 }
 
@@ -39,24 +39,15 @@ func parseStr(v string, star strKind) strMatch {
 func (m *strMatch) match(s string) bool {
 	switch m.kind {
 	case smExact:
-		if m.fold {
-			return asciiEqualFold(s, m.v)
-		}
 		return s == m.v
 	case smPrefix:
 		if len(s) < len(m.v) {
 			return false
 		}
-		if m.fold {
-			return asciiEqualFold(s[:len(m.v)], m.v)
-		}
 		return s[:len(m.v)] == m.v
 	case smSuffix:
 		if len(s) < len(m.v) {
 			return false
-		}
-		if m.fold {
-			return asciiEqualFold(s[len(s)-len(m.v):], m.v)
 		}
 		return s[len(s)-len(m.v):] == m.v
 	case smNonEmpty:
@@ -74,62 +65,6 @@ func anyStr(ms []strMatch, s string) bool {
 		}
 	}
 	return false
-}
-
-// asciiEqualFold compares ignoring ASCII case only, as Envoy's ignore_case does.
-// Unicode folding (strings.EqualFold) would let "\u212A.example" (Kelvin sign)
-// match a policy for "k.example", which no backend would treat as the same host.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-// hostKey is the index key of a host: lower-cased, without any port. It cuts at
-// the first ':' (or after the closing ']' of an IPv6 literal), so every host a
-// value can match has the same key as the value.
-func hostKey(dst []byte, h string) []byte {
-	end := len(h)
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i >= 0 {
-			end = i + 1
-		}
-	} else if i := strings.IndexByte(h, ':'); i >= 0 {
-		end = i
-	}
-	for i := 0; i < end; i++ {
-		c := h[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}
-
-// hostKeyComplete reports whether a host prefix value already fixes the key of every
-// host it matches (it contains the end of the host name).
-func hostKeyComplete(prefix string) bool {
-	if strings.HasPrefix(prefix, "[") {
-		return strings.IndexByte(prefix, ']') >= 0
-	}
-	return strings.IndexByte(prefix, ':') >= 0
 }
 
 // trimOWS removes the optional whitespace around a header value, so that

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/policy"
@@ -23,6 +24,9 @@ type Settings struct {
 	// would to such a listener (config.Workload.Selects).
 	Labels    map[string]string
 	Namespace string
+	// TrustedProxies are the listener's trusted proxies, from which
+	// X-Forwarded-For is believed (request.ClientIP).
+	TrustedProxies []netip.Prefix
 }
 
 func (s Settings) normalization() pathnorm.Options {
@@ -74,7 +78,7 @@ func Eval(policies []string, s Settings, in io.Reader, out io.Writer) (policy.De
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	req, err := desc.Request(s.normalization())
+	req, err := desc.Request(s.normalization(), s.TrustedProxies)
 	if err != nil {
 		return policy.Decision{}, err
 	}

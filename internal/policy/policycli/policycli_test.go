@@ -190,7 +190,7 @@ func TestDescriptionRequest(t *testing.T) {
 			d, err := ReadDescription(strings.NewReader(tc.json))
 			var r *request.Request
 			if err == nil {
-				r, err = d.Request(tc.norm)
+				r, err = d.Request(tc.norm, nil)
 			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
@@ -217,7 +217,7 @@ func FuzzReadDescription(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r, err := d.Request(pathnorm.IstioDefault())
+		r, err := d.Request(pathnorm.IstioDefault(), nil)
 		if err != nil {
 			return
 		}

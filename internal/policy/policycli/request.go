@@ -20,17 +20,24 @@ import (
 // fields mean absent attributes.
 type Description struct {
 	Method string `json:"method" yaml:"method"`
-	Host   string `json:"host" yaml:"host"`
-	Port   int    `json:"port" yaml:"port"`
+	// Host is the authority as a client sends it ("Admin.example.com.:8443");
+	// it is canonicalized as the gateway does (request.ParseAuthority), and
+	// one the gateway would refuse with 400 is an error.
+	Host string `json:"host" yaml:"host"`
+	// Port is the destination port: at the ingress, the listener's port.
+	Port int `json:"port" yaml:"port"`
 	// Path is the raw request-target as sent: it may carry a query, a fragment
 	// and escapes, and is normalized as the gateway would.
-	Path          string              `json:"path" yaml:"path"`
-	Headers       map[string][]string `json:"headers" yaml:"headers"`
-	Source        *SourceDescription  `json:"source" yaml:"source"`
-	RemoteIP      string              `json:"remoteIP" yaml:"remoteIP"`
-	SNI           string              `json:"sni" yaml:"sni"`
-	DestinationIP string              `json:"destinationIP" yaml:"destinationIP"`
-	Auth          *AuthDescription    `json:"auth" yaml:"auth"`
+	Path    string              `json:"path" yaml:"path"`
+	Headers map[string][]string `json:"headers" yaml:"headers"`
+	Source  *SourceDescription  `json:"source" yaml:"source"`
+	// RemoteIP is the original client. When absent it is derived as the
+	// gateway derives it: from X-Forwarded-For when source.ip is one of the
+	// trusted proxies, else source.ip (request.ClientIP).
+	RemoteIP      string           `json:"remoteIP" yaml:"remoteIP"`
+	SNI           string           `json:"sni" yaml:"sni"`
+	DestinationIP string           `json:"destinationIP" yaml:"destinationIP"`
+	Auth          *AuthDescription `json:"auth" yaml:"auth"`
 	// Protocol is "http" (the default) or "tcp".
 	Protocol string `json:"protocol" yaml:"protocol"`
 }
@@ -101,15 +108,22 @@ func (a *AuthDescription) normalizeNumbers() {
 	}
 }
 
-// Request builds what the engine judges, normalizing the path with norm exactly
-// as the gateway does. A target the gateway would refuse (400) is an error.
-func (d *Description) Request(norm pathnorm.Options) (*request.Request, error) {
+// Request builds what the engine judges, normalizing the path with norm and
+// the host exactly as the gateway does; trusted are the gateway's trusted
+// proxies. A target or host the gateway would refuse (400) is an error.
+func (d *Description) Request(norm pathnorm.Options, trusted []netip.Prefix) (*request.Request, error) {
 	r := &request.Request{
-		Protocol: request.HTTP,
-		Method:   d.Method,
-		Host:     d.Host,
-		Port:     d.Port,
-		SNI:      d.SNI,
+		Protocol:    request.HTTP,
+		Method:      d.Method,
+		Destination: request.Destination{Port: d.Port},
+		SNI:         d.SNI,
+	}
+	if d.Host != "" {
+		a, err := request.ParseAuthority(d.Host)
+		if err != nil {
+			return nil, fmt.Errorf("host %q would be refused with 400: %w", d.Host, err)
+		}
+		r.Host, r.HostPort = a.Host, a.Port
 	}
 	switch d.Protocol {
 	case "", "http":
@@ -155,7 +169,10 @@ func (d *Description) Request(norm pathnorm.Options) (*request.Request, error) {
 	if r.RemoteIP, err = parseIP("remoteIP", d.RemoteIP); err != nil {
 		return nil, err
 	}
-	if r.DestinationIP, err = parseIP("destinationIP", d.DestinationIP); err != nil {
+	if !r.RemoteIP.IsValid() && r.Source.IP.IsValid() {
+		r.RemoteIP = request.ClientIP(r.Source.IP, r.Headers["X-Forwarded-For"], trusted)
+	}
+	if r.Destination.IP, err = parseIP("destinationIP", d.DestinationIP); err != nil {
 		return nil, err
 	}
 	if a := d.Auth; a != nil {

@@ -160,7 +160,7 @@ func runCases(file string, d *config.Decoder, tf *testFile, out io.Writer) (pass
 	for i, c := range tf.Cases {
 		pos := d.Pos(fmt.Sprintf("cases[%d]", i))
 		name := fmt.Sprintf("%s:%d: %s", file, pos.Line, c.Name)
-		req, err := c.Request.Request(s.normalization())
+		req, err := c.Request.Request(s.normalization(), s.TrustedProxies)
 		if err != nil {
 			fmt.Fprintf(out, "FAIL %s\n  request: %v\n", name, err)
 			failed++
