@@ -97,7 +97,7 @@ func TestPolicyEval(t *testing.T) {
 			var d struct {
 				Allow   bool   `json:"allow"`
 				Reason  string `json:"reason"`
-				Version string `json:"version"`
+				Version string `json:"policyVersion"`
 			}
 			if err := json.Unmarshal(out.Bytes(), &d); err != nil {
 				t.Fatalf("output is not a decision: %s", out.String())
