@@ -15,6 +15,7 @@ import (
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/exchange"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/listener"
@@ -107,16 +108,15 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 		return nil, err
 	}
 	in := cfg.Ingress
-	hopts := ingress.Options{
-		Normalize:      norm,
+	front := exchange.New(exchange.Options{
+		Name:           "ingress",
 		TrustedProxies: config.ParsePrefixes(in.TrustedProxies),
-		DefaultPort:    portOf(in.Listen),
-		Audit:          g.audit,
+		Recorder:       g.audit,
 		Metrics:        metricsAdapter{g.metrics},
 		Logger:         g.log,
-	}
-	g.handler = ingress.New(hopts, &ingress.Snapshot{Router: router, Logins: logins})
-	if err := g.openMesh(hopts); err != nil {
+	})
+	g.handler = ingress.New(ingress.Options{Front: front, Normalize: norm}, &ingress.Snapshot{Router: router, Logins: logins})
+	if err := g.openMesh(norm); err != nil {
 		return nil, err
 	}
 
@@ -440,10 +440,10 @@ func Summary(cfg *config.Gateway) string {
 
 type metricsAdapter struct{ m *telemetry.Metrics }
 
-func (a metricsAdapter) ObserveRequest(route string, code int, d time.Duration) {
-	a.m.ObserveRequest("ingress", route, code, d)
+func (a metricsAdapter) ObserveRequest(front, route string, code int, d time.Duration) {
+	a.m.ObserveRequest(front, route, code, d)
 }
 
-func (a metricsAdapter) UpstreamError(route string, kind audit.ErrorKind) {
-	a.m.Route("ingress", route).UpstreamError(string(kind))
+func (a metricsAdapter) UpstreamError(front, route string, kind audit.ErrorKind) {
+	a.m.Route(front, route).UpstreamError(string(kind))
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/exchange"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/listener"
@@ -17,7 +18,7 @@ import (
 // openMesh builds the listener for in-mesh callers: the same routes as the
 // ingress, the gateway's SVID as server certificate, and a required client SVID
 // whose SPIFFE ID becomes source.principal for policy.
-func (g *Gateway) openMesh(base ingress.Options) error {
+func (g *Gateway) openMesh(norm ingress.Normalizer) error {
 	m := g.cfg.Ingress.Mesh
 	if m == nil {
 		return nil
@@ -31,11 +32,14 @@ func (g *Gateway) openMesh(base ingress.Options) error {
 		return config.Errors{g.cfg.ErrorAt("ingress.mesh.allowedCallers", err.Error())}
 	}
 	mtls := identity.ServerTLSConfig(g.src, allowed)
-	opts := base
-	opts.DefaultPort = portOf(m.Listen)
 	// Callers in the mesh are not proxies whose forwarding headers we'd trust.
-	opts.TrustedProxies = nil
-	g.meshHandler = ingress.New(opts, &ingress.Snapshot{Router: g.router})
+	front := exchange.New(exchange.Options{
+		Name:     "mesh",
+		Recorder: g.audit,
+		Metrics:  metricsAdapter{g.metrics},
+		Logger:   g.log,
+	})
+	g.meshHandler = ingress.New(ingress.Options{Front: front, Normalize: norm}, &ingress.Snapshot{Router: g.router})
 	srv, err := listener.New(listener.Config{
 		Addr:    m.Listen,
 		Handler: g.meshHandler,
@@ -80,13 +84,6 @@ func (g *Gateway) trustDomain() string {
 	return g.src.Status().ID.TrustDomain().Name()
 }
 
-func portOf(addr string) string {
-	_, port, _ := net.SplitHostPort(addr)
-	if port == "0" || port == "" {
-		return "443"
-	}
-	return port
-}
 
 // MeshAddr is the bound mesh listener address (after Start), or nil.
 func (g *Gateway) MeshAddr() net.Addr {

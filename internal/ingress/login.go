@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/exchange"
 	"tollgate.dev/tollgate/internal/oidc"
 	"tollgate.dev/tollgate/internal/request"
 )
@@ -42,48 +43,48 @@ func isReserved(path string) bool {
 // serveReserved answers a request under ReservedPrefix. It runs on the
 // normalized path, so "/x/../.tollgate/..." or "//.tollgate/..." cannot slip
 // past to an upstream; the login endpoints see that same path.
-func (h *Handler) serveReserved(x *exchange, snap *Snapshot, r *http.Request, path, rawQuery string) {
-	r.URL.RawPath = path
-	r.URL.Path = unescapePath(path)
-	r.URL.RawQuery = rawQuery
-	x.w.Header().Set(HeaderRequestID, x.ev.RequestID)
+func (h *Handler) serveReserved(x *exchange.Exchange, snap *Snapshot, r *http.Request) {
+	setURL(r, x.Req.Path, x.Req.RawQuery)
+	w := x.ResponseWriter()
+	w.Header().Set(exchange.HeaderRequestID, x.Event.RequestID)
 	if ls := snap.Logins; ls != nil {
 		for _, l := range ls.all {
-			if l.ServeReserved(&x.w, r) {
+			if l.ServeReserved(w, r) {
 				return
 			}
 		}
 	}
-	h.reject(x, http.StatusNotFound, audit.ErrNoRoute, "no such gateway endpoint")
+	x.Reject(http.StatusNotFound, audit.ErrNoRoute, "no such gateway endpoint")
 }
 
 // browserLogin is the session step of a route bound to a login, after bearer
 // authentication. A bearer identity wins; without one the session cookie must
 // be valid, else a browser navigation is sent to the provider (302) and
 // anything else gets 401. It returns the identity and whether to go on.
-func (h *Handler) browserLogin(x *exchange, l *oidc.Login, r *http.Request, auth *request.Auth) (*request.Auth, bool) {
-	if auth == nil {
-		a, out := l.Authenticate(&x.w, r)
-		if out != oidc.Authenticated {
-			x.ev.Error = audit.ErrUnauthenticated
-			if out == oidc.LoginRequired {
-				x.w.Header().Set(HeaderRequestID, x.ev.RequestID)
-				l.Challenge(&x.w, r, out)
-				return nil, false
-			}
-			// Not a page load (API call, XHR, POST): a redirect to a login page
-			// helps nobody. Same JSON error, with the request id, as every 401.
-			x.w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate"`)
-			h.reject(x, http.StatusUnauthorized, audit.ErrUnauthenticated, "a session or bearer token is required")
+func browserLogin(x *exchange.Exchange, l *oidc.Login, r *http.Request, auth *request.Auth) (*request.Auth, bool) {
+	if auth != nil {
+		return auth, true
+	}
+	w := x.ResponseWriter()
+	a, out := l.Authenticate(w, r)
+	if out != oidc.Authenticated {
+		x.Event.Error = audit.ErrUnauthenticated
+		if out == oidc.LoginRequired {
+			w.Header().Set(exchange.HeaderRequestID, x.Event.RequestID)
+			l.Challenge(w, r, out)
 			return nil, false
 		}
-		auth = a
-		x.ev.Auth = &audit.Auth{Principal: a.Principal, Issuer: a.Issuer, Subject: a.Subject}
-		for k, v := range oidc.ClaimHeaders(a) {
-			r.Header[k] = v
-		}
+		// Not a page load (API call, XHR, POST): a redirect to a login page
+		// helps nobody. Same JSON error, with the request id, as every 401.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate"`)
+		x.Reject(http.StatusUnauthorized, audit.ErrUnauthenticated, "a session or bearer token is required")
+		return nil, false
 	}
-	return auth, true
+	x.Event.Auth = &audit.Auth{Principal: a.Principal, Issuer: a.Issuer, Subject: a.Subject}
+	for k, v := range oidc.ClaimHeaders(a) {
+		r.Header[k] = v
+	}
+	return a, true
 }
 
 // stripSessionCookies removes the gateway's cookies before a request goes

@@ -1,11 +1,9 @@
 package ingress
 
 import (
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"tollgate.dev/tollgate/internal/request"
@@ -27,9 +25,11 @@ type Route struct {
 	proxy *proxy
 	// upstreamURL is Upstream.String(), formatted once for every audit event.
 	upstreamURL string
-	// parsed host pattern
-	hostName, hostPort string
-	wildcard           bool
+	// parsed host pattern: the canonical name (without "*." for a wildcard)
+	// and the port, 0 for any
+	hostName string
+	hostPort int
+	wildcard bool
 }
 
 // Router picks the route for a host and normalized path: the most specific host
@@ -57,15 +57,18 @@ func NewRouter(routes []*Route) *Router {
 // Routes returns the routes in match order.
 func (rt *Router) Routes() []*Route { return rt.routes }
 
+// parseHost reads the route's host pattern with the one host canonicalizer
+// (request.ParseAuthority) that requests go through, so a route and the
+// requests for it can't disagree on a spelling. Config validation has
+// refused patterns that don't parse.
 func (r *Route) parseHost() {
-	h := strings.ToLower(r.Host)
-	if name, port, err := net.SplitHostPort(h); err == nil {
-		h, r.hostPort = name, port
+	if r.Host == "*" {
+		r.hostName = "*"
+		return
 	}
-	if rest, ok := strings.CutPrefix(h, "*."); ok {
-		r.wildcard, h = true, rest
-	}
-	r.hostName = strings.TrimSuffix(h, ".")
+	h, wild := strings.CutPrefix(r.Host, "*.")
+	a, _ := request.ParseAuthority(h)
+	r.hostName, r.hostPort, r.wildcard = a.Host, a.Port, wild
 }
 
 func (r *Route) hostScore() int {
@@ -73,9 +76,9 @@ func (r *Route) hostScore() int {
 	case r.hostName == "*":
 		return 0
 	case r.wildcard:
-		return 1 + boolInt(r.hostPort != "")
+		return 1 + boolInt(r.hostPort != 0)
 	default:
-		return 3 + boolInt(r.hostPort != "")
+		return 3 + boolInt(r.hostPort != 0)
 	}
 }
 
@@ -87,11 +90,12 @@ func boolInt(b bool) int {
 }
 
 // Match returns the route for a canonical authority and the normalized path,
-// or nil. defaultPort is the port an authority without one stands for.
-func (rt *Router) Match(a request.Authority, path, defaultPort string) *Route {
+// or nil. defaultPort is the port an authority without one stands for (the
+// listener's).
+func (rt *Router) Match(a request.Authority, path string, defaultPort int) *Route {
 	port := defaultPort
 	if a.Port != 0 {
-		port = strconv.Itoa(a.Port)
+		port = a.Port
 	}
 	for _, r := range rt.routes {
 		if r.matchHost(a.Host, port) && matchPrefix(r.PathPrefix, path) {
@@ -101,8 +105,8 @@ func (rt *Router) Match(a request.Authority, path, defaultPort string) *Route {
 	return nil
 }
 
-func (r *Route) matchHost(name, port string) bool {
-	if r.hostPort != "" && r.hostPort != port {
+func (r *Route) matchHost(name string, port int) bool {
+	if r.hostPort != 0 && r.hostPort != port {
 		return false
 	}
 	switch {

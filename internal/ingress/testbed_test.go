@@ -20,6 +20,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/exchange"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/oidc"
 	"tollgate.dev/tollgate/internal/policy/pathnorm"
@@ -74,7 +75,9 @@ type eventLog struct {
 	events []audit.Event
 }
 
-func (l *eventLog) Record(ev *audit.Event) {
+func (l *eventLog) Decided(*audit.Event) error { return nil }
+
+func (l *eventLog) Completed(ev *audit.Event) {
 	l.mu.Lock()
 	l.events = append(l.events, *ev)
 	l.mu.Unlock()
@@ -106,9 +109,10 @@ type testbedOptions struct {
 	authorize        Authorizer
 	responseTimeout  time.Duration
 	authenticate     *oidc.Authenticator
-	audit            Recorder // default: an in-memory event log
-	metrics          Observer
-	quiet            bool // no log output (benchmarks)
+	audit            exchange.Recorder // default: an in-memory event log
+	metrics          exchange.Observer
+	front            string // the front's name (default "ingress")
+	quiet            bool   // no log output (benchmarks)
 }
 
 func newTestbed(t testing.TB, o testbedOptions) *testbed {
@@ -170,14 +174,14 @@ func newTestbed(t testing.TB, o testbedOptions) *testbed {
 	if o.quiet {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	tb.handler = New(Options{
-		Normalize:      Normalizer(pathnormDefault),
+	front := exchange.New(exchange.Options{
+		Name:           cmpOr(o.front, "ingress"),
 		TrustedProxies: o.trusted,
-		DefaultPort:    "443",
-		Audit:          cmpOr[Recorder](o.audit, tb.events),
+		Recorder:       cmpOr[exchange.Recorder](o.audit, tb.events),
 		Metrics:        o.metrics,
 		Logger:         logger,
-	}, &Snapshot{Router: NewRouter(routes), Authorize: o.authorize, Authenticate: o.authenticate})
+	})
+	tb.handler = New(Options{Front: front, Normalize: Normalizer(pathnormDefault)}, &Snapshot{Router: NewRouter(routes), Authorize: o.authorize, Authenticate: o.authenticate})
 
 	cert, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
 	if err != nil {

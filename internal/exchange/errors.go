@@ -1,4 +1,4 @@
-package ingress
+package exchange
 
 import (
 	"context"
@@ -13,22 +13,36 @@ import (
 	"tollgate.dev/tollgate/internal/identity"
 )
 
-// writeError sends the small JSON error body every client error uses. msg is a
+// HeaderRequestID is the header that carries the request id to the upstream
+// and back to the client. A client can't send its own: only a trusted proxy's
+// is kept.
+const HeaderRequestID = "X-Request-Id"
+
+// HeaderError names the reason of a refusal in one short token, for clients
+// that only show headers (as Smokescreen's X-Smokescreen-Error does).
+const HeaderError = "X-Tollgate-Error"
+
+// WriteError sends the small JSON error body every client error uses. msg is a
 // fixed, safe text: never an error's text, which may carry addresses or names
 // of internal services.
-func writeError(w http.ResponseWriter, status int, msg, requestID string) {
+func WriteError(w http.ResponseWriter, status int, msg, requestID string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	// Hand-built: msg and requestID are from fixed sets of safe characters, but
-	// quote them anyway.
-	w.Write([]byte(`{"error":` + strconv.Quote(msg) + `,"requestId":` + strconv.Quote(requestID) + "}\n"))
+	w.Write(ErrorBody(msg, requestID))
 }
 
-// classify maps an upstream round-trip error to a status and an error kind.
-func classify(ctx context.Context, err error) (int, audit.ErrorKind) {
+// ErrorBody is the JSON body of an error answer.
+func ErrorBody(msg, requestID string) []byte {
+	// Hand-built: msg and requestID are from fixed sets of safe characters, but
+	// quote them anyway.
+	return []byte(`{"error":` + strconv.Quote(msg) + `,"requestId":` + strconv.Quote(requestID) + "}\n")
+}
+
+// Classify maps an upstream round-trip error to a status and an error kind.
+func Classify(ctx context.Context, err error) (int, audit.ErrorKind) {
 	var (
 		peerErr  *identity.PeerError
 		verErr   *tls.CertificateVerificationError
@@ -57,8 +71,8 @@ func classify(ctx context.Context, err error) (int, audit.ErrorKind) {
 	}
 }
 
-// statusText is the safe message for each status the gateway itself answers.
-func statusText(kind audit.ErrorKind) string {
+// StatusText is the safe message for each refusal the gateway itself answers.
+func StatusText(kind audit.ErrorKind) string {
 	switch kind {
 	case audit.ErrUpstreamTLS:
 		return "upstream identity could not be verified"
@@ -73,4 +87,14 @@ func statusText(kind audit.ErrorKind) string {
 	default:
 		return "bad gateway"
 	}
+}
+
+// isUpstreamError reports whether kind is a failure of the upstream exchange (as
+// opposed to the gateway refusing the client), for the upstream-errors metric.
+func isUpstreamError(kind audit.ErrorKind) bool {
+	switch kind {
+	case audit.ErrUpstreamTLS, audit.ErrUpstreamUnreachable, audit.ErrUpstreamProtocol, audit.ErrTimeout:
+		return true
+	}
+	return false
 }

@@ -1,0 +1,166 @@
+package exchange
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/policy/pathnorm"
+	"tollgate.dev/tollgate/internal/request"
+)
+
+// Authorizer judges a described request; the decision record goes into the
+// audit event as is. A nil decision is a deny (fail closed).
+type Authorizer interface {
+	Authorize(*request.Request) *request.Decision
+}
+
+// Exchange is the state of one request, shared by the front's steps and its
+// proxy's callbacks.
+type Exchange struct {
+	// Event is the request's audit record, filled as the exchange goes.
+	Event audit.Event
+	// Req is the canonical request description: what routing, policy, audit
+	// and the upstream all see.
+	Req request.Request
+
+	front   *Front
+	w       Response
+	body    *countingReader
+	trusted bool
+}
+
+// ResponseWriter is the counting writer the front answers through.
+func (x *Exchange) ResponseWriter() *Response { return &x.w }
+
+// Trusted reports whether the direct peer is a trusted proxy.
+func (x *Exchange) Trusted() bool { return x.trusted }
+
+// Front is the front the request arrived at.
+func (x *Exchange) Front() *Front { return x.front }
+
+// SetTarget records the normalized path and the query to forward, with
+// method-override parameters removed (the upstream must act on the method
+// policy judged).
+func (x *Exchange) SetTarget(path, rawQuery string) {
+	rawQuery = stripMethodOverride(rawQuery)
+	x.Req.Path, x.Req.RawQuery = path, rawQuery
+	x.Event.Path, x.Event.Query = path, audit.RedactQuery(rawQuery, nil)
+}
+
+// Reject answers with the gateway's own JSON error: status, a short safe
+// message, the request id.
+func (x *Exchange) Reject(status int, kind audit.ErrorKind, msg string) {
+	x.Event.Error = kind
+	x.w.Header().Set(HeaderRequestID, x.Event.RequestID)
+	WriteError(&x.w, status, msg, x.Event.RequestID)
+}
+
+// Authorize asks a about the request, records its decision in the event, and
+// answers 403 unless it allows. A query that policy reads is decoded once
+// here; one that can't be decoded one way only (';' separators, which
+// backends split differently) is refused (400) rather than judged on a guess.
+func (x *Exchange) Authorize(a Authorizer) bool {
+	q := &x.Req
+	if q.RawQuery != "" && usesQuery(a) {
+		v, err := pathnorm.ParseQuery(q.RawQuery)
+		if err != nil {
+			x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "invalid query")
+			return false
+		}
+		q.Query = v
+	}
+	d := a.Authorize(q)
+	x.Event.Decision = d
+	if d == nil || !d.Allow {
+		// Fail closed: a missing decision is a deny.
+		x.Reject(http.StatusForbidden, "", "access denied")
+		return false
+	}
+	return true
+}
+
+// usesQuery reports whether the authorizer reads request.query[...]; one that
+// does not say is assumed to.
+func usesQuery(a Authorizer) bool {
+	if q, ok := a.(interface{ UsesQuery() bool }); ok {
+		return q.UsesQuery()
+	}
+	return true
+}
+
+// Admit hands the decided request to the audit seam before anything is
+// forwarded. A recorder that refuses (the fail-closed audit) gets a 503: no
+// request leaves unaudited.
+func (x *Exchange) Admit() bool {
+	rec := x.front.opts.Recorder
+	if rec == nil {
+		return true
+	}
+	if err := rec.Decided(&x.Event); err != nil {
+		x.front.opts.Logger.Error("audit refused the request; answering 503", "requestId", x.Event.RequestID, "err", err)
+		x.Reject(http.StatusServiceUnavailable, audit.ErrInternal, "audit unavailable")
+		return false
+	}
+	return true
+}
+
+// Fail answers an upstream round trip that failed: its status and kind by
+// Classify, the cause in the log, a safe message to the client (nothing
+// when the client is gone).
+func (x *Exchange) Fail(ctx context.Context, err error) {
+	status, kind := Classify(ctx, err)
+	x.Event.Error = kind
+	x.front.opts.Logger.Warn("upstream request failed",
+		"requestId", x.Event.RequestID, "front", x.front.opts.Name, "route", x.Event.Route, "kind", string(kind), "err", err)
+	if kind == audit.ErrClientCanceled {
+		x.w.status = status // nobody is listening; record it, write nothing
+		return
+	}
+	x.w.Header().Set(HeaderRequestID, x.Event.RequestID)
+	WriteError(&x.w, status, StatusText(kind), x.Event.RequestID)
+}
+
+// Finish completes the audit event and the metrics of the request. Call it
+// once, deferred right after Begin.
+func (x *Exchange) Finish() {
+	ev := &x.Event
+	ev.Duration = time.Since(ev.Time)
+	ev.Status = x.w.status
+	if ev.Status == 0 {
+		ev.Status = http.StatusOK
+	}
+	ev.BytesOut = x.w.bytes
+	if x.body != nil {
+		ev.BytesIn = x.body.n
+	}
+	f := x.front
+	if m := f.opts.Metrics; m != nil {
+		route := ev.Route
+		if route == "" {
+			route = "-"
+		}
+		m.ObserveRequest(f.opts.Name, route, ev.Status, ev.Duration)
+		if isUpstreamError(ev.Error) {
+			m.UpstreamError(f.opts.Name, route, ev.Error)
+		}
+	}
+	if f.opts.Recorder != nil {
+		f.opts.Recorder.Completed(ev)
+	}
+}
+
+type exchangeKey struct{}
+
+// WithContext returns r carrying x, for callbacks (a ReverseProxy's
+// ModifyResponse and ErrorHandler) that only get the request.
+func (x *Exchange) WithContext(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+}
+
+// FromContext returns the exchange a context carries, or nil.
+func FromContext(ctx context.Context) *Exchange {
+	x, _ := ctx.Value(exchangeKey{}).(*Exchange)
+	return x
+}

@@ -1,0 +1,224 @@
+package exchange
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/identity"
+	"tollgate.dev/tollgate/internal/request"
+)
+
+// Recorder is the audit seam. Decided is called once the gateway has decided
+// to forward a request, before anything is forwarded: a recorder that returns
+// an error (a fail-closed audit that could not make the decision durable)
+// makes the exchange answer 503 instead, so nothing unaudited goes out.
+// Completed is called once per request when it is over, refused or not; the
+// recorder owns the event from then on.
+type Recorder interface {
+	Decided(*audit.Event) error
+	Completed(*audit.Event)
+}
+
+// Observer receives request metrics, labelled by front and route.
+type Observer interface {
+	ObserveRequest(front, route string, code int, d time.Duration)
+	UpstreamError(front, route string, kind audit.ErrorKind)
+}
+
+// Options configure a Front; they are fixed for its life.
+type Options struct {
+	// Name is the front's name, "ingress", "mesh" or "egress": the audit
+	// event's kind, the metrics' front label, request.Request.Front.
+	Name string
+	// TrustedProxies are the peers whose forwarding headers and request id
+	// are believed.
+	TrustedProxies []netip.Prefix
+	// Underscores says what to do with header names holding '_'.
+	Underscores UnderscoreAction
+	// Misdirected, when set, reports a request whose Host would have been
+	// served another certificate than its SNI chose (domain fronting): 421.
+	Misdirected func(sni, host string) bool
+	Recorder    Recorder
+	Metrics     Observer
+	Logger      *slog.Logger
+}
+
+// Front is the per-request plumbing of one front (one listener).
+type Front struct {
+	opts Options
+	kind audit.Kind
+	// listener is the last listener address formatted for the audit event: a
+	// front serves one listener, so formatting it per request would be waste.
+	listener atomic.Pointer[addrText]
+}
+
+type addrText struct {
+	ip   netip.Addr
+	text string
+}
+
+// New returns a front.
+func New(opts Options) *Front {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Front{opts: opts, kind: audit.Kind(opts.Name)}
+}
+
+// Name is the front's name.
+func (f *Front) Name() string { return f.opts.Name }
+
+// Logger is the front's operational logger.
+func (f *Front) Logger() *slog.Logger { return f.opts.Logger }
+
+func (f *Front) listenerAddr(ip netip.Addr) string {
+	if c := f.listener.Load(); c != nil && c.ip == ip {
+		return c.text
+	}
+	c := &addrText{ip: ip, text: ip.String()}
+	f.listener.Store(c)
+	return c.text
+}
+
+// Begin starts the exchange of one request: ids, the event's connection and
+// TLS facts, the canonical request description (authority, client address,
+// destination, peer identity), and header hygiene. It always returns the
+// exchange, whose Finish the caller must defer; ok is false when Begin has
+// already refused the request (400 for an invalid host or an underscore
+// header, 421 for a misdirected one, 403 for an upgrade the gateway does not
+// relay).
+func (f *Front) Begin(w http.ResponseWriter, r *http.Request) (x *Exchange, ok bool) {
+	x = &Exchange{front: f, w: Response{ResponseWriter: w}}
+	ev := &x.Event
+	ev.Time = time.Now()
+	ev.Kind = f.kind
+	ev.Method, ev.Protocol, ev.UserAgent = r.Method, r.Proto, r.UserAgent()
+
+	peer := clientAddr(r.RemoteAddr)
+	ev.Client = audit.Endpoint{Address: peer.Addr().String(), Port: int(peer.Port())}
+	q := &x.Req
+	q.Protocol, q.Front, q.Method, q.Headers = request.HTTP, f.opts.Name, r.Method, r.Header
+	q.Source.IP = peer.Addr()
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		ap := la.AddrPort()
+		ip := ap.Addr().Unmap()
+		q.Destination.IP, q.Destination.Port = ip, int(ap.Port())
+		ev.Listener = audit.Endpoint{Address: f.listenerAddr(ip), Port: la.Port}
+	}
+	if tp := r.Header["Traceparent"]; len(tp) == 1 {
+		ev.TraceID = traceID(tp[0])
+	}
+	if r.TLS != nil {
+		q.SNI = lowerASCII(strings.TrimSuffix(r.TLS.ServerName, "."))
+		ev.SNI, ev.TLSVersion = q.SNI, tls.VersionName(r.TLS.Version)
+		ev.TLSCipher = cipherNames[r.TLS.CipherSuite]
+		if len(r.TLS.PeerCertificates) > 0 {
+			// Only an SVID that identity's VerifyConnection accepted yields an
+			// ID, so a certificate with a forged URI SAN can't name a principal.
+			if id, ok := identity.PeerID(*r.TLS); ok {
+				q.Source.Principal = id.String()
+				ev.SourcePrincipal = q.Source.Principal
+			}
+		}
+	}
+	trusted := inPrefixes(peer.Addr(), f.opts.TrustedProxies)
+	x.trusted = trusted
+	ev.RequestID = r.Header.Get(HeaderRequestID)
+	if !trusted || !validRequestID(ev.RequestID) {
+		ev.RequestID = processIDs.next()
+	}
+	// Read before hygiene removes an untrusted peer's X-Forwarded-For.
+	q.RemoteIP = request.ClientIP(peer.Addr(), r.Header["X-Forwarded-For"], f.opts.TrustedProxies)
+	if r.Body != nil && r.Body != http.NoBody {
+		x.body = &countingReader{ReadCloser: r.Body}
+		r.Body = x.body
+	}
+
+	if !hygiene(r.Header, trusted, f.opts.Underscores) {
+		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "header names with underscores are not accepted")
+		return x, false
+	}
+	// One canonical host for routing, policy, cookies and the upstream: a
+	// spelling the router would treat as this host ("Admin.example.com.")
+	// must not be judged as another by policy.
+	a, err := request.ParseAuthority(r.Host)
+	if err != nil {
+		f.opts.Logger.Debug("host rejected", "requestId", ev.RequestID, "err", err)
+		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "invalid host")
+		return x, false
+	}
+	// HTTP/2 keeps a "host" field beside :authority in the header map; a
+	// request whose two differ is ambiguous (RFC 9113 §8.3.1), and policy's
+	// request.headers[host] must not read another host than routing did.
+	if hs, ok := r.Header["Host"]; ok {
+		for _, h := range hs {
+			if ha, err := request.ParseAuthority(h); err != nil || ha != a {
+				x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "host and :authority differ")
+				return x, false
+			}
+		}
+		delete(r.Header, "Host")
+	}
+	q.Host, q.HostPort = a.Host, a.Port
+	if !sameAuthority(r.Host, a) {
+		r.Host = a.String()
+	}
+	ev.Host = r.Host
+	if f.opts.Misdirected != nil && q.SNI != "" && f.opts.Misdirected(q.SNI, a.Host) {
+		x.Reject(http.StatusMisdirectedRequest, audit.ErrBadRequest, "misdirected request: host and TLS server name differ")
+		return x, false
+	}
+	if !upgradeAllowed(r) {
+		x.Reject(http.StatusForbidden, audit.ErrBadRequest, "upgrade not allowed")
+		return x, false
+	}
+	return x, true
+}
+
+// sameAuthority reports whether raw is already a's canonical spelling, so the
+// common case keeps the client's string instead of formatting a new one.
+func sameAuthority(raw string, a request.Authority) bool {
+	if a.Port == 0 {
+		return raw == a.Host
+	}
+	if len(raw) <= len(a.Host)+1 || raw[:len(a.Host)] != a.Host || raw[len(a.Host)] != ':' {
+		return false
+	}
+	p, err := strconv.Atoi(raw[len(a.Host)+1:])
+	return err == nil && p == a.Port
+}
+
+// clientAddr parses the peer address of a request.
+func clientAddr(remote string) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
