@@ -84,7 +84,6 @@ func (g *Gateway) trustDomain() string {
 	return g.src.Status().ID.TrustDomain().Name()
 }
 
-
 // MeshAddr is the bound mesh listener address (after Start), or nil.
 func (g *Gateway) MeshAddr() net.Addr {
 	if g.meshServer == nil {
