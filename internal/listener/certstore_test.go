@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"tollgate.dev/tollgate/internal/filewatch"
 )
 
 // lookupFixture is a store with a default, a wildcard, an exact name under
@@ -105,10 +108,15 @@ func TestNewCertStoreErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "missing.pem")
+	huge := filepath.Join(dir, "huge.pem")
+	if err := os.WriteFile(huge, make([]byte, maxPEMFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
 		certs   []CertFile
+		opts    CertStoreOptions // PollInterval -1 when zero
 		wantIs  error
 		wantSub []string // substrings the error must contain
 	}{
@@ -120,11 +128,17 @@ func TestNewCertStoreErrors(t *testing.T) {
 		{name: "garbage key", certs: []CertFile{{Cert: good.Cert, Key: garbage}}, wantSub: []string{"good.crt", "garbage.pem"}},
 		{name: "key of another cert", certs: []CertFile{{Cert: good.Cert, Key: other.Key}}, wantSub: []string{"good.crt", "other.key", "private key does not match public key"}},
 		{name: "second cert without SAN", certs: []CertFile{good, noSAN}, wantIs: errNoSAN, wantSub: []string{"nosan.crt"}},
-		{name: "directory as cert", certs: []CertFile{{Cert: dir, Key: good.Key}}, wantSub: []string{dir}},
+		{name: "directory as cert", certs: []CertFile{{Cert: dir, Key: good.Key}}, wantIs: filewatch.ErrNotRegular, wantSub: []string{"read certificate file", dir, "a directory"}},
+		{name: "huge key", certs: []CertFile{{Cert: good.Cert, Key: huge}}, wantIs: filewatch.ErrTooLarge, wantSub: []string{"read key file", "huge.pem", "larger than 1048576 bytes"}},
+		{name: "negative settle", certs: []CertFile{good}, opts: CertStoreOptions{Settle: -time.Second}, wantSub: []string{"listener: negative settle interval -1s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := NewCertStore(tt.certs, CertStoreOptions{PollInterval: -1})
+			opts := tt.opts
+			if opts.PollInterval == 0 {
+				opts.PollInterval = -1
+			}
+			s, err := NewCertStore(tt.certs, opts)
 			if err == nil {
 				s.Close()
 				t.Fatal("NewCertStore succeeded; want error")

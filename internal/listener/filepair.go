@@ -5,83 +5,69 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"os"
+	"io/fs"
+	"path/filepath"
+
+	"tollgate.dev/tollgate/internal/filewatch"
 )
 
 // maxPEMFileSize bounds what a reload reads: a certificate chain or key is a
 // few kilobytes, and a path pointed at a huge file must not exhaust memory.
 const maxPEMFileSize = 1 << 20
 
+// pemRead is how a pair's files are read: two named regular files, bounded.
+var pemRead = filewatch.ReadOptions{MaxFileSize: maxPEMFileSize}
+
 // filePair is one configured certificate/key pair and what it serves now.
-// Guarded by CertStore.reloadMu.
+// Guarded by CertStore.reloadMu, except watcher, which is set once.
 type filePair struct {
 	CertFile
 	cert *tls.Certificate // serving; the last version that parsed
-	// certSum and keySum hash the content last tried, whether it parsed or
-	// not. Content, not mtime or size, decides whether a file changed: a
-	// rewrite within the file system's timestamp granularity, or a
-	// Kubernetes-style symlink swap, changes neither reliably.
-	certSum, keySum [sha256.Size]byte
-	lastErr         string // last read error reported, to report it once
+	// lastSum is the hash of the content last tried, whether it parsed or
+	// not; zero after a read error, so the files coming back are tried (and
+	// the recovery reported) even with the old content. Content, not mtime
+	// or size, decides whether a pair changed: a rewrite within the file
+	// system's timestamp granularity, or a Kubernetes-style symlink swap,
+	// changes neither reliably.
+	lastSum [sha256.Size]byte
+	lastErr string // last read error reported, to report it once
+
+	watcher *filewatch.Watcher // nil when polling is off
 }
 
-// pairSnapshot is the content of a pair read from disk.
-type pairSnapshot struct {
-	CertFile
-	certPEM, keyPEM []byte
-	certSum, keySum [sha256.Size]byte
+func (cf CertFile) paths() []string { return []string{cf.Cert, cf.Key} }
+
+// readError names which file of the pair could not be read.
+func (cf CertFile) readError(err error) error {
+	var pe *fs.PathError
+	switch {
+	case !errors.As(err, &pe):
+		// Not a file's error: the files did not settle before the deadline.
+		return fmt.Errorf("listener: certificate %q with key %q: %w", cf.Cert, cf.Key, err)
+	case filepath.Clean(pe.Path) == filepath.Clean(cf.Key) && filepath.Clean(cf.Key) != filepath.Clean(cf.Cert):
+		return fmt.Errorf("listener: read key file: %w", err)
+	}
+	return fmt.Errorf("listener: read certificate file: %w", err)
 }
 
-func readPair(cf CertFile) (*pairSnapshot, error) {
-	certPEM, err := readBounded(cf.Cert)
+// parse checks the pair as read in snap (never re-reading the files): both
+// PEM blocks parse and the key matches the certificate, which also catches a
+// pair caught half-written during rotation (new certificate, old key). first
+// tells whether this is the default certificate, the only one that may have
+// no SAN.
+func (cf CertFile) parse(snap *filewatch.Snapshot, first bool) (*tls.Certificate, error) {
+	certPEM, _ := snap.Data(cf.Cert)
+	keyPEM, _ := snap.Data(cf.Key)
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("listener: read certificate file: %w", err)
-	}
-	keyPEM, err := readBounded(cf.Key)
-	if err != nil {
-		return nil, fmt.Errorf("listener: read key file: %w", err)
-	}
-	return &pairSnapshot{
-		CertFile: cf,
-		certPEM:  certPEM,
-		keyPEM:   keyPEM,
-		certSum:  sha256.Sum256(certPEM),
-		keySum:   sha256.Sum256(keyPEM),
-	}, nil
-}
-
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxPEMFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > maxPEMFileSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxPEMFileSize)
-	}
-	return b, nil
-}
-
-// parse checks the pair: both PEM blocks parse and the key matches the
-// certificate, which also catches a pair caught half-written during
-// rotation (new certificate, old key). first tells whether this is the
-// default certificate, the only one that may have no SAN.
-func (p *pairSnapshot) parse(first bool) (*tls.Certificate, error) {
-	c, err := tls.X509KeyPair(p.certPEM, p.keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("listener: load certificate %q with key %q: %w", p.Cert, p.Key, err)
+		return nil, fmt.Errorf("listener: load certificate %q with key %q: %w", cf.Cert, cf.Key, err)
 	}
 	pc, err := prepareCertificate(c)
 	if err != nil {
-		return nil, fmt.Errorf("listener: load certificate %q: %w", p.Cert, err)
+		return nil, fmt.Errorf("listener: load certificate %q: %w", cf.Cert, err)
 	}
 	if !first && len(pc.Leaf.DNSNames) == 0 && len(pc.Leaf.IPAddresses) == 0 {
-		return nil, fmt.Errorf("listener: certificate %q: %w", p.Cert, errNoSAN)
+		return nil, fmt.Errorf("listener: certificate %q: %w", cf.Cert, errNoSAN)
 	}
 	return pc, nil
 }

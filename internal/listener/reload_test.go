@@ -1,15 +1,21 @@
 package listener
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 type reloadEvent struct {
@@ -85,7 +91,7 @@ func TestReloadByPolling(t *testing.T) {
 			cf := writePair(t, dir, "srv", certA)
 			events := make(reloadRecorder, 16)
 			const interval = 20 * time.Millisecond
-			store, err := NewCertStore([]CertFile{cf}, CertStoreOptions{PollInterval: interval, OnReload: events.onReload})
+			store, err := NewCertStore([]CertFile{cf}, CertStoreOptions{PollInterval: interval, Settle: interval, OnReload: events.onReload})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +181,7 @@ func TestReloadExplicit(t *testing.T) {
 	other := writePair(t, dir, "other", ca.issue(t, "other.example.com"))
 	cf := writePair(t, dir, "srv", certA)
 	events := make(reloadRecorder, 16)
-	store, err := NewCertStore([]CertFile{cf, other}, CertStoreOptions{PollInterval: -1, OnReload: events.onReload})
+	store, err := NewCertStore([]CertFile{cf, other}, CertStoreOptions{PollInterval: -1, Settle: 10 * time.Millisecond, OnReload: events.onReload})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,6 +266,251 @@ func TestReloadExplicit(t *testing.T) {
 			if c, _ := store.GetCertificate(&tls.ClientHelloInfo{ServerName: "other.example.com"}); len(c.Leaf.DNSNames) != 1 || c.Leaf.DNSNames[0] != "other.example.com" {
 				t.Error("the other pair is no longer served")
 			}
+		})
+	}
+}
+
+// eventLog records OnReload calls in a synctest bubble, where a test reads
+// it only after synctest.Wait.
+type eventLog struct {
+	mu     sync.Mutex
+	events []reloadEvent
+}
+
+func (l *eventLog) onReload(file string, err error) {
+	l.mu.Lock()
+	l.events = append(l.events, reloadEvent{file, err})
+	l.mu.Unlock()
+}
+
+// take returns the events so far as "file: ok" or "file: error text", and
+// forgets them.
+func (l *eventLog) take(dir string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, ev := range l.events {
+		s := strings.TrimPrefix(ev.file, dir+"/") + ": ok"
+		if ev.err != nil {
+			s = strings.TrimPrefix(ev.file, dir+"/") + ": " + strings.ReplaceAll(ev.err.Error(), dir+"/", "")
+		}
+		out = append(out, s)
+	}
+	l.events = nil
+	return out
+}
+
+func writeFile(tb testing.TB, path string, data []byte) {
+	tb.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// TestPollingSettles drives the store's watchers in fake time: what is put in
+// force, and what is reported, when files are written the ways rotation tools
+// (and people) write them.
+func TestPollingSettles(t *testing.T) {
+	const interval, settle = time.Second, 100 * time.Millisecond
+	tests := []struct {
+		name string
+		// change runs 500ms after the store starts; srv and other are the
+		// pairs' files, next the certificate to rotate to.
+		change   func(t *testing.T, srv, other CertFile, next tls.Certificate)
+		want     []string // OnReload reports
+		wantNext bool     // srv serves next afterwards; other keeps its certificate
+	}{
+		{
+			name: "certificate truncated, then rewritten in place within the settle interval: never served torn",
+			change: func(t *testing.T, srv, _ CertFile, next tls.Certificate) {
+				certPEM, keyPEM := pemPair(t, next)
+				writeFileAtomic(t, srv.Key+".new", keyPEM)
+				time.Sleep(490 * time.Millisecond) // to 990ms: the poll at 1s sees the cut file
+				writeFile(t, srv.Cert, certPEM[:len(certPEM)/2])
+				time.Sleep(50 * time.Millisecond)
+				writeFile(t, srv.Cert, certPEM)
+				if err := os.Rename(srv.Key+".new", srv.Key); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want:     []string{"srv.crt: ok"},
+			wantNext: true,
+		},
+		{
+			name: "key and certificate renamed into place one after the other",
+			change: func(t *testing.T, srv, _ CertFile, next tls.Certificate) {
+				certPEM, keyPEM := pemPair(t, next)
+				time.Sleep(490 * time.Millisecond)
+				writeFileAtomic(t, srv.Cert, certPEM)
+				time.Sleep(20 * time.Millisecond)
+				writeFileAtomic(t, srv.Key, keyPEM)
+			},
+			want:     []string{"srv.crt: ok"},
+			wantNext: true,
+		},
+		{
+			name: "unchanged touch: nothing reported",
+			change: func(t *testing.T, srv, _ CertFile, _ tls.Certificate) {
+				now := time.Now()
+				if err := os.Chtimes(srv.Cert, now, now); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "key deleted: one error, the old certificate keeps serving",
+			change: func(t *testing.T, srv, _ CertFile, _ tls.Certificate) {
+				if err := os.Remove(srv.Key); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{"srv.crt: listener: read key file: stat srv.key: no such file or directory"},
+		},
+		{
+			name: "one pair broken does not hold up the other's rotation",
+			change: func(t *testing.T, srv, other CertFile, next tls.Certificate) {
+				writeFileAtomic(t, other.Key, []byte("garbage"))
+				certPEM, keyPEM := pemPair(t, next)
+				writeFileAtomic(t, srv.Key+".new", keyPEM)
+				writeFileAtomic(t, srv.Cert, certPEM)
+				if err := os.Rename(srv.Key+".new", srv.Key); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{
+				"srv.crt: ok",
+				`other.crt: listener: load certificate "other.crt" with key "other.key": tls: failed to find any PEM data in key input`,
+			},
+			wantNext: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ca := newTestCA(t)
+				dir := t.TempDir()
+				first, next := ca.issue(t, "a.example.com"), ca.issue(t, "a.example.com")
+				srv := writePair(t, dir, "srv", first)
+				other := writePair(t, dir, "other", ca.issue(t, "other.example.com"))
+				var log eventLog
+				store, err := NewCertStore([]CertFile{srv, other}, CertStoreOptions{PollInterval: interval, Settle: settle, OnReload: log.onReload})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer store.Close()
+				time.Sleep(500 * time.Millisecond)
+				tt.change(t, srv, other, next)
+				time.Sleep(5 * interval)
+				synctest.Wait()
+				got := log.take(dir)
+				slices.Sort(got)
+				want := slices.Sorted(slices.Values(tt.want))
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("OnReload reports (-want +got):\n%s", diff)
+				}
+				c, _ := store.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.example.com"})
+				if wantLeaf := map[bool]*x509.Certificate{false: first.Leaf, true: next.Leaf}[tt.wantNext]; !c.Leaf.Equal(wantLeaf) {
+					t.Errorf("a.example.com serves serial %s; want %s", c.Leaf.SerialNumber, wantLeaf.SerialNumber)
+				}
+				if c, _ := store.GetCertificate(&tls.ClientHelloInfo{ServerName: "other.example.com"}); !slices.Equal(c.Leaf.DNSNames, []string{"other.example.com"}) {
+					t.Errorf("other.example.com serves %v", c.Leaf.DNSNames)
+				}
+			})
+		})
+	}
+}
+
+// TestPollingRecovery: a file that comes back after a read error is taken
+// and the recovery reported, even with its old content.
+func TestPollingRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ca := newTestCA(t)
+		dir := t.TempDir()
+		srv := writePair(t, dir, "srv", ca.issue(t, "a.example.com"))
+		keyPEM, err := os.ReadFile(srv.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var log eventLog
+		store, err := NewCertStore([]CertFile{srv}, CertStoreOptions{PollInterval: time.Second, Settle: 100 * time.Millisecond, OnReload: log.onReload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		if err := os.Remove(srv.Key); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		writeFileAtomic(t, srv.Key, keyPEM)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		want := []string{"srv.crt: listener: read key file: stat srv.key: no such file or directory", "srv.crt: ok"}
+		if diff := cmp.Diff(want, log.take(dir)); diff != "" {
+			t.Errorf("OnReload reports (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestReloadSettles: a SIGHUP Reload during a rewrite waits for the files to
+// hold still instead of parsing what it caught, and gives up (keeping the
+// old certificate) on files that never do.
+func TestReloadSettles(t *testing.T) {
+	const settle = 100 * time.Millisecond
+	tests := []struct {
+		name     string
+		writes   int // writes of the certificate, every 3/4 settle, the first torn
+		wantErr  error
+		wantNext bool
+		wantTook time.Duration
+	}{
+		{name: "rewrite in progress", writes: 3, wantNext: true, wantTook: 3 * settle},
+		{name: "files never hold still", writes: 40, wantErr: context.DeadlineExceeded, wantTook: reloadSettleRounds * settle},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ca := newTestCA(t)
+				dir := t.TempDir()
+				first, next := ca.issue(t, "a.example.com"), ca.issue(t, "a.example.com")
+				srv := writePair(t, dir, "srv", first)
+				store, err := NewCertStore([]CertFile{srv}, CertStoreOptions{PollInterval: -1, Settle: settle})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer store.Close()
+				certPEM, keyPEM := pemPair(t, next)
+				writeFileAtomic(t, srv.Key, keyPEM)
+				writeFile(t, srv.Cert, certPEM[:len(certPEM)/3]) // torn, when Reload starts
+				writerDone := make(chan struct{})
+				defer func() { <-writerDone }()
+				go func() {
+					defer close(writerDone)
+					for i := 1; i < tt.writes; i++ {
+						// Off the reads' instants (multiples of settle).
+						time.Sleep(settle * 3 / 4)
+						// The last write is the whole certificate; before it, ever
+						// different partial ones.
+						n := len(certPEM) * (i + 1) / tt.writes
+						if i == tt.writes-1 {
+							n = len(certPEM)
+						}
+						writeFile(t, srv.Cert, certPEM[:n])
+					}
+				}()
+				start := time.Now()
+				err = store.Reload()
+				if took := time.Since(start); took != tt.wantTook {
+					t.Errorf("Reload took %v; want %v", took, tt.wantTook)
+				}
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("Reload = %v; want %v", err, tt.wantErr)
+				}
+				c, _ := store.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.example.com"})
+				if wantLeaf := map[bool]*x509.Certificate{false: first.Leaf, true: next.Leaf}[tt.wantNext]; !c.Leaf.Equal(wantLeaf) {
+					t.Errorf("serves serial %s; want %s", c.Leaf.SerialNumber, wantLeaf.SerialNumber)
+				}
+				synctest.Wait()
+			})
 		})
 	}
 }
