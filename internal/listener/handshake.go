@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -54,6 +55,8 @@ type tlsOptions struct {
 	onFail   func()
 	onLimit  func()
 	log      *slog.Logger
+
+	onProtocolError func(ProtocolError) []byte
 }
 
 func newTLSListener(inner net.Listener, o tlsOptions) *tlsListener {
@@ -192,8 +195,15 @@ func (l *tlsListener) handshake(raw net.Conn) {
 		l.handshakeFailed(tc, rc, err)
 		return
 	}
+	// HTTP/2 needs the *tls.Conn itself: http.Server dispatches it by
+	// ALPN only then. HTTP/1.x gets the wrapper that catches net/http's
+	// own answers.
+	var c net.Conn = tc
+	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+		c = newProtoConn(tc, l.tlsOptions)
+	}
 	select {
-	case l.conns <- tc:
+	case l.conns <- c:
 	case <-l.ctx.Done():
 		tc.Close()
 	}
@@ -215,8 +225,16 @@ func (l *tlsListener) handshakeFailed(tc *tls.Conn, rc *readCountingConn, err er
 	if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader) {
 		// Plain HTTP on the TLS port: say so, as http.Server does, rather
 		// than leave the client with a dropped connection.
+		answer := []byte(plainHTTPAnswer)
+		if l.onProtocolError != nil {
+			pe := ProtocolError{
+				Status: http.StatusBadRequest, Reason: "Bad Request: client sent an HTTP request to an HTTPS server",
+				RemoteAddr: rhe.Conn.RemoteAddr(), LocalAddr: rhe.Conn.LocalAddr(), Time: time.Now(),
+			}
+			answer = substitute(answer, pe, l.onProtocolError, l.log)
+		}
 		_ = rhe.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		_, _ = rhe.Conn.Write(answer)
 		err = errors.New("client sent an HTTP request to an HTTPS server")
 	}
 	l.log.Debug("listener: TLS handshake failed", "remote", raw(tc), "error", err)
@@ -224,6 +242,9 @@ func (l *tlsListener) handshakeFailed(tc *tls.Conn, rc *readCountingConn, err er
 		l.onFail()
 	}
 }
+
+// plainHTTPAnswer is http.Server's answer to plain HTTP on a TLS port.
+const plainHTTPAnswer = "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
 
 func raw(tc *tls.Conn) string { return tc.NetConn().RemoteAddr().String() }
 

@@ -250,3 +250,125 @@ func TestHandshakeFailureCounting(t *testing.T) {
 	}
 	waitFor(t, "plain HTTP counted", func() bool { return failures.Load() == 1 })
 }
+
+// TestHeaderLimitsThroughHook: requests over the header count or size limit
+// are refused through OnProtocolError over HTTP/1.1 and HTTP/2, the client
+// gets the hook's answer, and the hook gets the parsed request. Before the
+// size check moved into the guard, an HTTP/2 request over MaxHeaderBytes
+// got net/http's own 431 (or Go's client refused to send it).
+func TestHeaderLimitsThroughHook(t *testing.T) {
+	store, ca := newTestStore(t)
+	const maxCount, maxBytes = 20, 4 << 10
+	const clientFields = 2 // User-Agent and Accept-Encoding, added by Go's client
+	kib := strings.Repeat("a", 1<<10)
+	many := http.Header{}
+	for i := range maxCount + 5 {
+		many.Set(fmt.Sprintf("X-H-%d", i), "v")
+	}
+	for _, p := range bothProtos {
+		t.Run(string(p), func(t *testing.T) {
+			rec := &hookRecorder{}
+			var handled atomic.Int32
+			srv := startServer(t, Config{
+				Certs: store, MaxHeaderCount: maxCount, MaxHeaderBytes: maxBytes, OnProtocolError: rec.hook,
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handled.Add(1) }),
+			})
+			c := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+			tests := []struct {
+				name       string
+				hdr        http.Header
+				wantReason string // "": served
+			}{
+				{name: "fits", hdr: http.Header{"X-A": {kib}, "X-B": {kib}}},
+				{name: "too many fields", hdr: many, wantReason: fmt.Sprintf("Request Header Fields Too Large: %d header fields, limit %d", maxCount+5+clientFields, maxCount)},
+				{name: "list too large", hdr: http.Header{"X-A": {kib}, "X-B": {kib}, "X-C": {kib}, "X-D": {kib}, "X-E": {kib}},
+					wantReason: "Request Header Fields Too Large: header list over 4096 bytes"},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					callsBefore, handledBefore := len(rec.calls()), handled.Load()
+					resp, body := get(t, c, "a.example.com", tt.hdr)
+					calls := rec.calls()[callsBefore:]
+					if tt.wantReason == "" {
+						if resp.StatusCode != http.StatusOK || len(calls) != 0 || handled.Load() != handledBefore+1 {
+							t.Errorf("status %d, %d hook calls, handler calls %d; want 200 from the handler", resp.StatusCode, len(calls), handled.Load()-handledBefore)
+						}
+						return
+					}
+					if len(calls) != 1 {
+						t.Fatalf("OnProtocolError called %d times; want once", len(calls))
+					}
+					pe := calls[0]
+					if pe.Status != http.StatusRequestHeaderFieldsTooLarge || pe.Reason != tt.wantReason {
+						t.Errorf("ProtocolError %d %q; want 431 %q", pe.Status, pe.Reason, tt.wantReason)
+					}
+					if pe.Request == nil || pe.Request.ProtoMajor != resp.ProtoMajor || pe.TLS == nil || pe.RemoteAddr == nil || pe.LocalAddr.String() != srv.Addr().String() {
+						t.Errorf("ProtocolError %+v; want the request, TLS state and addresses", pe)
+					}
+					n := len(rec.calls())
+					wantBody := fmt.Sprintf(`{"error":"request header fields too large","request_id":"req-%d"}`, n)
+					if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || body != wantBody || resp.Header.Get("X-Request-Id") != fmt.Sprintf("req-%d", n) {
+						t.Errorf("got %d %q (X-Request-Id %q); want the hook's 431 %q", resp.StatusCode, body, resp.Header.Get("X-Request-Id"), wantBody)
+					}
+					if wantClose := p == h1; resp.Close != wantClose {
+						t.Errorf("response closes the connection: %v; want %v", resp.Close, wantClose)
+					}
+					if handled.Load() != handledBefore {
+						t.Error("Handler called for a refused request")
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestHTTP2AnswersWithoutHandler pins down what Go's HTTP/2 server still
+// answers on its own, unseen by Handler and OnProtocolError, so that a Go
+// upgrade that changes it is noticed: connection-specific header fields
+// (400) and a header list over the advertised SETTINGS_MAX_HEADER_LIST_SIZE
+// (431). Within the advertised size, a list over MaxHeaderBytes goes
+// through the hook even from a client that ignores the setting.
+func TestHTTP2AnswersWithoutHandler(t *testing.T) {
+	store, ca := newTestStore(t)
+	rec := &hookRecorder{}
+	var handled atomic.Int32
+	srv := startServer(t, Config{
+		Certs: store, MaxHeaderBytes: 4 << 10, OnProtocolError: rec.hook,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handled.Add(1) }),
+	})
+	kib := strings.Repeat("a", 1<<10)
+	fields := func(n int) [][2]string {
+		var fs [][2]string
+		for i := range n {
+			fs = append(fs, [2]string{fmt.Sprintf("x-h-%d", i), kib})
+		}
+		return fs
+	}
+	for _, tc := range []struct {
+		name       string
+		fields     [][2]string
+		wantStatus int
+		wantHook   bool
+	}{
+		{name: "connection header", fields: [][2]string{{"connection", "close"}}, wantStatus: http.StatusBadRequest},
+		{name: "transfer-encoding header", fields: [][2]string{{"transfer-encoding", "chunked"}}, wantStatus: http.StatusBadRequest},
+		{name: "TE other than trailers", fields: [][2]string{{"te", "gzip"}}, wantStatus: http.StatusBadRequest},
+		// 4 KiB limit, 8 KiB (plus 320 bytes) advertised.
+		{name: "list over the advertised size", fields: fields(10), wantStatus: http.StatusRequestHeaderFieldsTooLarge},
+		{name: "list within the advertised size", fields: fields(5), wantStatus: http.StatusRequestHeaderFieldsTooLarge, wantHook: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(rec.calls())
+			status, goAway := h2Raw(t, ca.pool, srv.Addr(), tc.fields)
+			if status != tc.wantStatus || goAway != 0 {
+				t.Errorf("status %d, GOAWAY %v; want %d", status, goAway, tc.wantStatus)
+			}
+			if got := len(rec.calls()) - before; got != map[bool]int{false: 0, true: 1}[tc.wantHook] {
+				t.Errorf("OnProtocolError called %d times; want hook: %v", got, tc.wantHook)
+			}
+			if n := handled.Load(); n != 0 {
+				t.Errorf("Handler called %d times; want never", n)
+			}
+		})
+	}
+}

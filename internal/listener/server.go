@@ -62,10 +62,15 @@ type Config struct {
 	// IdleTimeout closes keep-alive connections (HTTP/1.1 and HTTP/2) idle
 	// this long.
 	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds the request header block; beyond it net/http
-	// answers 431. HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE is derived from it
-	// by net/http (plus 32 bytes per field of HPACK accounting for ten
-	// fields), so both protocols enforce about the same limit.
+	// MaxHeaderBytes bounds a request's header list, measured for
+	// HTTP/1.1 and HTTP/2 alike as HTTP/2 does (RFC 9113 §6.5.2: name and
+	// value plus 32 bytes a field, pseudo-headers, or the request line and
+	// Host, included); beyond it the server answers 431 without calling
+	// Handler. net/http is set to twice this, so that requests up to that
+	// size are refused here, through OnProtocolError; HTTP/1.1 requests
+	// beyond it get net/http's 431, which OnProtocolError replaces too,
+	// and HTTP/2 clients are told (SETTINGS_MAX_HEADER_LIST_SIZE) not to
+	// send more.
 	MaxHeaderBytes int
 	// MaxHeaderCount bounds the number of request header fields; beyond it
 	// the server answers 431 without calling Handler.
@@ -90,9 +95,34 @@ type Config struct {
 	// OnConnectionLimit, if set, is called each time accepting pauses at
 	// MaxConnections.
 	OnConnectionLimit func()
-	// OnConnState, if set, is http.Server.ConnState: called on each
-	// connection state change, after the handshake has completed.
+	// OnConnState, if set, is called on each connection state change, as
+	// http.Server.ConnState, after the handshake has completed. The
+	// net.Conn is the *tls.Conn for HTTP/2 and a wrapper of it for
+	// HTTP/1.x: use it as a key, not for type assertions.
 	OnConnState func(net.Conn, http.ConnState)
+
+	// OnProtocolError, if set, is called once for each request refused
+	// before Handler could see it: net/http's own HTTP/1.x answers to
+	// requests it cannot read (400 malformed, 417 unknown Expect, 431
+	// header too large, 501 unsupported Transfer-Encoding, 505 unsupported
+	// version), plain HTTP sent to the TLS port (400), and the header
+	// count and size limits above (431, HTTP/1.1 and HTTP/2). It is the
+	// place to record the audit event, and returns the complete HTTP/1.1
+	// response to send instead (status line, headers, body; it should say
+	// "Connection: close", as the listener closes HTTP/1.x connections
+	// after it). For HTTP/2 the listener sends its status, end-to-end
+	// header fields and body on the stream. nil, or bytes that are not
+	// exactly one HTTP/1.1 response with a 4xx or 5xx status, keep the
+	// listener's own answer. It is called on the connection's goroutine.
+	//
+	// Not covered, because Go's HTTP/2 server answers them without a
+	// Handler and without a hook: a header list over the advertised
+	// SETTINGS_MAX_HEADER_LIST_SIZE (431; the setting is advisory, but
+	// clients that honour it, such as Go's, never send one), and the connection-specific header fields Connection,
+	// Keep-Alive, Proxy-Connection, Transfer-Encoding and Upgrade, or TE
+	// other than "trailers" (400). Malformed HTTP/2 requests get a stream
+	// or connection error (RST_STREAM, GOAWAY) and no response at all.
+	OnProtocolError func(ProtocolError) []byte
 }
 
 // Server is an HTTPS server with the gateway's TLS settings and limits.
@@ -182,15 +212,34 @@ func New(cfg Config) (*Server, error) {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
+	onConnState := cfg.OnConnState
 	srv := &http.Server{
-		Handler:           limitHeaderCount(cfg.MaxHeaderCount, cfg.Handler),
+		Handler: &guard{
+			next:     cfg.Handler,
+			maxCount: cfg.MaxHeaderCount,
+			maxBytes: cfg.MaxHeaderBytes,
+			onErr:    cfg.OnProtocolError,
+			log:      cfg.Logger,
+		},
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ConnState:         cfg.OnConnState,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    netHTTPHeaderBytes(cfg.MaxHeaderBytes),
+		// "OPTIONS *" goes to Handler like any other request, rather
+		// than being answered by net/http unseen by policy and audit.
+		DisableGeneralOptionsHandler: true,
+		// The guard finds the connection of a request through this.
+		ConnContext: withConn,
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if pc, ok := c.(*protoConn); ok {
+				pc.stateChanged(s)
+			}
+			if onConnState != nil {
+				onConnState(c, s)
+			}
+		},
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		// TLS is terminated by tlsListener, so http.Server gets no
 		// TLSConfig; with none, Serve still wires up HTTP/2 for
 		// connections that negotiated "h2".
@@ -208,6 +257,8 @@ func New(cfg Config) (*Server, error) {
 			onFail:   cfg.OnTLSHandshakeError,
 			onLimit:  cfg.OnConnectionLimit,
 			log:      cfg.Logger,
+
+			onProtocolError: cfg.OnProtocolError,
 		},
 		addr: cfg.Addr,
 		done: make(chan struct{}),

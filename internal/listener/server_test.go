@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -421,5 +422,40 @@ func TestStartTwice(t *testing.T) {
 	}
 	if err := srv.Err(); err != nil {
 		t.Errorf("Err after Close = %v; want nil", err)
+	}
+}
+
+// TestOptionsAsteriskReachesHandler: "OPTIONS *" is the gateway's to
+// answer (and audit), not net/http's general options handler's.
+func TestOptionsAsteriskReachesHandler(t *testing.T) {
+	store, ca := newTestStore(t)
+	var seen atomic.Value
+	srv := startServer(t, Config{Certs: store, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Method + " " + r.RequestURI)
+		w.Header().Set("X-Answered-By", "handler")
+		w.WriteHeader(http.StatusNoContent)
+	})})
+	for _, p := range bothProtos {
+		t.Run(string(p), func(t *testing.T) {
+			seen.Store("")
+			c := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+			req := &http.Request{
+				Method: http.MethodOptions,
+				URL:    &url.URL{Scheme: "https", Host: "a.example.com", Opaque: "*"},
+				Host:   "a.example.com",
+				Header: http.Header{},
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNoContent || resp.Header.Get("X-Answered-By") != "handler" {
+				t.Errorf("status %d, X-Answered-By %q; want 204 from the handler", resp.StatusCode, resp.Header.Get("X-Answered-By"))
+			}
+			if got := seen.Load(); got != "OPTIONS *" {
+				t.Errorf("handler saw %q; want %q", got, "OPTIONS *")
+			}
+		})
 	}
 }
