@@ -110,7 +110,7 @@ func (s *DevSource) nextRotation() time.Duration {
 // Close stops the rotation goroutine and waits for it. It is idempotent.
 func (s *DevSource) Close() error {
 	s.closeOnce.Do(func() {
-		s.closed.Store(true)
+		s.markClosed()
 		close(s.stop)
 		<-s.done
 	})
@@ -121,22 +121,47 @@ func (s *DevSource) Close() error {
 // It has no background work. Tests use it to serve expired or foreign SVIDs.
 type Static struct {
 	holder
+	mu sync.Mutex // serializes Set and Close, so nothing is set after Close
 }
 
 var _ Source = (*Static)(nil)
 
 // NewStatic returns a source serving svid and the given bundles.
 func NewStatic(svid *x509svid.SVID, bundles ...*x509bundle.Bundle) (*Static, error) {
-	if svid == nil || len(svid.Certificates) == 0 || svid.PrivateKey == nil {
-		return nil, fmt.Errorf("identity: static source needs an SVID with a certificate and key")
+	if err := checkStaticSVID(svid); err != nil {
+		return nil, err
 	}
 	s := &Static{holder: holder{kind: "static"}}
 	s.store(svid, x509bundle.NewSet(bundles...))
 	return s, nil
 }
 
+// Set replaces the material, as a rotation would, and announces it to
+// [Static.Changed] waiters. It fails after Close.
+func (s *Static) Set(svid *x509svid.SVID, bundles ...*x509bundle.Bundle) error {
+	if err := checkStaticSVID(svid); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return ErrSourceClosed
+	}
+	s.store(svid, x509bundle.NewSet(bundles...))
+	return nil
+}
+
+func checkStaticSVID(svid *x509svid.SVID) error {
+	if svid == nil || len(svid.Certificates) == 0 || svid.PrivateKey == nil {
+		return fmt.Errorf("identity: static source needs an SVID with a certificate and key")
+	}
+	return nil
+}
+
 // Close marks the source closed. It is idempotent.
 func (s *Static) Close() error {
-	s.closed.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.markClosed()
 	return nil
 }

@@ -3,6 +3,7 @@ package identity
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,30 @@ type Source interface {
 	// Ready returns nil when the source holds an SVID that does not expire
 	// within the readiness margin (see [Status.Ready]).
 	Ready() error
+
+	// Changed returns a channel that is closed at the next change of Status
+	// after the call: new material (a new SVID or new bundles), a refresh
+	// failure, a recovery, or Close. It is a broadcast: every caller until
+	// that change gets the same channel, so any number of listeners can wait
+	// on it, and each calls Changed again for the change after. Several
+	// changes before a waiter comes back are seen as one; Status then shows
+	// the latest. Call Changed before reading Status, so a change between
+	// the two is not missed:
+	//
+	//	for {
+	//		changed := src.Changed()
+	//		st := src.Status()
+	//		if st.Closed {
+	//			return
+	//		}
+	//		// act on st
+	//		<-changed
+	//	}
+	//
+	// After Close it returns a closed channel, so no waiter hangs on a
+	// source that will never change again. Rotation is announced, so
+	// nothing needs to poll Status for it.
+	Changed() <-chan struct{}
 
 	// Close stops background work. It is idempotent. After Close the source
 	// returns [ErrSourceClosed] rather than serving material nobody refreshes.
@@ -103,21 +128,87 @@ type failure struct {
 	at  time.Time
 }
 
-// holder is the atomically swapped state shared by all sources.
+// holder is the atomically swapped state shared by all sources. Every
+// change of what Status reports goes through one of its methods below, which
+// announce it.
 type holder struct {
 	kind   string
 	cur    atomic.Pointer[material]
 	fail   atomic.Pointer[failure]
-	closed atomic.Bool
+	closed atomic.Bool // set under chMu, so no waiter subscribes after the last announcement
+
+	chMu    sync.Mutex
+	changed chan struct{} // closed at the next change; nil until someone asks
 }
 
+// closedChan is what Changed returns after Close.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Changed returns a channel closed at the next change of Status. It
+// implements [Source].
+func (h *holder) Changed() <-chan struct{} {
+	h.chMu.Lock()
+	defer h.chMu.Unlock()
+	if h.closed.Load() {
+		return closedChan
+	}
+	if h.changed == nil {
+		h.changed = make(chan struct{})
+	}
+	return h.changed
+}
+
+// announce wakes everyone waiting on Changed. Callers change the state first,
+// so a woken waiter reads the new Status.
+func (h *holder) announce() {
+	h.chMu.Lock()
+	defer h.chMu.Unlock()
+	if h.changed != nil {
+		close(h.changed)
+		h.changed = nil
+	}
+}
+
+// store swaps in new material and clears a failure (a recovery).
 func (h *holder) store(svid *x509svid.SVID, bundles *x509bundle.Set) {
 	h.cur.Store(&material{svid: svid, bundles: bundles, updated: time.Now()})
 	h.fail.Store(nil)
+	h.announce()
 }
 
+// storeErr records a refresh failure; the material keeps serving.
 func (h *holder) storeErr(err error) {
 	h.fail.Store(&failure{err: err, at: time.Now()})
+	h.announce()
+}
+
+// storeBundlesErr records a failure that still brought new bundles: they
+// replace the old ones, next to the SVID already held (if any).
+func (h *holder) storeBundlesErr(bundles *x509bundle.Set, err error) {
+	if old := h.cur.Load(); old != nil && old.svid != nil {
+		h.cur.Store(&material{svid: old.svid, bundles: bundles, updated: time.Now()})
+	}
+	h.fail.Store(&failure{err: err, at: time.Now()})
+	h.announce()
+}
+
+// markClosed makes the source refuse material from now on and wakes every
+// waiter for the last time. It reports whether this call closed it.
+func (h *holder) markClosed() bool {
+	h.chMu.Lock()
+	defer h.chMu.Unlock()
+	if h.closed.Swap(true) {
+		return false
+	}
+	if h.changed != nil {
+		close(h.changed)
+		h.changed = nil
+	}
+	return true
 }
 
 // GetX509SVID returns the current SVID. It implements x509svid.Source.

@@ -47,7 +47,11 @@ type WorkloadOptions struct {
 // It drives workloadapi.Client.WatchX509Context itself rather than wrapping
 // workloadapi.X509Source, because X509Source drops stream errors (Status
 // could not report them) and, when a picked SPIFFE ID disappears from an
-// update, replaces the working SVID with nothing.
+// update, replaces the working SVID with nothing. Changes are announced
+// through [WorkloadAPI.Changed] from the stream's own callbacks: the update
+// that X509Source.Updated() is signalled from, and also the errors and
+// recoveries it leaves out. Updated() itself would not do: it is a
+// one-slot channel for a single consumer, not a broadcast.
 type WorkloadAPI struct {
 	holder
 	addr string
@@ -165,7 +169,7 @@ func checkSocket(addr string) error {
 // Close stops the stream and closes the connection. It is idempotent.
 func (s *WorkloadAPI) Close() error {
 	s.closeOnce.Do(func() {
-		s.closed.Store(true)
+		s.markClosed()
 		s.cancel()
 		s.wg.Wait()
 		if err := s.client.Close(); err != nil {
@@ -185,10 +189,7 @@ func (w workloadWatcher) OnX509ContextUpdate(xc *workloadapi.X509Context) {
 		// Keep the SVID we have (a narrower entitlement must not turn into an
 		// outage before the old SVID expires) but take the new bundles, and
 		// report the problem.
-		s.storeErr(err)
-		if old := s.cur.Load(); old != nil && old.svid != nil {
-			s.cur.Store(&material{svid: old.svid, bundles: xc.Bundles, updated: time.Now()})
-		}
+		s.storeBundlesErr(xc.Bundles, err)
 		return
 	}
 	s.store(svid, xc.Bundles)
