@@ -350,9 +350,17 @@ func TestBrowserLoginThroughGateway(t *testing.T) {
 				t.Errorf("open route: %d cookie %q user %q", r.status, hdr(r, "Cookie"), hdr(r, "X-Tollgate-User"))
 			}
 
-			// Logout clears the session: the next page load is sent to log in again.
+			// A GET only shows the sign-out form (logout CSRF): the session stays.
 			r = b.do("GET", "/.tollgate/main/oidc/logout", "text/html")
-			if r.status != http.StatusFound {
+			if r.status != http.StatusOK {
+				t.Fatalf("logout page: %d", r.status)
+			}
+			if r := b.do("GET", "/app", "application/json"); r.status != http.StatusOK {
+				t.Fatalf("a GET of the logout address signed alice out: %d", r.status)
+			}
+			// A same-origin POST clears the session: the next page load is sent to log in again.
+			r = b.do("POST", "/.tollgate/main/oidc/logout", "text/html", "Sec-Fetch-Site", "same-origin")
+			if r.status != http.StatusSeeOther {
 				t.Fatalf("logout: %d", r.status)
 			}
 			if r := b.do("GET", "/app", "text/html"); r.status != http.StatusFound {

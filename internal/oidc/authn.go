@@ -122,7 +122,7 @@ func compileRule(s ruleSpec, keys *KeyCache) *rule {
 		r.algs[a] = true
 	}
 	for _, h := range s.FromHeaders {
-		r.locations = append(r.locations, location{kind: locHeader, name: http.CanonicalHeaderKey(h.Name), prefix: h.Prefix})
+		r.locations = append(r.locations, headerLocation(h.Name, h.Prefix))
 	}
 	for _, p := range s.FromParams {
 		r.locations = append(r.locations, location{kind: locParam, name: p})

@@ -40,6 +40,7 @@ var safeReasons = []struct {
 	{errAudience, "audience not allowed"},
 	{errTokenTooLarge, "token too large"},
 	{errMultipleTokens, "ambiguous token"},
+	{errUnreadableCredential, "unreadable credential"},
 	{errUnknownIssuer, "issuer not configured"},
 }
 

@@ -54,11 +54,12 @@ func TestAuthenticateBadInput(t *testing.T) {
 		{name: "valid EdDSA", req: req(signToken(t, map[string]any{"alg": "EdDSA", "kid": "ed1"}, goodClaims(), k.ed)), wantSub: "alice"},
 		{name: "valid without kid tries every key", req: req(signToken(t, map[string]any{"alg": "RS256"}, goodClaims(), k.rsa)), wantSub: "alice"},
 		{name: "no token is anonymous", req: req("")},
-		{name: "other scheme is no token", req: func() *http.Request {
+		// Forwarded as is, a credential nobody checked would reach the upstream.
+		{name: "other scheme is refused", req: func() *http.Request {
 			r := httptest.NewRequest("GET", "/", nil)
 			r.Header.Set("Authorization", "Basic dXNlcjpwYXNz")
 			return r
-		}},
+		}, wantErr: errUnreadableCredential, wantStatus: 401},
 		{name: "alg none", req: req(signToken(t, map[string]any{"alg": "none", "kid": "rsa1"}, goodClaims(), nil)), wantErr: errAlgNotAllowed, wantStatus: 401},
 		{name: "alg None spelled otherwise", req: req(signToken(t, map[string]any{"alg": "NONE"}, goodClaims(), nil)), wantErr: errAlgNotAllowed, wantStatus: 401},
 		{name: "alg none with a signature", req: req(strings.TrimSuffix(signToken(t, map[string]any{"alg": "none"}, goodClaims(), nil), ".") + ".c2ln"), wantErr: errAlgNotAllowed, wantStatus: 401},

@@ -14,7 +14,22 @@
 // Authenticator.Authenticate judges one request:
 //
 //   - no token at any configured location: anonymous, no error; policy decides
-//     (requestPrincipals: ["*"] is how a policy requires a JWT);
+//     (requestPrincipals: ["*"] is how a policy requires a JWT). A header
+//     location is empty only when the header is absent or its value is "";
+//   - a header some rule of the listener reads a token from (Authorization by
+//     default) that is present but holds no token in any configured form: 401
+//     "unreadable credential", never forwarded unverified (Envoy calls it no
+//     token and forwards it). A prefix that is an auth-scheme and whitespace
+//     ("Bearer ", "Token ") matches as RFC 9110 §11.1 and §11.6.2 say, the
+//     scheme in any letter case, then one or more SP or HTAB, so "bearer x",
+//     "BEARER x" and "Bearer<TAB>x" carry the token x; any other prefix must
+//     match exactly. Refused: another scheme, the scheme without a credential
+//     ("Bearer"), no separator ("Bearerx"), garbage. In particular
+//     Authorization: Basic ... on a listener whose rules read Authorization
+//     is a 401: the gateway can't verify it and won't pass on a credential it
+//     did not check. To forward Basic (or any other scheme) to an upstream,
+//     read JWTs from another header (fromHeaders) or the query instead; a
+//     listener that no rule selects reads no header and forwards it as is;
 //   - a token that fails (malformed, unsupported or disallowed alg, bad
 //     signature, unknown kid, expired or not yet valid beyond the clock skew,
 //     issuer no rule names, no keys): 401 with
@@ -56,7 +71,8 @@
 // on a route bound to the provider, after bearer authentication:
 //
 //  1. ServeReserved answers <prefix>oidc/{start,callback,logout,signed-out}
-//     before routing, so those paths never reach an upstream;
+//     before routing, so those paths never reach an upstream (logout: see
+//     below);
 //  2. if no bearer token gave an identity, Authenticate opens the session
 //     cookie and returns the ID token's identity as *request.Auth (refreshing the
 //     access token when it is about to expire), or an Outcome:
@@ -78,4 +94,15 @@
 // session. The first of the SessionKeys seals, all open, so keys rotate
 // (LoadSessionKeys, SetKeys). Logout clears both and, when the provider has an
 // end_session_endpoint, ends the provider's session with id_token_hint.
+//
+// Logout is a same-origin POST to <prefix>oidc/logout, judged by net/http's
+// CrossOriginProtection (Sec-Fetch-Site, else Origin against Host); a GET
+// never ends a session, so another site can't sign the user out with an
+// <img src> or a link (logout CSRF). A page load (GET/HEAD navigation) gets a
+// small page with a button that submits the POST (no script, not frameable),
+// any other GET or method 405 with Allow: POST, and a cross-origin POST
+// (Sec-Fetch-Site cross-site or same-site, an Origin of another host) 403
+// JSON; in each case the session stays. A POST with neither header is no
+// browser's and is accepted. The accepted POST is answered 303 to the
+// provider's end_session_endpoint or to <prefix>oidc/signed-out.
 package oidc

@@ -51,7 +51,8 @@ type LoginConfig struct {
 	// provider is not discovered yet) or "error" (the session could not be
 	// written); "refresh" with the provider's answer: "success", "rejected"
 	// (the refresh token was refused) or "error" (the provider could not be
-	// asked); "logout" with "success".
+	// asked); "logout" with "success" or "refused" (a cross-origin POST, or a
+	// method other than POST that is no page load).
 	OnEvent func(event, result string)
 	// Now is the clock; default time.Now.
 	Now func() time.Time

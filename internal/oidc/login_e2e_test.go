@@ -25,6 +25,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -178,8 +179,44 @@ func TestE2EBrowserLogin(t *testing.T) {
 	}
 	t.Logf("alice logged in via the real provider in %v", time.Since(start).Round(time.Millisecond))
 
-	// Logout ends both sessions: the provider's and the gateway's.
-	if err := chromedp.Do(bctx, oidctest.SignOut(gw+"/.tollgate/oidc/logout", gw+"/app")...); err != nil {
+	// Another site can't sign alice out: sending the browser to the logout
+	// address only shows the button, and a form it submits there is refused.
+	logoutURL := gw + "/.tollgate/oidc/logout"
+	evil := attackerSite(t, logoutURL)
+	within := func(d time.Duration, steps ...chromedp.Action[chromedp.Void]) error {
+		sctx, cancel := context.WithTimeout(bctx, d)
+		defer cancel()
+		return chromedp.Do(sctx, steps...)
+	}
+	if err := within(20*time.Second, chromedp.Navigate(evil+"/nav"), chromedp.WaitVisible(chromedp.ID("sign-out"))); err != nil {
+		t.Fatalf("cross-site navigation to the logout address: want its page with the button: %v", err)
+	}
+	if err := within(20*time.Second, chromedp.Navigate(evil+"/post")); err != nil {
+		t.Fatalf("cross-site form: %v", err)
+	}
+	for i := 0; ; i++ {
+		loc, err := chromedp.Run(bctx, chromedp.Location())
+		if err == nil && loc == logoutURL {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("after the cross-site form the browser is at %q (%v), want the logout address's refusal", loc, err)
+		}
+		time.Sleep(100 * time.Millisecond) // a navigation the page starts itself: nothing to wait on
+	}
+	if body := textOf(t, bctx, "body"); !strings.Contains(body, "cross_origin") {
+		t.Errorf("cross-site logout form answered %q, want the cross_origin refusal", body)
+	}
+	if err := within(20*time.Second, chromedp.Navigate(gw+"/app"), chromedp.WaitVisible(chromedp.ID("user"))); err != nil {
+		t.Fatalf("after the cross-site attempts: %v", err)
+	}
+	if got := text("user"); got != "alice" {
+		t.Errorf("after the cross-site attempts user = %q, want alice still signed in", got)
+	}
+
+	// Logout (the page's button, a same-origin POST) ends both sessions: the
+	// provider's and the gateway's.
+	if err := chromedp.Do(bctx, oidctest.SignOut(logoutURL, gw+"/app")...); err != nil {
 		t.Fatalf("logout: %v", err)
 	}
 
@@ -192,4 +229,40 @@ func TestE2EBrowserLogin(t *testing.T) {
 	if errs := elog.all(); len(errs) > 0 {
 		t.Logf("gateway logged: %v", errors.Join(errs...))
 	}
+}
+
+// textOf is the text of the first element matching css.
+func textOf(t *testing.T, bctx context.Context, css string) string {
+	t.Helper()
+	s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(css)))
+	if err != nil {
+		t.Fatalf("text of %s: %v", css, err)
+	}
+	return s
+}
+
+// attackerSite serves, on http://localhost:<port> (another site than the
+// gateway's https://127.0.0.1:<port>), pages that try to end the gateway's
+// session: /nav sends the browser to the logout address, /post loads it as an
+// image and then submits a form to it.
+func attackerSite(t *testing.T, logoutURL string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		switch r.URL.Path {
+		case "/nav":
+			fmt.Fprintf(w, "<!doctype html><script>location.href = %q</script>\n", logoutURL)
+		case "/post":
+			fmt.Fprintf(w, `<!doctype html><img src="%[1]s"><form id="f" method="post" action="%[1]s"></form>`+
+				`<script>onload = () => document.getElementById("f").submit()</script>`+"\n", html.EscapeString(logoutURL))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://localhost:" + port
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -91,7 +90,8 @@ func (l *Login) startLogin(w http.ResponseWriter, r *http.Request, returnTo stri
 //
 //	<prefix>oidc/start?rd=/path   start a login, return to /path afterwards
 //	<prefix>oidc/callback         the provider's redirect back (the redirect_uri)
-//	<prefix>oidc/logout           end the session here and at the provider
+//	<prefix>oidc/logout           POST: end the session here and at the provider;
+//	                              GET: a page with the button that POSTs (see logout)
 //	<prefix>oidc/signed-out       a plain "signed out" page (post-logout target)
 func (l *Login) ServeReserved(w http.ResponseWriter, r *http.Request) bool {
 	p := r.URL.Path
@@ -252,44 +252,6 @@ func sessionClaims(idt *oidc.IDToken) ([]byte, error) {
 		delete(m, k)
 	}
 	return json.Marshal(m)
-}
-
-// logout clears the session and, when the provider has an end_session_endpoint,
-// ends the provider's session too (RP-initiated logout with id_token_hint).
-func (l *Login) logout(w http.ResponseWriter, r *http.Request) {
-	// The hint is best effort: a session whose tokens part is missing or not its
-	// own is still signed out here, only without id_token_hint.
-	var c sessionCookies
-	var idToken []byte
-	if s, err := l.readSession(r, &c); err == nil && s != nil {
-		if t, err := l.openTokens(r, s, &c); err == nil {
-			idToken = t.IDToken
-		}
-	}
-	c.clear(w, true)
-	http.SetCookie(w, expiredCookie(l.stateName))
-	w.Header().Set("Cache-Control", "no-store")
-	l.event("logout", "success")
-	d := l.disc.Load()
-	if d == nil || d.endSession == "" || !l.hostOK(r.Host) {
-		http.Redirect(w, r, l.endpoint("signed-out"), http.StatusFound)
-		return
-	}
-	u, err := url.Parse(d.endSession)
-	if err != nil {
-		http.Redirect(w, r, l.endpoint("signed-out"), http.StatusFound)
-		return
-	}
-	q := u.Query()
-	q.Set("client_id", l.cfg.Provider.ClientID)
-	if len(idToken) > 0 {
-		q.Set("id_token_hint", string(idToken))
-	}
-	if p := l.cfg.Provider.PostLogoutRedirectPath; p != "" {
-		q.Set("post_logout_redirect_uri", "https://"+r.Host+p)
-	}
-	u.RawQuery = q.Encode()
-	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
 // stateLedger remembers redeemed states until they expire, so a callback replayed

@@ -336,7 +336,8 @@ func (b *browser) get(u string) (*http.Response, []byte) {
 	return b.do(http.MethodGet, u, "text/html,application/xhtml+xml")
 }
 
-func (b *browser) do(method, u, accept string) (*http.Response, []byte) {
+// do sends one request with the extra headers hdr (name, value pairs).
+func (b *browser) do(method, u, accept string, hdr ...string) (*http.Response, []byte) {
 	b.t.Helper()
 	req, err := http.NewRequest(method, u, nil)
 	if err != nil {
@@ -344,6 +345,9 @@ func (b *browser) do(method, u, accept string) (*http.Response, []byte) {
 	}
 	if accept != "" {
 		req.Header.Set("Accept", accept)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
 	}
 	resp, err := b.c.Do(req)
 	if err != nil {
@@ -355,6 +359,14 @@ func (b *browser) do(method, u, accept string) (*http.Response, []byte) {
 		b.t.Fatal(err)
 	}
 	return resp, body
+}
+
+// logout submits the logout page's form as a browser does: a same-origin POST.
+func (b *browser) logout(g *gateway) (*http.Response, []byte) {
+	b.t.Helper()
+	return b.do(http.MethodPost, g.url+"/.tollgate/oidc/logout", "text/html",
+		"Origin", g.url, "Sec-Fetch-Site", "same-origin", "Sec-Fetch-Mode", "navigate",
+		"Content-Type", "application/x-www-form-urlencoded")
 }
 
 // follow walks redirects (at most 10 hops) and returns the last response.

@@ -23,9 +23,9 @@ func TestLogout(t *testing.T) {
 		}
 		b := newBrowser(t, g)
 		login(t, g, idp, b, alice)
-		resp, _ := b.get(g.url + "/.tollgate/oidc/logout")
+		resp, _ := b.logout(g)
 		loc, err := url.Parse(resp.Header.Get("Location"))
-		if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), "https://idp.invalid/session/end?") {
+		if resp.StatusCode != http.StatusSeeOther || err != nil || !strings.HasPrefix(loc.String(), "https://idp.invalid/session/end?") {
 			t.Fatalf("logout: status %d location %q", resp.StatusCode, resp.Header.Get("Location"))
 		}
 		q := loc.Query()
@@ -49,9 +49,9 @@ func TestLogout(t *testing.T) {
 		g := startGateway(t, idp, nil)
 		b := newBrowser(t, g)
 		login(t, g, idp, b, bob)
-		resp, _ := b.get(g.url + "/.tollgate/oidc/logout")
-		if got := resp.Header.Get("Location"); got != "/.tollgate/oidc/signed-out" {
-			t.Errorf("logout location %q, want the signed-out page", got)
+		resp, _ := b.logout(g)
+		if got := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || got != "/.tollgate/oidc/signed-out" {
+			t.Errorf("logout: %d to %q, want 303 to the signed-out page", resp.StatusCode, got)
 		}
 		if names := b.cookieNames(g); len(names) != 0 {
 			t.Errorf("cookies left after logout: %v", names)

@@ -1,11 +1,22 @@
 package oidc
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
+
+// errUnreadableCredential: a header the listener reads tokens from is present
+// but holds no token in the configured form (another auth-scheme such as
+// Basic, the scheme with no credential, garbage). Treating it as "no token"
+// would forward a credential nobody verified to an upstream that may accept
+// it ("bearer <forged>" reaching a backend that matches the scheme
+// case-insensitively, as RFC 9110 §11.1 says it should).
+var errUnreadableCredential = errors.New("unreadable credential")
 
 type locKind uint8
 
@@ -20,6 +31,32 @@ type location struct {
 	kind   locKind
 	name   string
 	prefix string
+	// scheme is the auth-scheme of a prefix that is one followed by
+	// whitespace ("Bearer ", "Token "), else "". Such a prefix is matched as
+	// RFC 9110 §11.1 and §11.6.2 define the field: the scheme
+	// case-insensitively, then one or more SP or HTAB.
+	scheme string
+}
+
+// headerLocation is the location of a token in header name after prefix.
+func headerLocation(name, prefix string) location {
+	return location{kind: locHeader, name: http.CanonicalHeaderKey(name), prefix: prefix, scheme: authScheme(prefix)}
+}
+
+// authScheme returns the auth-scheme of a prefix made of a token (RFC 9110
+// §5.6.2) and trailing SP/HTAB, or "" for any other prefix, which is then
+// matched exactly.
+func authScheme(prefix string) string {
+	s := strings.TrimRight(prefix, " \t")
+	if s == "" || s == prefix {
+		return ""
+	}
+	for i := 0; i < len(s); i++ {
+		if !httpguts.IsTokenRune(rune(s[i])) {
+			return ""
+		}
+	}
+	return s
 }
 
 func (l location) String() string {
@@ -32,9 +69,49 @@ func (l location) String() string {
 	return "cookie " + l.name
 }
 
+// credential reads the token of a header value: ok is false when v is not in
+// this location's form. With ok true the token may be empty ("Bearer" alone),
+// which the caller refuses.
+func (l location) credential(v string) (tok string, ok bool) {
+	if l.scheme == "" {
+		rest, ok := strings.CutPrefix(v, l.prefix)
+		return strings.Trim(rest, " \t"), ok
+	}
+	n := len(l.scheme)
+	if len(v) < n || !asciiEqualFold(v[:n], l.scheme) {
+		return "", false
+	}
+	rest := v[n:]
+	if rest != "" && rest[0] != ' ' && rest[0] != '\t' {
+		return "", false // "Bearerx", "Bearer,x": another scheme
+	}
+	return strings.Trim(rest, " \t"), true
+}
+
+// asciiEqualFold compares ASCII case-insensitively; auth-schemes are tokens,
+// so no Unicode folding (which would let "K", U+212A, stand for 'k').
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // defaultLocations are Istio's when a rule names none.
 var defaultLocations = []location{
-	{kind: locHeader, name: "Authorization", prefix: "Bearer "},
+	headerLocation("Authorization", "Bearer "),
 	{kind: locParam, name: "access_token"},
 }
 
@@ -46,12 +123,15 @@ type foundToken struct {
 // extract finds the token at every configured location. A location that
 // carries more than one candidate (two Authorization headers, a repeated
 // parameter or cookie) is an error: which copy the upstream or another proxy
-// would read is not ours to guess.
+// would read is not ours to guess. So is a header that is present and not
+// empty but that no location of its name can read (errUnreadableCredential):
+// Envoy calls that "no token" and forwards the header unverified.
 func extract(r *http.Request, locs []location) ([]foundToken, error) {
 	var (
 		found   []foundToken
 		query   url.Values
 		cookies map[string][]string
+		unread  []string // headers present that a location could not read
 	)
 	for _, l := range locs {
 		var vals []string
@@ -59,13 +139,21 @@ func extract(r *http.Request, locs []location) ([]foundToken, error) {
 		case locHeader:
 			vals = r.Header.Values(l.name)
 			if len(vals) == 1 {
-				// Envoy treats a value without the configured prefix as no
-				// token at all (Istio's docs say "invalid"; Envoy decides).
-				v, ok := strings.CutPrefix(vals[0], l.prefix)
+				if vals[0] == "" {
+					continue // an empty field carries no credential
+				}
+				tok, ok := l.credential(vals[0])
 				if !ok {
+					// Another location may read this header with another
+					// prefix; judged once every location has looked.
+					unread = append(unread, l.name)
 					continue
 				}
-				vals = []string{strings.TrimSpace(v)}
+				if tok == "" {
+					return nil, fmt.Errorf("%w: %s has no credential after its prefix", errUnreadableCredential, l)
+				}
+				found = append(found, foundToken{loc: l, value: tok})
+				continue
 			}
 		case locParam:
 			if r.URL.RawQuery == "" {
@@ -97,7 +185,22 @@ func extract(r *http.Request, locs []location) ([]foundToken, error) {
 			found = append(found, foundToken{loc: l, value: vals[0]})
 		}
 	}
+	for _, name := range unread {
+		if !readHeader(found, name) {
+			return nil, fmt.Errorf("%w: header %s is in none of the configured forms", errUnreadableCredential, name)
+		}
+	}
 	return found, nil
+}
+
+// readHeader reports whether a token was found in header name.
+func readHeader(found []foundToken, name string) bool {
+	for _, f := range found {
+		if f.loc.kind == locHeader && f.loc.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // isCORSPreflight matches Envoy's bypass_cors_preflight: such requests skip JWT

@@ -68,13 +68,13 @@ spec:
 			want: http.Header{},
 		},
 		{
-			name: "wrong prefix is no token",
+			name: "scheme in another letter case",
 			req: spoofed(func() *http.Request {
 				r := httptest.NewRequest("GET", "/", nil)
-				r.Header.Set("X-Jwt", "Bearer "+tok)
+				r.Header.Set("X-Jwt", "TOKEN\t "+tok)
 				return r
 			}()),
-			want: http.Header{"X-Jwt": {"Bearer " + tok}},
+			want: http.Header{"X-Jwt-Payload": {payload}, "X-Sub": {"alice"}, "X-Level": {"3"}, "X-Admin": {"true"}},
 		},
 		{
 			name: "query token is not stripped",

@@ -241,7 +241,7 @@ func TestLogoutParts(t *testing.T) {
 		{"no cookies", nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest("GET", "https://gw.example/.tollgate/oidc/logout", nil)
+			r := httptest.NewRequest("POST", "https://gw.example/.tollgate/oidc/logout", nil)
 			for _, c := range tc.cookies {
 				r.AddCookie(c)
 			}

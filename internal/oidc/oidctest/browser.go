@@ -49,13 +49,16 @@ func SignIn(user string) []chromedp.Action[chromedp.Void] {
 	}
 }
 
-// SignOut opens the gateway's logout endpoint, confirms at the provider, waits
-// for the gateway's signed-out page, then opens appURL and waits for the
-// provider's login form: with the provider's session alive it would skip
-// straight to consent, so this proves both sessions ended.
+// SignOut opens the gateway's logout endpoint, whose page only offers a button
+// (opening it ends nothing: logout is a same-origin POST), clicks it, confirms
+// at the provider, waits for the gateway's signed-out page, then opens appURL
+// and waits for the provider's login form: with the provider's session alive
+// it would skip straight to consent, so this proves both sessions ended.
 func SignOut(logoutURL, appURL string) []chromedp.Action[chromedp.Void] {
 	return []chromedp.Action[chromedp.Void]{
 		chromedp.Navigate(logoutURL),
+		chromedp.WaitVisible(chromedp.ID("sign-out")),
+		chromedp.Click(chromedp.ID("sign-out")),
 		chromedp.WaitVisible(chromedp.CSS(`button[name="logout"]`)),
 		chromedp.Click(chromedp.CSS(`button[name="logout"]`)),
 		chromedp.WaitVisible(chromedp.ID("signed-out")),
