@@ -9,7 +9,6 @@ import (
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
-	"tollgate.dev/tollgate/internal/policy/pathnorm"
 	"tollgate.dev/tollgate/internal/policy/policycli"
 )
 
@@ -133,10 +132,8 @@ func settingsFrom(cfg *config.Gateway) policycli.Settings {
 	s := policycli.Settings{Policy: opts}
 	if in := cfg.Ingress; in != nil {
 		s.Labels, s.Namespace = in.Labels, in.Namespace
-		mode, err1 := pathnorm.ParseMode(in.Normalization.Mode)
-		esc, err2 := pathnorm.ParseEscapedSlashes(in.Normalization.EscapedSlashes)
-		if err1 == nil && err2 == nil {
-			s.Normalization = pathnorm.Options{Mode: mode, EscapedSlashes: esc}
+		if n, err := gateway.NormalizationOptions(cfg); err == nil {
+			s.Normalization = n
 		}
 	}
 	return s

@@ -19,6 +19,7 @@ const (
 	DefaultPolicyPollInterval  = 2 * time.Second
 	DefaultNormalizationMode   = "MERGE_SLASHES"
 	DefaultEscapedSlashes      = "REJECT_REQUEST"
+	DefaultPathParameters      = "REJECT_EXCEPT_LAST"
 	DefaultRootNamespace       = "istio-system"
 )
 
@@ -80,6 +81,9 @@ func (g *Gateway) ApplyDefaults() {
 	}
 	if in.Normalization.EscapedSlashes == "" {
 		in.Normalization.EscapedSlashes = DefaultEscapedSlashes
+	}
+	if in.Normalization.PathParameters == "" {
+		in.Normalization.PathParameters = DefaultPathParameters
 	}
 	if m := in.Mesh; m != nil && m.Namespace == "" {
 		m.Namespace = in.Namespace

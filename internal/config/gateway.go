@@ -113,11 +113,12 @@ type Limits struct {
 	MaxConnections int `yaml:"maxConnections"`
 }
 
-// Normalization selects the path normalizer's mode (Istio's names) and what to do
-// with escaped slashes (%2F, %5C).
+// Normalization selects the path normalizer's mode (Istio's names), what to do
+// with escaped slashes (%2F, %5C), and what to do with ';' path parameters.
 type Normalization struct {
 	Mode           string `yaml:"mode"`
 	EscapedSlashes string `yaml:"escapedSlashes"`
+	PathParameters string `yaml:"pathParameters"`
 }
 
 // Route sends matching requests to one upstream.

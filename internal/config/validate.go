@@ -21,6 +21,9 @@ var NormalizationModes = []string{"NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_M
 // EscapedSlashActions say what happens to %2F and %5C in a path (Envoy's names).
 var EscapedSlashActions = []string{"REJECT_REQUEST", "UNESCAPE_AND_FORWARD", "KEEP_UNCHANGED"}
 
+// PathParameterActions say what happens to ';' path parameters.
+var PathParameterActions = []string{"KEEP", "STRIP", "REJECT", "REJECT_EXCEPT_LAST"}
+
 type validator struct {
 	d *Decoder
 	g *Gateway
@@ -153,6 +156,9 @@ func (v *validator) ingress() {
 	}
 	if !contains(EscapedSlashActions, in.Normalization.EscapedSlashes) {
 		v.errorf("ingress.normalization.escapedSlashes", "want one of %s (got %q)", strings.Join(EscapedSlashActions, ", "), in.Normalization.EscapedSlashes)
+	}
+	if !contains(PathParameterActions, in.Normalization.PathParameters) {
+		v.errorf("ingress.normalization.pathParameters", "want one of %s (got %q)", strings.Join(PathParameterActions, ", "), in.Normalization.PathParameters)
 	}
 	for _, l := range []struct {
 		name string

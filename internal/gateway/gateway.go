@@ -249,17 +249,35 @@ func (g *Gateway) buildRoutes() (*ingress.Router, error) {
 	return ingress.NewRouter(routes), nil
 }
 
-func normalizer(cfg *config.Gateway) (ingress.Normalizer, error) {
+// NormalizationOptions maps the ingress normalization settings to the
+// normalizer's options: the one place that parses them, for the gateway and
+// for `gateway policy eval -c` alike.
+func NormalizationOptions(cfg *config.Gateway) (pathnorm.Options, error) {
 	n := cfg.Ingress.Normalization
+	var errs config.Errors
 	mode, err := pathnorm.ParseMode(n.Mode)
 	if err != nil {
-		return nil, config.Errors{cfg.ErrorAt("ingress.normalization.mode", err.Error())}
+		errs = append(errs, cfg.ErrorAt("ingress.normalization.mode", err.Error()))
 	}
 	esc, err := pathnorm.ParseEscapedSlashes(n.EscapedSlashes)
 	if err != nil {
-		return nil, config.Errors{cfg.ErrorAt("ingress.normalization.escapedSlashes", err.Error())}
+		errs = append(errs, cfg.ErrorAt("ingress.normalization.escapedSlashes", err.Error()))
 	}
-	opts := pathnorm.Options{Mode: mode, EscapedSlashes: esc}
+	params, err := pathnorm.ParsePathParameters(n.PathParameters)
+	if err != nil {
+		errs = append(errs, cfg.ErrorAt("ingress.normalization.pathParameters", err.Error()))
+	}
+	if err := errs.Err(); err != nil {
+		return pathnorm.Options{}, err
+	}
+	return pathnorm.Options{Mode: mode, EscapedSlashes: esc, PathParameters: params}, nil
+}
+
+func normalizer(cfg *config.Gateway) (ingress.Normalizer, error) {
+	opts, err := NormalizationOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return func(target string) (string, string, error) {
 		res, err := pathnorm.Normalize(target, opts)
 		return res.Path, res.RawQuery, err

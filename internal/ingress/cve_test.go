@@ -105,8 +105,11 @@ func TestCVEShapesNeverReachTheUpstream(t *testing.T) {
 		{cve: "CVE-2021-39155 host case", target: "/ok", host: "Secret.com", want: []int{403}},
 		{cve: "ISTIO-2021-008 host with port (policy lists host:*)", target: "/ok", host: "httpbin.com:80", want: []int{403}},
 		{cve: "CVE-2023-27487 client-sent x-envoy-original-path", target: "/nothing-allows-this", hdrs: "X-Envoy-Original-Path: /ok\r\n", want: []int{403}},
-		{cve: "CVE-2026-73511 ..; path parameter", target: "/public/..;/admin", want: []int{403}},
-		{cve: "CVE-2026-73511 encoded ..;", target: "/public/%2e%2e;x/admin", want: []int{403}},
+		// The default refuses ';' outside the last segment (400); under KEEP
+		// the dot segment is resolved and the DENY answers (403).
+		{cve: "CVE-2026-73511 ..; path parameter", target: "/public/..;/admin", want: []int{400}},
+		{cve: "CVE-2026-73511 encoded ..;", target: "/public/%2e%2e;x/admin", want: []int{400}},
+		{cve: "servlet path parameter before a denied segment", target: "/admin;x/secret", want: []int{400}},
 		{cve: "NUL in the path", target: "/ok%00", want: []int{400}},
 		{cve: "invalid percent-encoding", target: "/ok%zz", want: []int{400}, noH2: true},
 		{cve: "absolute-form with dot segments", target: "https://localhost/info/../admin", want: []int{403}},

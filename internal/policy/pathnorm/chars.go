@@ -6,11 +6,12 @@ package pathnorm
 const (
 	classInvalid   = iota // not allowed raw in a path
 	classControl          // 0x00-0x1F, 0x7F
-	classPchar            // allowed as-is: unreserved (except '.'), sub-delims, ':', '@'
+	classPchar            // allowed as-is: unreserved (except '.'), sub-delims (except ';'), ':', '@'
 	classDot              // '.', may start a dot segment
 	classSlash            // '/'
 	classPercent          // '%', starts an escape
 	classBackslash        // '\', read as '/' in BASE and above
+	classSemicolon        // ';', starts a path parameter
 )
 
 var pathClass = func() (t [256]uint8) {
@@ -30,6 +31,7 @@ var pathClass = func() (t [256]uint8) {
 	t['/'] = classSlash
 	t['%'] = classPercent
 	t['\\'] = classBackslash
+	t[';'] = classSemicolon
 	return t
 }()
 

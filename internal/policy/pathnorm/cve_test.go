@@ -2,6 +2,12 @@ package pathnorm
 
 import "testing"
 
+// Default with the other path-parameter actions.
+var (
+	optsDefaultKeep  = Options{Mode: ModeMergeSlashes, EscapedSlashes: EscapedSlashesReject, PathParameters: PathParametersKeep}
+	optsDefaultStrip = Options{Mode: ModeMergeSlashes, EscapedSlashes: EscapedSlashesReject, PathParameters: PathParametersStrip}
+)
+
 // TestCVEs replays every path-shaped bypass of the Istio reference (§14)
 // against Tollgate's Default and, where it differs, Istio's default. The
 // expectation is what the policy judges and the upstream receives.
@@ -37,18 +43,34 @@ func TestCVEs(t *testing.T) {
 		{cve: "CVE-2020-8595 query", in: "/protected?x", opts: Default(), want: ok("/protected")},
 		{cve: "CVE-2020-8595 fragment", in: "/protected#x", opts: Default(), want: ok("/protected")},
 
-		// Tomcat strips ";..." before resolving dot segments.
-		{cve: "CVE-2026-73511", in: "/public/..;/admin", opts: Default(), want: ok("/admin")},
+		// Tomcat strips ";..." before resolving dot segments. Tollgate's
+		// Default refuses the parameter outright; with parameters kept
+		// (Istio's behaviour) the dot segment is still resolved.
+		{cve: "CVE-2026-73511", in: "/public/..;/admin", opts: Default(), want: rejected(ErrPathParameter)},
+		{cve: "CVE-2026-73511 KEEP", in: "/public/..;/admin", opts: optsDefaultKeep, want: ok("/admin")},
+		{cve: "CVE-2026-73511 STRIP", in: "/public/..;/admin", opts: optsDefaultStrip, want: ok("/admin")},
 		{cve: "CVE-2026-73511 BASE", in: "/public/..;/admin", opts: IstioDefault(), want: ok("/admin")},
-		{cve: "CVE-2026-73511 params", in: "/public/..;jsessionid=1/admin", opts: Default(), want: ok("/admin")},
-		{cve: "CVE-2026-73511 escaped dots", in: "/public/%2e%2E;/admin", opts: Default(), want: ok("/admin")},
-		{cve: "CVE-2026-73511 escaped semicolon", in: "/public/..%3b/admin", opts: Default(), want: ok("/admin")},
-		{cve: "CVE-2026-73511 dot", in: "/public/.;x/admin", opts: Default(), want: ok("/public/admin")},
-		{cve: "CVE-2026-73511 leading", in: "/..;/admin", opts: Default(), want: ok("/admin")},
+		{cve: "CVE-2026-73511 params", in: "/public/..;jsessionid=1/admin", opts: Default(), want: rejected(ErrPathParameter)},
+		{cve: "CVE-2026-73511 params KEEP", in: "/public/..;jsessionid=1/admin", opts: optsDefaultKeep, want: ok("/admin")},
+		{cve: "CVE-2026-73511 escaped dots", in: "/public/%2e%2E;/admin", opts: Default(), want: rejected(ErrPathParameter)},
+		{cve: "CVE-2026-73511 escaped dots KEEP", in: "/public/%2e%2E;/admin", opts: optsDefaultKeep, want: ok("/admin")},
+		{cve: "CVE-2026-73511 escaped semicolon", in: "/public/..%3b/admin", opts: Default(), want: rejected(ErrEscapedSemicolon)},
+		{cve: "CVE-2026-73511 escaped semicolon KEEP", in: "/public/..%3b/admin", opts: optsDefaultKeep, want: ok("/admin")},
+		{cve: "CVE-2026-73511 dot", in: "/public/.;x/admin", opts: optsDefaultKeep, want: ok("/public/admin")},
+		{cve: "CVE-2026-73511 leading", in: "/..;/admin", opts: optsDefaultKeep, want: ok("/admin")},
+		{cve: "CVE-2026-73511 leading Default", in: "/..;/admin", opts: Default(), want: rejected(ErrPathParameter)},
 		{cve: "CVE-2026-73511 trailing", in: "/public/admin/..;", opts: Default(), want: ok("/public/")},
 		{cve: "CVE-2026-73511 not a dot segment", in: "/admin;x=y", opts: Default(), want: ok("/admin;x=y")},
-		{cve: "CVE-2026-73511 three dots", in: "/public/...;/admin", opts: Default(), want: ok("/public/...;/admin")},
+		{cve: "CVE-2026-73511 three dots", in: "/public/...;/admin", opts: optsDefaultKeep, want: ok("/public/...;/admin")},
 		{cve: "CVE-2026-73511 NONE untouched", in: "/public/..;/admin", opts: optsNone, want: ok("/public/..;/admin")},
+
+		// Servlet containers strip ";x" from every segment and serve
+		// "/admin;x/users" as /admin/users, past a DENY on "/admin/*".
+		{cve: "servlet path parameter", in: "/admin;x/users", opts: Default(), want: rejected(ErrPathParameter)},
+		{cve: "servlet path parameter KEEP (Istio)", in: "/admin;x/users", opts: IstioDefault(), want: ok("/admin;x/users")},
+		{cve: "servlet path parameter STRIP", in: "/admin;x/users", opts: optsDefaultStrip, want: ok("/admin/users")},
+		{cve: "servlet escaped parameter", in: "/admin%3Bx/users", opts: Default(), want: rejected(ErrEscapedSemicolon)},
+		{cve: "servlet jsessionid in the last segment", in: "/shop/cart;jsessionid=ABC", opts: Default(), want: ok("/shop/cart;jsessionid=ABC")},
 
 		// Double encoding is never decoded twice: the backend that decodes
 		// once sees "%2e", not ".".

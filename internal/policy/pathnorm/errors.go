@@ -31,6 +31,15 @@ var (
 	// ErrEscapedSlash: %2F or %5C under EscapedSlashesReject
 	// (CVE-2021-31920).
 	ErrEscapedSlash = errors.New("escaped slash or backslash")
+	// ErrPathParameter: a ';' path parameter under PathParametersReject, or
+	// outside the last segment under PathParametersRejectExceptLast.
+	// Servlet upstreams strip it and serve "/admin;x/users" as
+	// "/admin/users", which a rule on "/admin/*" does not see.
+	ErrPathParameter = errors.New("path parameter (';') in path")
+	// ErrEscapedSemicolon: %3B or %3b in the path under any PathParameters
+	// action but PathParametersKeep. Containers that decode before they
+	// strip parameters read it as ';'.
+	ErrEscapedSemicolon = errors.New("escaped semicolon in path")
 	// ErrQuerySemicolon: ParseQuery found an unescaped ';', which some
 	// backends treat as a separator and others do not (parameter cloaking).
 	ErrQuerySemicolon = errors.New("semicolon in query")

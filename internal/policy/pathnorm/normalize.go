@@ -89,10 +89,31 @@ func scanPath(p string, opts Options) (work bool, err error) {
 	base := opts.Mode >= ModeBase
 	merge := opts.Mode >= ModeMergeSlashes
 	action := opts.slashAction()
+	params := opts.PathParameters
+	// param is the offset of a ';' under PathParametersRejectExceptLast
+	// that is not yet known to be in the last segment; any separator after
+	// it refuses the path.
+	param := -1
 	for i := 0; i < len(p); i++ {
 		switch pathClass[p[i]] {
 		case classPchar, classDot:
+		case classSemicolon:
+			switch params {
+			case PathParametersStrip:
+				work = true
+			case PathParametersReject:
+				// Servlet upstreams strip ";x": "/admin;x/users" would
+				// reach /admin/users past a DENY on "/admin/*".
+				return false, fail(ErrPathParameter, "path", i)
+			case PathParametersRejectExceptLast:
+				if param < 0 {
+					param = i
+				}
+			}
 		case classSlash:
+			if param >= 0 {
+				return false, fail(ErrPathParameter, "path", param)
+			}
 			if !base || i+1 == len(p) {
 				break
 			}
@@ -120,11 +141,30 @@ func scanPath(p string, opts Options) (work bool, err error) {
 				case EscapedSlashesDecode:
 					work = true
 				}
+				// Kept or decoded, some upstream reads it as a separator,
+				// so a ';' before it is not in the last segment.
+				if param >= 0 {
+					return false, fail(ErrPathParameter, "path", param)
+				}
+			case v == ';' && params != PathParametersKeep:
+				// RFC 3986 makes %3B data, and Tomcat strips parameters
+				// before decoding, but containers that decode first read
+				// it as ';'. Stripping at it would change the resource an
+				// RFC upstream serves; keeping it would let a decoding
+				// container strip what the policy judged ("/admin%3Bx/users"
+				// served as /admin/users). Refuse it, in the last segment
+				// too, where a "/x;*" rule would not cover it.
+				return false, fail(ErrEscapedSemicolon, "path", i)
 			case base && isUnreserved(v):
 				work = true
 			}
 			i += 2
 		case classBackslash:
+			// '\' is '/' in BASE and above, and to Windows and some Java
+			// servers in NONE too.
+			if param >= 0 {
+				return false, fail(ErrPathParameter, "path", param)
+			}
 			work = work || base
 		case classControl:
 			return false, fail(ErrControlChar, "path", i)
@@ -165,6 +205,10 @@ func rewrite(p string, opts Options) string {
 		default:
 			buf = append(buf, c)
 		}
+	}
+	if opts.PathParameters == PathParametersStrip {
+		// Before dot segments, as Tomcat does: "/a/..;x/b" is "/a/../b".
+		buf = stripParams(buf)
 	}
 	if base {
 		buf = removeDotSegments(buf)

@@ -6,12 +6,13 @@ import (
 	"testing"
 )
 
-// The four Istio modes with the escaped-slash action Istio gives each.
+// The four Istio modes with the escaped-slash action Istio gives each, and
+// path parameters kept, as Istio keeps them.
 var (
-	optsNone   = Options{Mode: ModeNone, EscapedSlashes: EscapedSlashesKeep}
+	optsNone   = Options{Mode: ModeNone, EscapedSlashes: EscapedSlashesKeep, PathParameters: PathParametersKeep}
 	optsBase   = IstioDefault()
-	optsMerge  = Options{Mode: ModeMergeSlashes, EscapedSlashes: EscapedSlashesKeep}
-	optsDecode = Options{Mode: ModeDecodeAndMergeSlashes}
+	optsMerge  = Options{Mode: ModeMergeSlashes, EscapedSlashes: EscapedSlashesKeep, PathParameters: PathParametersKeep}
+	optsDecode = Options{Mode: ModeDecodeAndMergeSlashes, PathParameters: PathParametersKeep}
 )
 
 // want is one expected outcome: a path, or an error matched with errors.Is.
@@ -23,6 +24,11 @@ type want struct {
 func ok(p string) want        { return want{path: p} }
 func rejected(err error) want { return want{err: err} }
 
+// optsName names opts in failure messages.
+func optsName(o Options) string {
+	return o.Mode.String() + "/" + o.EscapedSlashes.String() + "/" + o.PathParameters.String()
+}
+
 // check normalizes target and compares with w; successful results outside
 // NONE must also be fixed points.
 func check(t *testing.T, target string, opts Options, w want) {
@@ -30,7 +36,7 @@ func check(t *testing.T, target string, opts Options, w want) {
 	got, err := Normalize(target, opts)
 	if w.err != nil {
 		if !errors.Is(err, w.err) {
-			t.Fatalf("Normalize(%q, %v/%v) = %q, %v; want error %v", target, opts.Mode, opts.EscapedSlashes, got.Path, err, w.err)
+			t.Fatalf("Normalize(%q, %v) = %q, %v; want error %v", target, optsName(opts), got.Path, err, w.err)
 		}
 		var e *Error
 		if !errors.As(err, &e) {
@@ -39,7 +45,7 @@ func check(t *testing.T, target string, opts Options, w want) {
 		return
 	}
 	if err != nil || got.Path != w.path {
-		t.Fatalf("Normalize(%q, %v/%v) = %q, %v; want %q", target, opts.Mode, opts.EscapedSlashes, got.Path, err, w.path)
+		t.Fatalf("Normalize(%q, %v) = %q, %v; want %q", target, optsName(opts), got.Path, err, w.path)
 	}
 	if opts.Mode == ModeNone {
 		return
@@ -192,14 +198,14 @@ func TestEscapedSlashes(t *testing.T) {
 		opts Options
 		want want
 	}{
-		{name: "reject in NONE", in: "/a%2Fb", opts: Options{Mode: ModeNone, EscapedSlashes: EscapedSlashesReject}, want: rejected(ErrEscapedSlash)},
-		{name: "reject in BASE", in: "/a%5cb", opts: Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesReject}, want: rejected(ErrEscapedSlash)},
+		{name: "reject in NONE", in: "/a%2Fb", opts: Options{Mode: ModeNone, EscapedSlashes: EscapedSlashesReject, PathParameters: PathParametersKeep}, want: rejected(ErrEscapedSlash)},
+		{name: "reject in BASE", in: "/a%5cb", opts: Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesReject, PathParameters: PathParametersKeep}, want: rejected(ErrEscapedSlash)},
 		{name: "reject lower", in: "/a%2fb", opts: Default(), want: rejected(ErrEscapedSlash)},
 		{name: "reject upper backslash", in: "/a%5Cb", opts: Default(), want: rejected(ErrEscapedSlash)},
-		{name: "decode in NONE keeps backslash", in: "/a%2Fb%5cc", opts: Options{Mode: ModeNone, EscapedSlashes: EscapedSlashesDecode}, want: ok(`/a/b\c`)},
-		{name: "decode in BASE", in: "/a%2F%2Fb%5cc", opts: Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesDecode}, want: ok("/a//b/c")},
-		{name: "decode then dots", in: "/a/b%2F..%2Fc", opts: Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesDecode}, want: ok("/a/c")},
-		{name: "decode mode overrides reject", in: "/a%2Fb", opts: Options{Mode: ModeDecodeAndMergeSlashes, EscapedSlashes: EscapedSlashesReject}, want: ok("/a/b")},
+		{name: "decode in NONE keeps backslash", in: "/a%2Fb%5cc", opts: Options{Mode: ModeNone, EscapedSlashes: EscapedSlashesDecode, PathParameters: PathParametersKeep}, want: ok(`/a/b\c`)},
+		{name: "decode in BASE", in: "/a%2F%2Fb%5cc", opts: Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesDecode, PathParameters: PathParametersKeep}, want: ok("/a//b/c")},
+		{name: "decode then dots", in: "/a/b%2F..%2Fc", opts: Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesDecode, PathParameters: PathParametersKeep}, want: ok("/a/c")},
+		{name: "decode mode overrides reject", in: "/a%2Fb", opts: Options{Mode: ModeDecodeAndMergeSlashes, EscapedSlashes: EscapedSlashesReject, PathParameters: PathParametersKeep}, want: ok("/a/b")},
 		{name: "double-encoded slash kept", in: "/a%252Fb", opts: Default(), want: ok("/a%252Fb")},
 	}
 	for _, tt := range tests {

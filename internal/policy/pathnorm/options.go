@@ -115,18 +115,26 @@ type Options struct {
 	// EscapedSlashes is ignored under ModeDecodeAndMergeSlashes, which
 	// always decodes (that is what the mode means in Istio).
 	EscapedSlashes EscapedSlashes
+	// PathParameters applies in every mode, NONE included.
+	PathParameters PathParameters
 }
 
 // Default is Tollgate's default: MERGE_SLASHES with escaped slashes
-// rejected. It is stricter than Istio's default (see the package doc and
-// CVE-2021-31920).
+// rejected and path parameters refused outside the last segment. It is
+// stricter than Istio's default (see the package doc, CVE-2021-31920 and
+// [PathParametersRejectExceptLast]).
 func Default() Options {
-	return Options{Mode: ModeMergeSlashes, EscapedSlashes: EscapedSlashesReject}
+	return Options{
+		Mode:           ModeMergeSlashes,
+		EscapedSlashes: EscapedSlashesReject,
+		PathParameters: PathParametersRejectExceptLast,
+	}
 }
 
-// IstioDefault is Istio's default: BASE with escaped slashes kept.
+// IstioDefault is Istio's default: BASE with escaped slashes and path
+// parameters kept.
 func IstioDefault() Options {
-	return Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesKeep}
+	return Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesKeep, PathParameters: PathParametersKeep}
 }
 
 // Validate reports whether o can be used.
@@ -136,6 +144,9 @@ func (o Options) Validate() error {
 	}
 	if o.Mode != ModeDecodeAndMergeSlashes && !o.EscapedSlashes.valid() {
 		return fmt.Errorf("%w: escaped slashes %v", ErrInvalidOptions, o.EscapedSlashes)
+	}
+	if !o.PathParameters.valid() {
+		return fmt.Errorf("%w: path parameters %v", ErrInvalidOptions, o.PathParameters)
 	}
 	return nil
 }

@@ -63,12 +63,46 @@ func TestParseEscapedSlashes(t *testing.T) {
 	}
 }
 
+func TestParsePathParameters(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    PathParameters
+		wantErr bool
+	}{
+		{in: "KEEP", want: PathParametersKeep},
+		{in: "STRIP", want: PathParametersStrip},
+		{in: "REJECT", want: PathParametersReject},
+		{in: "REJECT_EXCEPT_LAST", want: PathParametersRejectExceptLast},
+		{in: "reject", wantErr: true},
+		{in: "REJECT_REQUEST", wantErr: true},
+		{in: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParsePathParameters(tt.in)
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "unknown path parameters action") {
+					t.Fatalf("ParsePathParameters(%q) = %v, %v; want an unknown-action error", tt.in, got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want || got.String() != tt.in {
+				t.Fatalf("ParsePathParameters(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
 func TestDefaults(t *testing.T) {
-	if got, want := Default(), (Options{Mode: ModeMergeSlashes, EscapedSlashes: EscapedSlashesReject}); got != want {
+	want := Options{Mode: ModeMergeSlashes, EscapedSlashes: EscapedSlashesReject, PathParameters: PathParametersRejectExceptLast}
+	if got := Default(); got != want {
 		t.Errorf("Default() = %+v; want %+v", got, want)
 	}
-	if got, want := IstioDefault(), (Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesKeep}); got != want {
+	if got, want := IstioDefault(), (Options{Mode: ModeBase, EscapedSlashes: EscapedSlashesKeep, PathParameters: PathParametersKeep}); got != want {
 		t.Errorf("IstioDefault() = %+v; want %+v", got, want)
+	}
+	if got := PathParameters(0).String(); got != "PathParameters(0)" {
+		t.Errorf("PathParameters(0).String() = %q", got)
 	}
 	if err := (Options{}).Validate(); err == nil {
 		t.Error("zero Options validate; want an error so a forgotten setting fails closed")

@@ -53,7 +53,8 @@ func TestReject(t *testing.T) {
 		{name: "query high byte", in: "/a?x=\xff", reason: ErrInvalidChar, part: "query", offset: 5},
 		{name: "fragment control", in: "/a#b\x00", reason: ErrControlChar, part: "fragment", offset: 4},
 	}
-	modes := []Options{optsNone, optsBase, optsMerge, optsDecode, Default()}
+	modes := []Options{optsNone, optsBase, optsMerge, optsDecode, Default(), optsDefaultKeep, optsDefaultStrip,
+		{Mode: ModeNone, EscapedSlashes: EscapedSlashesKeep, PathParameters: PathParametersReject}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, opts := range modes {
@@ -97,8 +98,11 @@ func TestInvalidOptions(t *testing.T) {
 	for _, opts := range []Options{
 		{},
 		{Mode: ModeBase},
-		{Mode: 9, EscapedSlashes: EscapedSlashesKeep},
-		{Mode: ModeMergeSlashes, EscapedSlashes: 7},
+		{Mode: 9, EscapedSlashes: EscapedSlashesKeep, PathParameters: PathParametersKeep},
+		{Mode: ModeMergeSlashes, EscapedSlashes: 7, PathParameters: PathParametersKeep},
+		{Mode: ModeMergeSlashes, EscapedSlashes: EscapedSlashesReject},
+		{Mode: ModeMergeSlashes, EscapedSlashes: EscapedSlashesReject, PathParameters: 5},
+		{Mode: ModeDecodeAndMergeSlashes},
 	} {
 		if _, err := Normalize("/a", opts); !errors.Is(err, ErrInvalidOptions) {
 			t.Errorf("Normalize with %+v: %v; want ErrInvalidOptions", opts, err)

@@ -47,7 +47,7 @@ func ParseNormalization(name string) (pathnorm.Options, error) {
 	if err != nil {
 		return pathnorm.Options{}, err
 	}
-	return pathnorm.Options{Mode: m, EscapedSlashes: pathnorm.EscapedSlashesKeep}, nil
+	return pathnorm.Options{Mode: m, EscapedSlashes: pathnorm.EscapedSlashesKeep, PathParameters: pathnorm.PathParametersKeep}, nil
 }
 
 // LoadSet loads and compiles the policies of paths (files or directories).
