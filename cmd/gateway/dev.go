@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os/signal"
-	"syscall"
 	"time"
 
-	"tollgate.dev/tollgate/internal/identity"
-
 	"tollgate.dev/tollgate/internal/dev"
+	"tollgate.dev/tollgate/internal/identity"
 )
 
 func cmdDev(args []string, stdout, stderr io.Writer) int {
@@ -22,7 +19,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 			return cmdDevEcho(args[1:], stderr)
 		}
 	}
-	fs := newFlagSet("dev", "dev [flags]\n\nRuns a complete gateway with a dev trust domain, a demo mTLS upstream and a demo policy.\nNothing is needed from you; files go to -dir. Ctrl-C stops it.\n\n  gateway dev pki -out DIR     write a throwaway CA, SVIDs and a localhost certificate (for examples/quickstart)\n  gateway dev echo ...         run the demo mTLS echo upstream with SVID files", stderr)
+	fs := newFlagSet("dev", "dev [flags]\n\nRuns a complete gateway with a dev trust domain, a demo mTLS upstream and a demo policy.\nNothing is needed from you; files go to -dir. SIGHUP reloads the policy at once; Ctrl-C stops it.\n\n  gateway dev pki -out DIR     write a throwaway CA, SVIDs and a localhost certificate (for examples/quickstart)\n  gateway dev echo ...         run the demo mTLS echo upstream with SVID files", stderr)
 	dir := fs.String("dir", ".tollgate-dev", "directory for the dev CA certificate and the demo policy")
 	listen := fs.String("listen", "127.0.0.1:8443", "ingress address")
 	admin := fs.String("admin", "127.0.0.1:9901", "admin address (health, readiness, metrics)")
@@ -31,20 +28,49 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log, err := lf.logger(stderr)
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	sigs := notifyServeSignals()
+	defer sigs.stop()
+	log, lh, err := lf.logger(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	err = dev.Run(ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Logger: log, Out: stderr, Audit: stdout})
+	defer flushLog(lh)
+	env, err := dev.Start(sigs.ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Logger: log, Out: stderr, Audit: stdout})
 	if err != nil {
-		fmt.Fprintf(stderr, "gateway dev: %v\n", err)
+		flushLog(lh)
+		fmt.Fprintln(stderr, devStartError(err, *listen, *admin))
 		return 1
 	}
-	fmt.Fprintln(stderr, "stopped")
+	sigs.serve(log, env.Gateway.Reload)
+	log.Info("shutting down: draining in-flight requests", "deadline", devShutdownTimeout)
+	if err := shutdownWithin(devShutdownTimeout, env.Close); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	log.Info("stopped")
 	return 0
+}
+
+// devShutdownTimeout is dev mode's shutdownTimeout.
+const devShutdownTimeout = 10 * time.Second
+
+// devStartError is the one line dev prints when it cannot start; an address
+// in use names the flag that picks another.
+func devStartError(err error, listen, admin string) string {
+	i, addr, ok := addrInUse(err, listen, admin)
+	switch {
+	case !ok:
+		return "gateway dev: " + err.Error()
+	case i < 0:
+		return "gateway dev: " + addr + " is already in use (is another gateway running? choose other addresses with -listen and -admin)"
+	}
+	flag := [...]string{"-listen", "-admin"}[i]
+	return fmt.Sprintf("gateway dev: %s is already in use (is another gateway running?): choose another address with %s (%s 127.0.0.1:0 picks a free port)", addr, flag, flag)
 }
 
 func cmdDevPKI(args []string, stdout, stderr io.Writer) int {
@@ -95,11 +121,14 @@ func cmdDevEcho(args []string, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	log, err := lf.logger(stderr)
+	sigs := notifyServeSignals()
+	defer sigs.stop()
+	log, lh, err := lf.logger(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	defer flushLog(lh)
 	allowed, err := identity.ParseMatcher([]string{*allow})
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway dev echo: -allow: %v\n", err)
@@ -125,8 +154,6 @@ func cmdDevEcho(args []string, stderr io.Writer) int {
 	}
 	defer e.Close()
 	log.Info("echo upstream serving", "addr", e.Addr(), "spiffeID", src.Status().ID.String(), "allow", *allow)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	<-ctx.Done()
+	sigs.serve(log, nil) // its SVID files are polled: SIGHUP has nothing to add
 	return 0
 }

@@ -8,12 +8,16 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +25,7 @@ import (
 	"tollgate.dev/tollgate/internal/dev"
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 // copyExample copies an example directory into a temporary one and writes its
@@ -349,5 +354,406 @@ func TestRunRefusesWhatCheckRefuses(t *testing.T) {
 	}
 	if checkErr.String() != runErr.String() || !strings.Contains(runErr.String(), "gateway.yaml:") {
 		t.Errorf("check said:\n%s\nrun said:\n%s", checkErr.String(), runErr.String())
+	}
+}
+
+// TestMain lets a test run this test binary as the gateway itself: with
+// TOLLGATE_TEST_GATEWAY=1 it is main(), so signals and broken pipes meet the
+// code a release binary runs, with no separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("TOLLGATE_TEST_GATEWAY") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// gatewayProc is the gateway running as a child process.
+type gatewayProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // of Wait, once exited is closed
+}
+
+// startGateway runs the gateway with args. stdout and stderr are the child's;
+// a test that needs neither passes io.Discard. The child is killed at the end
+// of the test if it is still running.
+func startGateway(t *testing.T, stdout, stderr io.Writer, args ...string) *gatewayProc {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "TOLLGATE_TEST_GATEWAY=1")
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.WaitDelay = 5 * time.Second // bounds Wait on a grandchild holding a pipe
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &gatewayProc{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+// wait returns the exit error once the child exits, or fails the test after d.
+func (p *gatewayProc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(d):
+		t.Fatalf("gateway still running %v later", d)
+		return nil
+	}
+}
+
+// running fails the test if the child has exited.
+func (p *gatewayProc) running(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.exited:
+		t.Fatalf("gateway exited: %v", p.cmd.ProcessState)
+	default:
+	}
+}
+
+// waitReady polls the admin listener's /readyz until it answers 200.
+func (p *gatewayProc) waitReady(t *testing.T, admin string) {
+	t.Helper()
+	c := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		p.running(t)
+		if resp, err := c.Get("http://" + admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	t.Fatal("gateway not ready after 30s")
+}
+
+// freeAddr returns a loopback address nothing listens on (for a moment).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// quickstartConfig is the quickstart with its PKI, the given ingress and admin
+// addresses and upstream, and extra top-level YAML appended.
+func quickstartConfig(t *testing.T, ingress, admin, upstream, extra string) string {
+	t.Helper()
+	dir := copyExample(t, "quickstart")
+	file := filepath.Join(dir, "gateway.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, r := range [][2]string{
+		{"https://127.0.0.1:9443", "https://" + upstream},
+		{"listen: 127.0.0.1:8443", "listen: " + ingress},
+		{"listen: 127.0.0.1:9901", "listen: " + admin},
+	} {
+		if !strings.Contains(s, r[0]) {
+			t.Fatalf("quickstart has no %q any more", r[0])
+		}
+		s = strings.Replace(s, r[0], r[1], 1)
+	}
+	if err := os.WriteFile(file, []byte(s+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// waitFor polls buf until it contains want.
+func (p *gatewayProc) waitFor(t *testing.T, buf *testkit.Buffer, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(buf.String(), want) {
+			return
+		}
+		p.running(t)
+	}
+	t.Fatalf("no %q in stderr after 15s:\n%s", want, buf.String())
+}
+
+// The gateway outlives whoever reads its stdout and stderr: with both pipes
+// broken (journald restarted, the shipper died) it keeps serving, counts the
+// failed writes, and still stops cleanly on SIGTERM. Without SIGPIPE handled,
+// the first audit event or log line would kill it with SIGPIPE (exit 141),
+// which systemd's defaults would not restart.
+func TestServingSurvivesBrokenPipes(t *testing.T) {
+	tests := []struct {
+		name string
+		// args start the command on the given addresses.
+		args       func(t *testing.T, ingress, admin string) []string
+		path       string // answered with wantStatus, and a line on stderr
+		token      string
+		wantStatus int
+	}{
+		{
+			name: "run",
+			args: func(t *testing.T, ingress, admin string) []string {
+				// Nothing listens on the upstream: every request is a 503
+				// (unreachable) and an "upstream request failed" line.
+				return []string{"run", "-c", quickstartConfig(t, ingress, admin, freeAddr(t), "")}
+			},
+			path: "/hello", wantStatus: http.StatusServiceUnavailable,
+		},
+		{
+			name: "dev",
+			args: func(t *testing.T, ingress, admin string) []string {
+				return []string{"dev", "-dir", t.TempDir(), "-listen", ingress, "-admin", admin}
+			},
+			// A token that does not verify: 401 and "authentication failed".
+			path: "/api/items", token: "not-a-jwt", wantStatus: http.StatusUnauthorized,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ingress, admin := freeAddr(t), freeAddr(t)
+			args := tc.args(t, ingress, admin)
+			outR, outW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			errR, errW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			outR.Close() // stdout is broken from the start
+			var startup testkit.Buffer
+			copied := make(chan struct{})
+			go func() {
+				io.Copy(&startup, errR)
+				close(copied)
+			}()
+			p := startGateway(t, outW, errW, args...)
+			outW.Close()
+			errW.Close()
+			p.waitReady(t, admin)
+			errR.Close() // and now stderr too
+			<-copied
+
+			c := &http.Client{
+				Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // only the status matters here
+				Timeout:   10 * time.Second,
+			}
+			defer c.CloseIdleConnections()
+			for i := range 30 {
+				req, _ := http.NewRequest("GET", "https://"+ingress+tc.path, nil)
+				if tc.token != "" {
+					req.Header.Set("Authorization", "Bearer "+tc.token)
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatalf("request %d: %v (gateway: %v)\nstartup stderr:\n%s", i, err, p.cmd.ProcessState, startup.String())
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.wantStatus {
+					t.Fatalf("request %d: %d, want %d", i, resp.StatusCode, tc.wantStatus)
+				}
+			}
+			p.running(t)
+			p.waitReady(t, admin)
+			resp, err := c.Get("http://" + admin + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			m := regexp.MustCompile(`(?m)^tollgate_audit_write_errors_total (\d+)$`).FindSubmatch(b)
+			if m == nil || string(m[1]) == "0" {
+				t.Errorf("audit write errors not counted: %q", m)
+			}
+
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.wait(t, 20*time.Second); err != nil {
+				t.Errorf("after SIGTERM: %v, want exit 0", err)
+			}
+		})
+	}
+}
+
+// fullPipe returns a pipe whose buffer is already full: the child's first
+// write to w blocks, as it does when the reader of stdout has stalled.
+func fullPipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	w.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	junk := bytes.Repeat([]byte("x"), 4096)
+	for range 1 << 10 { // 4 MiB at most; Linux pipes hold 64 KiB
+		if _, err := w.Write(junk); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal(err)
+			}
+			return r, w
+		}
+	}
+	t.Fatal("pipe never filled")
+	return nil, nil
+}
+
+// SIGTERM ends the process within shutdownTimeout and a small constant,
+// whatever the sinks do: here the audit stdout sink is stuck in a write to a
+// pipe nobody reads, which used to hold the exit forever.
+func TestShutdownIsBoundedWhenStdoutStalls(t *testing.T) {
+	const shutdownTimeout = time.Second
+	ingress, admin := freeAddr(t), freeAddr(t)
+	file := quickstartConfig(t, ingress, admin, freeAddr(t), "shutdownTimeout: 1s\n")
+	_, outW := fullPipe(t)
+	var stderr testkit.Buffer
+	p := startGateway(t, outW, &stderr, "run", "-c", file)
+	outW.Close()
+	p.waitReady(t, admin)
+
+	// Audit events now queue behind the blocked write.
+	c := &http.Client{
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		Timeout:   10 * time.Second,
+	}
+	defer c.CloseIdleConnections()
+	for i := range 20 {
+		resp, err := c.Get("https://" + ingress + "/hello")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+	}
+	c.CloseIdleConnections()
+
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	bound := shutdownTimeout + 5*time.Second
+	err := p.wait(t, bound)
+	took := time.Since(start)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("exit = %v after %v, want exit status 1", err, took)
+	}
+	want := regexp.MustCompile(`(?m)^.*level=ERROR msg=shutdown err="shutdown did not finish within shutdownTimeout 1s \(\+1s\): exiting without it`)
+	if !want.MatchString(stderr.String()) {
+		t.Errorf("no watchdog line in stderr:\n%s", stderr.String())
+	}
+	t.Logf("exited %v after SIGTERM (bound %v)", took, bound)
+}
+
+// SIGHUP reloads dev mode as it does run (the demo policy says so), instead of
+// killing it.
+func TestDevReloadsOnSIGHUP(t *testing.T) {
+	ingress, admin := freeAddr(t), freeAddr(t)
+	var stderr testkit.Buffer
+	p := startGateway(t, io.Discard, &stderr, "dev", "-dir", t.TempDir(), "-listen", ingress, "-admin", admin)
+	p.waitReady(t, admin)
+	for range 2 {
+		before := strings.Count(stderr.String(), "msg=reloaded")
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(15 * time.Second); strings.Count(stderr.String(), "msg=reloaded") == before; time.Sleep(20 * time.Millisecond) {
+			p.running(t)
+			if time.Now().After(deadline) {
+				t.Fatalf("no reload logged after SIGHUP:\n%s", stderr.String())
+			}
+		}
+	}
+	p.waitReady(t, admin)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, 20*time.Second); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "msg=stopped") {
+		t.Errorf("no stopped line:\n%s", stderr.String())
+	}
+}
+
+// A port someone else holds is one clear line that names the address and
+// what sets it (the config field for run, the flag for dev), and exit 1: no
+// panic, no trace.
+func TestBusyPortIsOneClearLine(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := busy.Addr().String()
+	q := regexp.QuoteMeta(taken)
+	tests := []struct {
+		name string
+		args func(t *testing.T) []string
+		want string // the one error line
+	}{
+		{
+			name: "run ingress",
+			args: func(t *testing.T) []string {
+				return []string{"run", "-c", quickstartConfig(t, taken, "127.0.0.1:0", "127.0.0.1:1", "")}
+			},
+			want: `^.*gateway\.yaml:\d+:\d+: ingress\.listen: ` + q + ` is already in use \(is another gateway running\? choose a free address\)$`,
+		},
+		{
+			name: "run admin",
+			args: func(t *testing.T) []string {
+				return []string{"run", "-c", quickstartConfig(t, "127.0.0.1:0", taken, "127.0.0.1:1", "")}
+			},
+			want: `^.*gateway\.yaml:\d+:\d+: admin\.listen: ` + q + ` is already in use`,
+		},
+		{
+			name: "dev ingress",
+			args: func(t *testing.T) []string {
+				return []string{"dev", "-dir", t.TempDir(), "-listen", taken, "-admin", "127.0.0.1:0"}
+			},
+			want: `^gateway dev: ` + q + ` is already in use \(is another gateway running\?\): choose another address with -listen \(-listen 127\.0\.0\.1:0 picks a free port\)$`,
+		},
+		{
+			name: "dev admin",
+			args: func(t *testing.T) []string {
+				return []string{"dev", "-dir", t.TempDir(), "-listen", "127.0.0.1:0", "-admin", taken}
+			},
+			want: `^gateway dev: ` + q + ` is already in use .*: choose another address with -admin `,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(tc.args(t), nil, &out, &errb); code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			want := regexp.MustCompile(tc.want)
+			var matched, errorLines int
+			for _, l := range strings.Split(errb.String(), "\n") {
+				if want.MatchString(l) {
+					matched++
+				}
+				if strings.Contains(l, "in use") || strings.Contains(l, "level=ERROR") || strings.Contains(l, "panic") {
+					errorLines++
+				}
+			}
+			if matched != 1 || errorLines != 1 {
+				t.Errorf("want exactly one error line matching %s; stderr:\n%s", tc.want, errb.String())
+			}
+		})
 	}
 }

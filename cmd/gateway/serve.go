@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/gateway"
+	"tollgate.dev/tollgate/internal/oplog"
 )
 
 // logFlags are the logging flags every serving command has.
@@ -26,19 +29,26 @@ func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
 }
 
-func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+// varyingLogKeys are attributes that differ on every request. The log's rate
+// limiter compares records without them, so that a failing upstream under
+// load writes a burst and then a line per interval, not one per request.
+var varyingLogKeys = []string{"requestId", "seq", "remote"}
+
+// logger returns the operational log, writing to w through a queue that never
+// blocks the request path (internal/oplog). Close its handler with flushLog.
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, *oplog.Handler, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {
-		return nil, fmt.Errorf("invalid -log-level %q", l.level)
+		return nil, nil, fmt.Errorf("invalid -log-level %q", l.level)
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch l.format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	if l.format != "text" && l.format != "json" {
+		return nil, nil, fmt.Errorf("invalid -log-format %q (want text or json)", l.format)
 	}
-	return nil, fmt.Errorf("invalid -log-format %q (want text or json)", l.format)
+	h, err := oplog.New(w, oplog.Options{Format: l.format, Level: level, VaryingKeys: varyingLogKeys})
+	if err != nil {
+		return nil, nil, err
+	}
+	return slog.New(h), h, nil
 }
 
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
@@ -89,7 +99,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	fs := newFlagSet("run", "run -c gateway.yaml\n\nServes until SIGTERM or SIGINT (then drains in-flight requests); SIGHUP reloads certificates, policies and audit files.", stderr)
+	fs := newFlagSet("run", "run -c gateway.yaml\n\nServes until SIGTERM or SIGINT (then drains in-flight requests for shutdownTimeout; a second signal exits at once); SIGHUP reloads certificates, policies and audit files.", stderr)
 	file := fs.String("c", "", "configuration file (required)")
 	var lf logFlags
 	lf.register(fs)
@@ -100,52 +110,175 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	log, err := lf.logger(stderr)
+	sigs := notifyServeSignals()
+	defer sigs.stop()
+	log, lh, err := lf.logger(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	defer flushLog(lh)
 	cfg, err := config.Load(*file)
 	if err != nil {
 		printConfigErrors(stderr, err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout})
+	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout})
 	if err != nil {
+		flushLog(lh)
 		printConfigErrors(stderr, err)
 		return 1
 	}
 	if err := gw.Start(); err != nil {
-		log.Error("cannot start", "err", err)
-		gw.Shutdown(context.Background())
+		shutdownWithin(cfg.ShutdownTimeout, gw.Shutdown)
+		flushLog(lh) // what New and Start logged comes before the reason
+		fmt.Fprintln(stderr, startError(cfg, err))
 		return 1
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-hup:
-			if err := gw.Reload(); err != nil {
-				log.Error("reload incomplete", "err", err)
-			} else {
-				log.Info("reloaded")
-			}
-			continue
-		case <-ctx.Done():
-		}
-		break
-	}
-	stop()
+	sigs.serve(log, gw.Reload)
 	log.Info("shutting down: draining in-flight requests", "deadline", cfg.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := gw.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err := shutdownWithin(cfg.ShutdownTimeout, gw.Shutdown); err != nil {
 		log.Error("shutdown", "err", err)
 		return 1
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// startError is the one line run prints when Start fails. A listen address in
+// use is reported at the field that sets it, in the shape of config errors.
+func startError(cfg *config.Gateway, err error) string {
+	var fields, addrs []string
+	add := func(field, addr string) { fields, addrs = append(fields, field), append(addrs, addr) }
+	if cfg.Ingress != nil {
+		add("ingress.listen", cfg.Ingress.Listen)
+		if cfg.Ingress.Mesh != nil {
+			add("ingress.mesh.listen", cfg.Ingress.Mesh.Listen)
+		}
+	}
+	add("admin.listen", cfg.Admin.Listen)
+	i, addr, ok := addrInUse(err, addrs...)
+	switch {
+	case !ok:
+		return "gateway run: cannot start: " + err.Error()
+	case i < 0:
+		return "gateway run: cannot start: " + addr + " is already in use (is another gateway running?)"
+	}
+	return cfg.ErrorAt(fields[i], addrs[i]+" is already in use (is another gateway running? choose a free address)").Error()
+}
+
+// serveSignals is how the serving commands (run, dev) answer signals.
+type serveSignals struct {
+	// ctx is done at the first SIGTERM or SIGINT.
+	ctx    context.Context
+	cancel context.CancelFunc
+	hup    chan os.Signal
+}
+
+// notifyServeSignals installs the handlers before anything is served, so an
+// early SIGHUP (a reload right after start) cannot kill the process.
+func notifyServeSignals() *serveSignals {
+	// A write to a broken stdout or stderr (journald restarted, the log
+	// shipper or the terminal's pager died) raises SIGPIPE, which kills a Go
+	// program unless it handles it, and systemd's default counts that death
+	// as a clean exit: the gateway would not be restarted. Ignored, the write
+	// fails with EPIPE instead, which the audit logger and the operational
+	// log count, and the gateway keeps serving.
+	signal.Ignore(syscall.SIGPIPE)
+	s := &serveSignals{hup: make(chan os.Signal, 1)}
+	s.ctx, s.cancel = signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(s.hup, syscall.SIGHUP)
+	return s
+}
+
+// serve reloads on every SIGHUP (a nil reload: nothing to do) until the
+// first SIGTERM or SIGINT. Then it stops catching those, so that a second one
+// ends the process at once.
+func (s *serveSignals) serve(log *slog.Logger, reload func() error) {
+	for {
+		select {
+		case <-s.hup:
+			if reload == nil {
+				continue
+			}
+			if err := reload(); err != nil {
+				log.Error("reload incomplete", "err", err)
+			} else {
+				log.Info("reloaded")
+			}
+		case <-s.ctx.Done():
+			s.cancel()
+			return
+		}
+	}
+}
+
+func (s *serveSignals) stop() {
+	s.cancel()
+	signal.Stop(s.hup)
+}
+
+// shutdownGrace is how long past its deadline Shutdown may take before the
+// process exits without it.
+const shutdownGrace = time.Second
+
+// shutdownWithin calls shutdown with a deadline of timeout and returns within
+// timeout+shutdownGrace whatever shutdown does: a stalled stdout reader holds
+// the audit sink's write, and nothing may hold the exit beyond shutdownTimeout.
+// Running out of the deadline itself (requests cut off) is not an error.
+func shutdownWithin(timeout time.Duration, shutdown func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- shutdown(ctx) }()
+	watchdog := time.NewTimer(timeout + shutdownGrace)
+	defer watchdog.Stop()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return nil
+	case <-watchdog.C:
+		return fmt.Errorf("shutdown did not finish within shutdownTimeout %v (+%v): exiting without it (a stalled audit sink or stdout reader?)", timeout, shutdownGrace)
+	}
+}
+
+// logFlushTimeout bounds the wait for the operational log's last lines.
+const logFlushTimeout = time.Second
+
+// flushLog writes what the log has queued, for at most logFlushTimeout: a
+// stalled stderr reader must not hold the exit.
+func flushLog(h *oplog.Handler) {
+	ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
+	defer cancel()
+	h.Close(ctx)
+}
+
+// addrInUse reports whether err says a listen address is taken, and which:
+// the index in addrs of the address the error names (-1 if none matches), and
+// the address as the error has it.
+func addrInUse(err error, addrs ...string) (i int, addr string, ok bool) {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return -1, "", false
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Addr == nil {
+		return -1, "an address", true
+	}
+	addr = op.Addr.String()
+	for i, a := range addrs {
+		if a == addr {
+			return i, addr, true
+		}
+	}
+	// "localhost:8443" or ":8443" are reported resolved: match on the port
+	// (0 never collides: the kernel picks a free one).
+	_, port, _ := net.SplitHostPort(addr)
+	for i, a := range addrs {
+		if _, p, err := net.SplitHostPort(a); err == nil && p == port && p != "0" {
+			return i, addr, true
+		}
+	}
+	return -1, addr, true
 }

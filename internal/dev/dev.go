@@ -3,14 +3,12 @@ package dev
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -60,27 +58,19 @@ type Env struct {
 	closers []func() error
 }
 
-// Run starts dev mode and serves until ctx is done, then shuts down cleanly.
-func Run(ctx context.Context, o Options) error {
-	env, err := Start(ctx, o)
-	if err != nil {
-		return err
-	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return env.Close(sctx)
-}
-
-// Start brings dev mode up and returns once it serves.
-func Start(ctx context.Context, o Options) (env *Env, err error) {
+// Start brings dev mode up and returns once it serves. Close the Env to stop
+// it; the caller handles signals (SIGHUP: Env.Gateway.Reload).
+func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	env = &Env{}
+	// env is not a named result: `return nil, err` would set that to nil
+	// before this deferred Close, and the parts started so far (the demo
+	// upstream, the SVID sources) must still be stopped.
+	env := &Env{}
 	defer func() {
 		if err != nil {
 			env.Close(context.Background())
@@ -160,9 +150,6 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	}
 	if err := gw.Start(); err != nil {
 		gw.Shutdown(context.Background())
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("%w (is another gateway running? choose another port with --listen / --admin)", err)
-		}
 		return nil, err
 	}
 	env.Gateway = gw
