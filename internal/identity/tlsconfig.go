@@ -19,6 +19,10 @@ var (
 	// X.509 SVID for a trust domain we hold a bundle for (missing, expired,
 	// signed by another CA, not an SVID).
 	ErrPeerVerification = errors.New("peer certificate chain verification failed")
+	// ErrSVIDExpired means the source's own SVID is past its NotAfter: a
+	// config from this package refuses to present it, and callers refuse
+	// to send traffic until the source delivers a fresh one.
+	ErrSVIDExpired = errors.New("identity: own SVID expired")
 )
 
 // PeerError is the error a handshake fails with when the peer is rejected.
@@ -65,7 +69,10 @@ type ClientOptions struct {
 
 // ClientTLSConfig returns a config for dialing mesh upstreams. It presents
 // the source's current SVID (through GetClientCertificate, so rotation
-// applies to the next handshake), verifies the server's chain against the
+// applies to the next handshake) and refuses to present an expired one: the
+// handshake then fails with an error wrapping [ErrSVIDExpired], and calling
+// GetClientCertificate tells a caller whether a handshake could succeed
+// now. It verifies the server's chain against the
 // bundle of the server's trust domain, and requires the server's SPIFFE ID to
 // match allowed. A rejection fails the handshake with a [*PeerError].
 func ClientTLSConfig(src Source, allowed Matcher, opts ClientOptions) *tls.Config {
@@ -79,9 +86,9 @@ func ClientTLSConfig(src Source, allowed Matcher, opts ClientOptions) *tls.Confi
 		// the full chain verification and authorization on every handshake,
 		// including resumed ones.
 		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return certs.get()
-		},
+	}
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return certs.get(now(cfg))
 	}
 	cfg.VerifyConnection = verifier(src, allowed, cfg)
 	return cfg
@@ -91,7 +98,8 @@ func ClientTLSConfig(src Source, allowed Matcher, opts ClientOptions) *tls.Confi
 // mesh SVIDs (in-mesh callers, egress). It serves the source's current SVID,
 // demands a client certificate, verifies it against the bundle of the
 // caller's trust domain and requires the caller's SPIFFE ID to match
-// allowed. Read the caller's ID from a request with [PeerID].
+// allowed. Like [ClientTLSConfig] it never presents an expired SVID. Read the
+// caller's ID from a request with [PeerID].
 func ServerTLSConfig(src Source, allowed Matcher) *tls.Config {
 	certs := &certCache{src: src}
 	cfg := &tls.Config{
@@ -100,9 +108,9 @@ func ServerTLSConfig(src Source, allowed Matcher) *tls.Config {
 		// verification to VerifyConnection, which uses the SPIFFE bundle of
 		// the caller's trust domain (ClientCAs cannot express that).
 		ClientAuth: tls.RequireAnyClientCert,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return certs.get()
-		},
+	}
+	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return certs.get(now(cfg))
 	}
 	cfg.VerifyConnection = verifier(src, allowed, cfg)
 	return cfg
@@ -114,10 +122,7 @@ func ServerTLSConfig(src Source, allowed Matcher) *tls.Config {
 // so an allow-list or bundle change would not apply to it.
 func verifier(src Source, allowed Matcher, cfg *tls.Config) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
-		now := time.Now()
-		if cfg.Time != nil {
-			now = cfg.Time()
-		}
+		now := now(cfg)
 		if len(cs.PeerCertificates) == 0 {
 			return &PeerError{Kind: ErrPeerVerification, Err: errors.New("peer presented no certificate")}
 		}
@@ -133,6 +138,39 @@ func verifier(src Source, allowed Matcher, cfg *tls.Config) func(tls.ConnectionS
 	}
 }
 
+// now is the config's clock, as crypto/tls reads it.
+func now(cfg *tls.Config) time.Time {
+	if cfg.Time != nil {
+		return cfg.Time()
+	}
+	return time.Now()
+}
+
+// CurrentSVID returns src's SVID if it can be presented at now. An SVID whose
+// NotAfter has come is refused with an error wrapping [ErrSVIDExpired]:
+// every peer would reject it, and a connection authenticated by it must not
+// carry traffic. NotAfter itself already counts as expired (RFC 5280 makes
+// it the last valid instant), so a timer set for NotAfter and this check
+// agree on which side of it a handshake falls.
+func CurrentSVID(src x509svid.Source, now time.Time) (*x509svid.SVID, error) {
+	if src == nil {
+		return nil, errors.New("identity: no SVID source configured")
+	}
+	svid, err := src.GetX509SVID()
+	if err != nil {
+		return nil, fmt.Errorf("identity: current SVID: %w", err)
+	}
+	if len(svid.Certificates) == 0 {
+		return nil, fmt.Errorf("identity: current SVID: %w", ErrNoSVID)
+	}
+	leaf := svid.Certificates[0]
+	if !now.Before(leaf.NotAfter) {
+		return nil, fmt.Errorf("%w: %s expired at %s (serial %s); waiting for a fresh one",
+			ErrSVIDExpired, svid.ID, leaf.NotAfter.UTC().Format(time.RFC3339), leaf.SerialNumber.Text(16))
+	}
+	return svid, nil
+}
+
 // certCache converts the current SVID into a tls.Certificate once per SVID,
 // not once per handshake.
 type certCache struct {
@@ -145,13 +183,10 @@ type cachedCert struct {
 	cert *tls.Certificate
 }
 
-func (c *certCache) get() (*tls.Certificate, error) {
-	if c.src == nil {
-		return nil, errors.New("identity: no SVID source configured")
-	}
-	svid, err := c.src.GetX509SVID()
+func (c *certCache) get(now time.Time) (*tls.Certificate, error) {
+	svid, err := CurrentSVID(c.src, now)
 	if err != nil {
-		return nil, fmt.Errorf("identity: current SVID: %w", err)
+		return nil, err
 	}
 	if last := c.last.Load(); last != nil && last.svid == svid {
 		return last.cert, nil

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -32,12 +33,13 @@ func TestClientTLSConfig(t *testing.T) {
 	gatewayNoFed := identitytest.Source(t, ca, gatewayID)
 
 	tests := []struct {
-		name    string
-		server  identity.Source
-		client  identity.Source
-		allowed []string
-		wantErr error  // nil: success
-		wantMsg string // substring of the client error
+		name      string
+		server    identity.Source
+		presentAs bool // the server presents its SVID as is, expired or not
+		client    identity.Source
+		allowed   []string
+		wantErr   error  // nil: success
+		wantMsg   string // substring of the client error
 	}{
 		{
 			name:    "allowed ID",
@@ -76,12 +78,15 @@ func TestClientTLSConfig(t *testing.T) {
 			wantMsg: "certificate signed by unknown authority",
 		},
 		{
-			name:    "expired SVID",
-			server:  identitytest.StaticSource(t, identitytest.ExpiredSVID(t, ca, upstreamID), ca.Bundle()),
-			client:  gateway,
-			allowed: []string{upstreamID},
-			wantErr: identity.ErrPeerVerification,
-			wantMsg: "expired",
+			// ServerTLSConfig would refuse to serve it: the upstream here
+			// presents it anyway, as a misconfigured one might.
+			name:      "expired SVID",
+			server:    identitytest.StaticSource(t, identitytest.ExpiredSVID(t, ca, upstreamID), ca.Bundle()),
+			presentAs: true,
+			client:    gateway,
+			allowed:   []string{upstreamID},
+			wantErr:   identity.ErrPeerVerification,
+			wantMsg:   "expired",
 		},
 		{
 			name:    "federated trust domain",
@@ -119,6 +124,9 @@ func TestClientTLSConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ln := localListener(t)
 			serverCfg := identity.ServerTLSConfig(tt.server, identitytest.Matcher(t, gatewayID))
+			if tt.presentAs {
+				serverCfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return presented(t, tt.server), nil }
+			}
 			clientCfg := identity.ClientTLSConfig(tt.client, mustMatcher(t, tt.allowed...), identity.ClientOptions{})
 			res := handshake(t, ln, serverCfg, clientCfg)
 			if tt.wantErr == nil {
@@ -192,10 +200,15 @@ func TestServerTLSConfig(t *testing.T) {
 			wantMsg: "unknown authority",
 		},
 		{
+			// ClientTLSConfig would refuse to present it (see
+			// TestOwnExpiredSVIDIsNotPresented): the caller here presents
+			// it anyway.
 			name: "expired SVID",
 			clientCfg: func(t *testing.T) *tls.Config {
 				src := identitytest.StaticSource(t, identitytest.ExpiredSVID(t, ca, gatewayID), ca.Bundle())
-				return identity.ClientTLSConfig(src, identitytest.Matcher(t, upstreamID), identity.ClientOptions{})
+				c := identity.ClientTLSConfig(src, identitytest.Matcher(t, upstreamID), identity.ClientOptions{})
+				c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return presented(t, src), nil }
+				return c
 			},
 			wantErr: identity.ErrPeerVerification,
 			wantMsg: "expired",
@@ -345,4 +358,67 @@ func foreignSVID(t *testing.T, ca *identity.DevCA, id string) *x509svid.SVID {
 		t.Fatal(err)
 	}
 	return svid
+}
+
+// presented is src's SVID as a TLS certificate, whatever its validity.
+func presented(t *testing.T, src identity.Source) *tls.Certificate {
+	svid, err := src.GetX509SVID()
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	c := &tls.Certificate{PrivateKey: svid.PrivateKey, Leaf: svid.Certificates[0]}
+	for _, cert := range svid.Certificates {
+		c.Certificate = append(c.Certificate, cert.Raw)
+	}
+	return c
+}
+
+// TestOwnExpiredSVIDIsNotPresented: neither config presents an SVID whose
+// NotAfter has come. Every peer would refuse it; refusing first makes the
+// failure say what is wrong (ErrSVIDExpired, for a 503 rather than a peer's
+// "bad certificate" alert), and no connection is authenticated by it.
+func TestOwnExpiredSVIDIsNotPresented(t *testing.T) {
+	ca := identitytest.NewCA(t, "example.org")
+	expired := identitytest.StaticSource(t, identitytest.ExpiredSVID(t, ca, gatewayID), ca.Bundle())
+	valid := identitytest.Source(t, ca, upstreamID)
+	anyID := identitytest.Matcher(t, "spiffe://example.org")
+
+	t.Run("client", func(t *testing.T) {
+		cfg := identity.ClientTLSConfig(expired, anyID, identity.ClientOptions{})
+		if _, err := cfg.GetClientCertificate(&tls.CertificateRequestInfo{}); !errors.Is(err, identity.ErrSVIDExpired) {
+			t.Errorf("GetClientCertificate error = %v, want %v", err, identity.ErrSVIDExpired)
+		}
+		res := handshake(t, localListener(t), identity.ServerTLSConfig(valid, anyID), cfg)
+		if !errors.Is(res.clientErr, identity.ErrSVIDExpired) {
+			t.Errorf("client handshake error = %v, want %v", res.clientErr, identity.ErrSVIDExpired)
+		}
+		if res.serverErr == nil {
+			t.Error("server completed a handshake with a client that has no valid SVID")
+		}
+	})
+	t.Run("server", func(t *testing.T) {
+		cfg := identity.ServerTLSConfig(expired, anyID)
+		if _, err := cfg.GetCertificate(&tls.ClientHelloInfo{}); !errors.Is(err, identity.ErrSVIDExpired) {
+			t.Errorf("GetCertificate error = %v, want %v", err, identity.ErrSVIDExpired)
+		}
+	})
+	t.Run("at NotAfter", func(t *testing.T) {
+		svid, _ := valid.GetX509SVID()
+		notAfter := svid.Certificates[0].NotAfter
+		for _, tc := range []struct {
+			at      time.Time
+			wantErr error
+		}{
+			{at: notAfter.Add(-time.Second)},
+			{at: notAfter, wantErr: identity.ErrSVIDExpired},
+			{at: notAfter.Add(time.Second), wantErr: identity.ErrSVIDExpired},
+		} {
+			cfg := identity.ClientTLSConfig(valid, anyID, identity.ClientOptions{})
+			cfg.Time = func() time.Time { return tc.at }
+			if _, err := cfg.GetClientCertificate(&tls.CertificateRequestInfo{}); !errors.Is(err, tc.wantErr) {
+				t.Errorf("at NotAfter%+v: error = %v, want %v", tc.at.Sub(notAfter), err, tc.wantErr)
+			}
+		}
+	})
 }
