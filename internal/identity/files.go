@@ -2,13 +2,11 @@ package identity
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -16,10 +14,16 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"tollgate.dev/tollgate/internal/filewatch"
 )
 
 // DefaultPollInterval is how often [Files] checks its files for changes.
 const DefaultPollInterval = 5 * time.Second
+
+// svidRead is how the files are read: named regular files, bounded in size
+// (an SVID chain, key or bundle is kilobytes).
+var svidRead = filewatch.ReadOptions{}
 
 // FilesOptions configures [NewFiles].
 type FilesOptions struct {
@@ -35,31 +39,37 @@ type FilesOptions struct {
 	// PollInterval is how often the files are re-read; 0 means
 	// DefaultPollInterval.
 	PollInterval time.Duration
-	// OnReload, if set, is called from the polling goroutine after each
-	// attempt to load changed files: nil on success, the reason otherwise
-	// (the previous material keeps serving). Unchanged files cause no call;
-	// a file that stays unreadable is reported on every poll.
+	// Settle is how long changed files must hold still before they are
+	// loaded, so a certificate and key rewritten one after the other (or a
+	// file caught mid-write) are taken together; 0 means
+	// [filewatch.DefaultSettle].
+	Settle time.Duration
+	// OnReload, if set, is called from the watcher's goroutine after each
+	// settled change of the files: nil when the new SVID and bundles are
+	// serving, the reason otherwise (the previous material keeps serving).
+	// Unchanged files cause no call, and files that stay unreadable or
+	// invalid are reported once, not on every poll.
 	OnReload func(error)
 }
 
 // Files is a [Source] that reads its SVID and bundles from PEM files (as
 // written by spiffe-helper or a Kubernetes secret) and reloads them when
-// their content changes. Files are compared by content hash, which also
-// catches atomic symlink swaps and same-size rewrites within one mtime tick.
+// their content changes. The files are watched by a [filewatch.Watcher]:
+// compared by content hash (which also catches atomic symlink swaps and
+// same-size rewrites within one mtime tick), taken only once settled, and
+// parsed from the bytes that were hashed.
 type Files struct {
 	holder
 	opts    FilesOptions
-	lastSum [sha256.Size]byte // content of the last load attempt, good or bad
+	watcher *filewatch.Watcher
 
-	stop      chan struct{}
-	done      chan struct{}
 	closeOnce sync.Once
 }
 
 var _ Source = (*Files)(nil)
 
 // NewFiles loads the files once, failing if any is missing or invalid, and
-// starts polling them for changes.
+// starts watching them for changes.
 func NewFiles(opts FilesOptions) (*Files, error) {
 	switch {
 	case opts.Cert == "":
@@ -68,74 +78,57 @@ func NewFiles(opts FilesOptions) (*Files, error) {
 		return nil, errors.New("identity: files source: key file is required")
 	case opts.Bundle == "":
 		return nil, errors.New("identity: files source: bundle file is required")
+	case opts.Settle < 0:
+		return nil, fmt.Errorf("identity: files source: negative settle interval %s", opts.Settle)
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
-	f := &Files{
-		holder: holder{kind: "files"},
-		opts:   opts,
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+	f := &Files{holder: holder{kind: "files"}, opts: opts}
+	// Startup reads once, without settling: files caught mid-write nearly
+	// always fail to parse (a cut PEM block, a new certificate with the old
+	// key), and then the gateway refuses to start rather than serve them.
+	snap, err := filewatch.Read(f.paths(), svidRead)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
 	}
-	if _, err := f.reload(); err != nil {
+	svid, bundles, err := f.parse(snap)
+	if err != nil {
 		return nil, err
 	}
-	go f.run()
+	f.store(svid, bundles)
+	w, err := filewatch.New(f.paths(), filewatch.Options{
+		ReadOptions: svidRead,
+		Interval:    opts.PollInterval,
+		Settle:      opts.Settle,
+		Initial:     snap,
+		OnChange:    f.changed,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity: files source: %w", err)
+	}
+	f.watcher = w
 	return f, nil
 }
 
-func (f *Files) run() {
-	defer close(f.done)
-	t := time.NewTicker(f.opts.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-f.stop:
-			return
-		case <-t.C:
-			changed, err := f.reload()
-			if err != nil {
-				f.storeErr(err)
-			}
-			if changed && f.opts.OnReload != nil {
-				f.opts.OnReload(err)
-			}
-		}
-	}
-}
-
-// reload reads all files and, if their combined content differs from the
-// last attempt, parses and swaps them in. It reports whether an attempt was
-// made. Only the constructor and the polling goroutine call it.
-func (f *Files) reload() (changed bool, err error) {
-	paths := f.paths()
-	contents := make(map[string][]byte, len(paths))
-	h := sha256.New()
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			// A missing file during a rewrite is usually transient; report
-			// it but do not remember its hash, so the next poll retries.
-			return true, fmt.Errorf("identity: %w", err)
-		}
-		contents[p] = b
-		fmt.Fprintf(h, "%d:%s:%d:", len(p), p, len(b))
-		h.Write(b)
-	}
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	if sum == f.lastSum {
-		return false, nil
-	}
-	f.lastSum = sum
-
-	svid, bundles, err := f.parse(contents)
+// changed loads a settled change of the files, or records why it can't: the
+// previous material keeps serving. Only the watcher's goroutine calls it.
+func (f *Files) changed(snap *filewatch.Snapshot, err error) {
 	if err != nil {
-		return true, err
+		err = fmt.Errorf("identity: %w", err)
+	} else {
+		var svid *x509svid.SVID
+		var bundles *x509bundle.Set
+		if svid, bundles, err = f.parse(snap); err == nil {
+			f.store(svid, bundles)
+		}
 	}
-	f.store(svid, bundles)
-	return true, nil
+	if err != nil {
+		f.storeErr(err)
+	}
+	if f.opts.OnReload != nil {
+		f.opts.OnReload(err)
+	}
 }
 
 func (f *Files) paths() []string {
@@ -146,14 +139,19 @@ func (f *Files) paths() []string {
 	return paths
 }
 
-func (f *Files) parse(contents map[string][]byte) (*x509svid.SVID, *x509bundle.Set, error) {
+// parse checks the files as read in snap, never re-reading them.
+func (f *Files) parse(snap *filewatch.Snapshot) (*x509svid.SVID, *x509bundle.Set, error) {
 	o := f.opts
-	svid, err := x509svid.Parse(contents[o.Cert], contents[o.Key])
+	contents := func(path string) []byte {
+		b, _ := snap.Data(path)
+		return b
+	}
+	svid, err := x509svid.Parse(contents(o.Cert), contents(o.Key))
 	if err != nil {
 		return nil, nil, fmt.Errorf("identity: SVID from cert file %s and key file %s: %w", o.Cert, o.Key, err)
 	}
 	td := svid.ID.TrustDomain()
-	own, err := parseBundleFile(td, o.Bundle, contents[o.Bundle])
+	own, err := parseBundleFile(td, o.Bundle, contents(o.Bundle))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -166,7 +164,7 @@ func (f *Files) parse(contents map[string][]byte) (*x509svid.SVID, *x509bundle.S
 		if ftd == td {
 			return nil, nil, fmt.Errorf("identity: federated bundle %s is for %s, the SVID's own trust domain; use the bundle file", path, td)
 		}
-		b, err := parseBundleFile(ftd, path, contents[path])
+		b, err := parseBundleFile(ftd, path, contents(path))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -210,12 +208,12 @@ func parseBundleFile(td spiffeid.TrustDomain, path string, data []byte) (*x509bu
 	return x509bundle.FromX509Authorities(td, certs), nil
 }
 
-// Close stops polling and waits for the poller to exit. It is idempotent.
+// Close stops watching the files, waits for a reload in progress, and wakes
+// every [Files.Changed] waiter for the last time. It is idempotent.
 func (f *Files) Close() error {
 	f.closeOnce.Do(func() {
-		f.closed.Store(true)
-		close(f.stop)
-		<-f.done
+		f.watcher.Close()
+		f.markClosed()
 	})
 	return nil
 }
