@@ -14,8 +14,10 @@ func pathOfTarget(target string) (string, error) {
 	if strings.HasPrefix(target, "/") {
 		return target, nil
 	}
+	// The text before "://" must be a scheme (RFC 3986 §3.1): net/http reads
+	// "A:/://x/admin" as scheme "A" and path "/://x/admin", not as host x.
 	i := strings.Index(target, "://")
-	if i <= 0 {
+	if i <= 0 || !isScheme(target[:i]) {
 		return "", errTarget
 	}
 	rest := target[i+3:]
@@ -27,4 +29,18 @@ func pathOfTarget(target string) (string, error) {
 		return "/" + rest[j:], nil
 	}
 	return rest[j:], nil
+}
+
+// isScheme reports whether s is ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+func isScheme(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
