@@ -16,6 +16,10 @@ import (
 const (
 	ResultSuccess = "success"
 	ResultFailure = "failure"
+	// ResultRefusedEmpty: a policy set that compiled but would have left a
+	// listener with no policies, or with no ALLOW or no DENY policies where
+	// the set in force had some, was refused (policy.allowEmpty unset).
+	ResultRefusedEmpty = "refused_empty"
 )
 
 // maxErrorKindsPerRoute caps the distinct upstream error kinds one route can create,
@@ -179,6 +183,14 @@ func (m *Metrics) ConfigReload(kind string, err error) {
 		ok = 0
 	}
 	m.configOK.WithLabelValues(kind).Set(ok)
+}
+
+// ConfigReloadRefused counts a reload of kind that was read and compiled but
+// refused by a safety rule, named by result (ResultRefusedEmpty). The previous
+// snapshot keeps serving, so the last reload counts as unsuccessful.
+func (m *Metrics) ConfigReloadRefused(kind, result string) {
+	m.configReloads.WithLabelValues(result, kind).Inc()
+	m.configOK.WithLabelValues(kind).Set(0)
 }
 
 // CertReload counts a certificate reload of kind (for example "listener", "svid",
