@@ -172,4 +172,9 @@ type Policy struct {
 	RootNamespace string `yaml:"rootNamespace"`
 	// PollInterval is how often the files are checked for changes.
 	PollInterval time.Duration `yaml:"pollInterval"`
+	// AllowEmpty lets a reload put in force a set that leaves a listener
+	// with no policies, or with no ALLOW or no DENY policies where the set
+	// in force had some. Off, such a reload (an emptied or deleted file, a
+	// directory caught mid-deploy) is refused and the old set keeps serving.
+	AllowEmpty bool `yaml:"allowEmpty"`
 }
