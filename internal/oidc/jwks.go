@@ -174,6 +174,11 @@ func parseJWK(r rawJWK) (*jwk, error) {
 		default:
 			return nil, fmt.Errorf("unsupported curve %s", clip(r.Crv))
 		}
+		// ES256 is P-256 only (RFC 7518 §3.4): a key whose alg and curve
+		// disagree is mislabelled, as one whose alg and kty do.
+		if r.Alg != "" && algorithms[r.Alg].curveBits != curve.Params().BitSize {
+			return nil, fmt.Errorf("alg %s does not fit curve %s", r.Alg, r.Crv)
+		}
 		size := (curve.Params().BitSize + 7) / 8
 		x, errX := b64(r.X)
 		y, errY := b64(r.Y)
