@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"syscall"
 	"time"
 
 	"tollgate.dev/tollgate/internal/dev"
+	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
 )
 
@@ -43,7 +46,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	env, err := dev.Start(sigs.ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Logger: log, Out: stderr, Audit: stdout})
 	if err != nil {
 		flushLog(lh)
-		fmt.Fprintln(stderr, devStartError(err, *listen, *admin))
+		fmt.Fprintln(stderr, devStartError(err))
 		return 1
 	}
 	sigs.serve(log, env.Gateway.Reload)
@@ -61,17 +64,20 @@ const devShutdownTimeout = 10 * time.Second
 
 // devStartError is the one line dev prints when it cannot start; an address
 // in use names the flag that picks another.
-func devStartError(err error, listen, admin string) string {
-	i, addr, ok := addrInUse(err, listen, admin)
-	switch {
-	case !ok:
+func devStartError(err error) string {
+	var le *gateway.ListenError
+	if !errors.As(err, &le) || !errors.Is(err, syscall.EADDRINUSE) {
 		return "gateway dev: " + err.Error()
-	case i < 0:
-		return "gateway dev: " + addr + " is already in use (is another gateway running? choose other addresses with -listen and -admin)"
 	}
-	flag := [...]string{"-listen", "-admin"}[i]
-	return fmt.Sprintf("gateway dev: %s is already in use (is another gateway running?): choose another address with %s (%s 127.0.0.1:0 picks a free port)", addr, flag, flag)
+	flag, ok := devListenFlags[le.Field]
+	if !ok {
+		return "gateway dev: " + le.Addr + " is already in use (is another gateway running?)"
+	}
+	return fmt.Sprintf("gateway dev: %s is already in use (is another gateway running?): choose another address with %s (%s 127.0.0.1:0 picks a free port)", le.Addr, flag, flag)
 }
+
+// devListenFlags are the flags of dev that set each listen address.
+var devListenFlags = map[string]string{"ingress.listen": "-listen", "admin.listen": "-admin"}
 
 func cmdDevPKI(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("dev pki", "dev pki -out DIR [-trust-domain TD]\n\nWrites a throwaway CA (ca.crt, also the SPIFFE bundle), SVIDs for the gateway\n(gateway.crt/key) and a demo upstream (echo.crt/key), and a localhost server\ncertificate (tls.crt/key). Keys are written 0600. For trying Tollgate only.", stderr)

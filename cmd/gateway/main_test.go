@@ -509,7 +509,7 @@ func TestServingSurvivesBrokenPipes(t *testing.T) {
 			args: func(t *testing.T, ingress, admin string) []string {
 				// Nothing listens on the upstream: every request is a 503
 				// (unreachable) and an "upstream request failed" line.
-				return []string{"run", "-c", quickstartConfig(t, ingress, admin, freeAddr(t), "")}
+				return []string{"run", "-c", quickstartConfig(t, ingress, admin, freeAddr(t), "shutdownDelay: 0s\n")}
 			},
 			path: "/hello", wantStatus: http.StatusServiceUnavailable,
 		},
@@ -619,7 +619,7 @@ func fullPipe(t *testing.T) (r, w *os.File) {
 func TestShutdownIsBoundedWhenStdoutStalls(t *testing.T) {
 	const shutdownTimeout = time.Second
 	ingress, admin := freeAddr(t), freeAddr(t)
-	file := quickstartConfig(t, ingress, admin, freeAddr(t), "shutdownTimeout: 1s\n")
+	file := quickstartConfig(t, ingress, admin, freeAddr(t), "shutdownTimeout: 1s\nshutdownDelay: 0s\n")
 	_, outW := fullPipe(t)
 	var stderr testkit.Buffer
 	p := startGateway(t, outW, &stderr, "run", "-c", file)
@@ -755,5 +755,55 @@ func TestBusyPortIsOneClearLine(t *testing.T) {
 				t.Errorf("want exactly one error line matching %s; stderr:\n%s", tc.want, errb.String())
 			}
 		})
+	}
+}
+
+// SIGTERM turns readiness false while the listeners keep serving for
+// shutdownDelay, so a load balancer polling /readyz stops sending before any
+// connection is refused; then the process drains and exits 0.
+func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
+	ingress, admin := freeAddr(t), freeAddr(t)
+	file := quickstartConfig(t, ingress, admin, freeAddr(t), "shutdownDelay: 2s\n")
+	var stderr testkit.Buffer
+	p := startGateway(t, io.Discard, &stderr, "run", "-c", file)
+	p.waitReady(t, admin)
+	c := &http.Client{
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // only the status matters here
+		Timeout:   5 * time.Second,
+	}
+	defer c.CloseIdleConnections()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Until readiness is seen false, and for a while after, every request is
+	// answered by the gateway (its upstream is down: 503 with a request id),
+	// none refused at the socket.
+	notReady, servedAfter := false, 0
+	for i := 0; i < 200 && servedAfter < 10; i++ {
+		resp, err := c.Get("https://" + ingress + "/hello")
+		if err != nil {
+			t.Fatalf("request %d during shutdownDelay: %v (ready seen false: %v)", i, err, notReady)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("X-Request-Id") == "" {
+			t.Fatalf("request %d: %d, want the gateway's 503", i, resp.StatusCode)
+		}
+		if notReady {
+			servedAfter++
+		} else if r, err := c.Get("http://" + admin + "/readyz"); err == nil {
+			r.Body.Close()
+			notReady = r.StatusCode == http.StatusServiceUnavailable
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !notReady || servedAfter < 10 {
+		t.Fatalf("readiness false seen: %v; requests served after it: %d, want ≥ 10", notReady, servedAfter)
+	}
+	c.CloseIdleConnections()
+	if err := p.wait(t, 20*time.Second); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "listeners keep serving for shutdownDelay") {
+		t.Errorf("no drain line:\n%s", stderr.String())
 	}
 }

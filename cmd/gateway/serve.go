@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -99,7 +98,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	fs := newFlagSet("run", "run -c gateway.yaml\n\nServes until SIGTERM or SIGINT (then drains in-flight requests for shutdownTimeout; a second signal exits at once); SIGHUP reloads certificates, policies and audit files.", stderr)
+	fs := newFlagSet("run", "run -c gateway.yaml\n\nServes until SIGTERM or SIGINT (then turns readiness false, keeps serving for shutdownDelay, and drains in-flight requests for shutdownTimeout; a second signal exits at once); SIGHUP reloads certificates, policies and audit files.", stderr)
 	file := fs.String("c", "", "configuration file (required)")
 	var lf logFlags
 	lf.register(fs)
@@ -136,6 +135,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	sigs.serve(log, gw.Reload)
+	if d := cfg.ShutdownDelay; d > 0 {
+		// Readiness false first, listeners open: a load balancer that polls
+		// readiness stops sending before connections are refused. A second
+		// signal ends the wait (and the process) at once.
+		gw.Drain()
+		log.Info("shutting down: readiness is false; listeners keep serving for shutdownDelay", "shutdownDelay", d)
+		time.Sleep(d)
+	}
 	log.Info("shutting down: draining in-flight requests", "deadline", cfg.ShutdownTimeout)
 	if err := shutdownWithin(cfg.ShutdownTimeout, gw.Shutdown); err != nil {
 		log.Error("shutdown", "err", err)
@@ -145,26 +152,18 @@ func cmdRun(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// startError is the one line run prints when Start fails. A listen address in
-// use is reported at the field that sets it, in the shape of config errors.
+// startError is the one line run prints when Start fails. A listener that
+// could not be bound is reported at the field that sets its address, in the
+// shape of config errors.
 func startError(cfg *config.Gateway, err error) string {
-	var fields, addrs []string
-	add := func(field, addr string) { fields, addrs = append(fields, field), append(addrs, addr) }
-	if cfg.Ingress != nil {
-		add("ingress.listen", cfg.Ingress.Listen)
-		if cfg.Ingress.Mesh != nil {
-			add("ingress.mesh.listen", cfg.Ingress.Mesh.Listen)
-		}
-	}
-	add("admin.listen", cfg.Admin.Listen)
-	i, addr, ok := addrInUse(err, addrs...)
+	var le *gateway.ListenError
 	switch {
-	case !ok:
+	case !errors.As(err, &le):
 		return "gateway run: cannot start: " + err.Error()
-	case i < 0:
-		return "gateway run: cannot start: " + addr + " is already in use (is another gateway running?)"
+	case errors.Is(err, syscall.EADDRINUSE):
+		return cfg.ErrorAt(le.Field, le.Addr+" is already in use (is another gateway running? choose a free address)").Error()
 	}
-	return cfg.ErrorAt(fields[i], addrs[i]+" is already in use (is another gateway running? choose a free address)").Error()
+	return cfg.ErrorAt(le.Field, "cannot listen on "+le.Addr+": "+le.Err.Error()).Error()
 }
 
 // serveSignals is how the serving commands (run, dev) answer signals.
@@ -253,32 +252,4 @@ func flushLog(h *oplog.Handler) {
 	ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
 	defer cancel()
 	h.Close(ctx)
-}
-
-// addrInUse reports whether err says a listen address is taken, and which:
-// the index in addrs of the address the error names (-1 if none matches), and
-// the address as the error has it.
-func addrInUse(err error, addrs ...string) (i int, addr string, ok bool) {
-	if !errors.Is(err, syscall.EADDRINUSE) {
-		return -1, "", false
-	}
-	var op *net.OpError
-	if !errors.As(err, &op) || op.Addr == nil {
-		return -1, "an address", true
-	}
-	addr = op.Addr.String()
-	for i, a := range addrs {
-		if a == addr {
-			return i, addr, true
-		}
-	}
-	// "localhost:8443" or ":8443" are reported resolved: match on the port
-	// (0 never collides: the kernel picks a free one).
-	_, port, _ := net.SplitHostPort(addr)
-	for i, a := range addrs {
-		if _, p, err := net.SplitHostPort(a); err == nil && p == port && p != "0" {
-			return i, addr, true
-		}
-	}
-	return -1, addr, true
 }

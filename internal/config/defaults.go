@@ -4,29 +4,35 @@ import "time"
 
 // Defaults, in one place. The README's configuration reference lists the same values.
 const (
-	DefaultIngressListen       = ":8443"
-	DefaultAdminListen         = "127.0.0.1:9901"
-	DefaultReadHeaderTimeout   = 10 * time.Second
-	DefaultReadTimeout         = 60 * time.Second
-	DefaultWriteTimeout        = 0 // unlimited: streamed responses and WebSockets outlive any fixed bound
-	DefaultIdleTimeout         = 120 * time.Second
-	DefaultUpstreamTimeout     = 30 * time.Second
-	DefaultDialTimeout         = 5 * time.Second
-	DefaultMaxHeaderBytes      = 64 << 10
-	DefaultMaxHeaderCount      = 100
-	DefaultShutdownTimeout     = 30 * time.Second
-	DefaultWorkloadWaitTimeout = 30 * time.Second
-	DefaultPolicyPollInterval  = 2 * time.Second
-	DefaultNormalizationMode   = "MERGE_SLASHES"
-	DefaultEscapedSlashes      = "REJECT_REQUEST"
-	DefaultPathParameters      = "REJECT_EXCEPT_LAST"
-	DefaultRootNamespace       = "istio-system"
+	DefaultIngressListen          = ":8443"
+	DefaultAdminListen            = "127.0.0.1:9901"
+	DefaultReadHeaderTimeout      = 10 * time.Second
+	DefaultReadTimeout            = 60 * time.Second
+	DefaultWriteTimeout           = 0 // unlimited: streamed responses and WebSockets outlive any fixed bound
+	DefaultIdleTimeout            = 120 * time.Second
+	DefaultUpstreamTimeout        = 30 * time.Second
+	DefaultDialTimeout            = 5 * time.Second
+	DefaultMaxHeaderBytes         = 64 << 10
+	DefaultMaxHeaderCount         = 100
+	DefaultShutdownTimeout        = 30 * time.Second
+	DefaultShutdownDelay          = 5 * time.Second
+	DefaultWorkloadWaitTimeout    = 30 * time.Second
+	DefaultPolicyPollInterval     = 2 * time.Second
+	DefaultNormalizationMode      = "MERGE_SLASHES"
+	DefaultEscapedSlashes         = "REJECT_REQUEST"
+	DefaultPathParameters         = "REJECT_EXCEPT_LAST"
+	DefaultHeadersWithUnderscores = "REJECT_REQUEST"
+	DefaultMisdirectedRequests    = "REJECT"
+	DefaultRootNamespace          = "istio-system"
 )
 
 // ApplyDefaults fills every unset field with its default.
 func (g *Gateway) ApplyDefaults() {
 	if g.ShutdownTimeout == 0 {
 		g.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if g.ShutdownDelay == 0 && !g.written("shutdownDelay") {
+		g.ShutdownDelay = DefaultShutdownDelay
 	}
 	if g.Admin.Listen == "" {
 		g.Admin.Listen = DefaultAdminListen
@@ -85,6 +91,12 @@ func (g *Gateway) ApplyDefaults() {
 	if in.Normalization.PathParameters == "" {
 		in.Normalization.PathParameters = DefaultPathParameters
 	}
+	if in.HeadersWithUnderscores == "" {
+		in.HeadersWithUnderscores = DefaultHeadersWithUnderscores
+	}
+	if in.MisdirectedRequests == "" {
+		in.MisdirectedRequests = DefaultMisdirectedRequests
+	}
 	if m := in.Mesh; m != nil && m.Namespace == "" {
 		m.Namespace = in.Namespace
 	}
@@ -100,4 +112,10 @@ func (g *Gateway) ApplyDefaults() {
 			r.Upstream.Timeout = t.Upstream
 		}
 	}
+}
+
+// written reports whether path was set in the file, so that an explicit zero
+// ("shutdownDelay: 0s") is kept rather than taken for unset.
+func (g *Gateway) written(path string) bool {
+	return g.pos != nil && g.pos.Has(path)
 }

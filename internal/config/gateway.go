@@ -20,7 +20,12 @@ type Gateway struct {
 	Policy     Policy   `yaml:"policy"`
 	// OIDC configures browser login (see oidc.go).
 	OIDC *OIDC `yaml:"oidc"`
-	// Shutdown bounds how long in-flight requests may finish after SIGTERM/SIGINT.
+	// ShutdownDelay is how long the gateway keeps serving after SIGTERM/SIGINT
+	// with readiness already false, so that load balancers stop sending before
+	// the listeners close. 0s: no delay.
+	ShutdownDelay time.Duration `yaml:"shutdownDelay"`
+	// ShutdownTimeout bounds how long in-flight requests may finish after the
+	// listeners stopped accepting.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 
 	// File is the file the configuration was read from (not a YAML field).
@@ -74,7 +79,14 @@ type Ingress struct {
 	Timeouts       Timeouts      `yaml:"timeouts"`
 	Limits         Limits        `yaml:"limits"`
 	Normalization  Normalization `yaml:"normalization"`
-	Routes         []Route       `yaml:"routes"`
+	// HeadersWithUnderscores: REJECT_REQUEST (400, the default) or DROP_HEADER.
+	// CGI-style backends read "X_User" as X-User, past every dash-spelled rule.
+	HeadersWithUnderscores string `yaml:"headersWithUnderscores"`
+	// MisdirectedRequests: REJECT (421, the default) a request whose Host would
+	// be served another certificate than its TLS SNI chose (domain fronting),
+	// or ALLOW it. Requests without SNI are never misdirected.
+	MisdirectedRequests string  `yaml:"misdirectedRequests"`
+	Routes              []Route `yaml:"routes"`
 	// Mesh, when set, adds a listener for in-mesh (east-west) callers: it requires
 	// a client SVID, and the caller's SPIFFE ID becomes source.principal for policy.
 	Mesh *MeshListener `yaml:"mesh"`

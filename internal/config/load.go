@@ -39,11 +39,11 @@ func Parse(file string, src []byte) (*Gateway, error) {
 		// Type errors make validation noisy and misleading: report them alone.
 		return nil, d.Errs.Err()
 	}
+	g.pos = d // before defaults: a value written as 0 is not unset
 	g.ApplyDefaults()
 	g.resolvePaths(filepath.Dir(file))
 	v := &validator{d: d, g: g}
 	v.validate()
-	g.pos = d
 	if err := d.Errs.Err(); err != nil {
 		return g, err
 	}

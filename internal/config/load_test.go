@@ -164,6 +164,26 @@ func TestLoadBadInput(t *testing.T) {
 			wants: []string{`gateway.yaml:10:20: ingress.trustedProxies[0]: want an IP or CIDR (got "10.0.0.0/99")`},
 		},
 		{
+			name: "unsafe upstream base path",
+			edit: func(s string) string {
+				return strings.Replace(s, "https://127.0.0.1:9444", "https://127.0.0.1:9444/base/../x", 1)
+			},
+			wants: []string{
+				`gateway.yaml:21:12: ingress.routes[1].upstream.url: the base path must be plain segments`,
+			},
+		},
+		{
+			name: "unknown header and misdirected actions",
+			edit: func(s string) string {
+				return strings.Replace(s, "  listen: 127.0.0.1:8443\n", "  listen: 127.0.0.1:8443\n  headersWithUnderscores: ALLOW\n  misdirectedRequests: IGNORE\n  normalization: {pathParameters: DROP}\n", 1)
+			},
+			wants: []string{
+				`gateway.yaml:7:27: ingress.headersWithUnderscores: want one of REJECT_REQUEST, DROP_HEADER (got "ALLOW")`,
+				`gateway.yaml:8:24: ingress.misdirectedRequests: want one of REJECT, ALLOW (got "IGNORE")`,
+				`gateway.yaml:9:35: ingress.normalization.pathParameters: want one of KEEP, STRIP, REJECT, REJECT_EXCEPT_LAST (got "DROP")`,
+			},
+		},
+		{
 			name:  "wrong kind",
 			edit:  func(s string) string { return strings.Replace(s, "kind: Gateway", "kind: Gatway", 1) },
 			wants: []string{`gateway.yaml:2:7: kind: must be "Gateway" (got "Gatway")`},

@@ -24,6 +24,14 @@ var EscapedSlashActions = []string{"REJECT_REQUEST", "UNESCAPE_AND_FORWARD", "KE
 // PathParameterActions say what happens to ';' path parameters.
 var PathParameterActions = []string{"KEEP", "STRIP", "REJECT", "REJECT_EXCEPT_LAST"}
 
+// UnderscoreHeaderActions say what happens to header names with '_' (Envoy's
+// names; ALLOW is not offered).
+var UnderscoreHeaderActions = []string{"REJECT_REQUEST", "DROP_HEADER"}
+
+// MisdirectedActions say what happens to a request whose Host and SNI pick
+// different certificates.
+var MisdirectedActions = []string{"REJECT", "ALLOW"}
+
 type validator struct {
 	d *Decoder
 	g *Gateway
@@ -160,6 +168,12 @@ func (v *validator) ingress() {
 	if !contains(PathParameterActions, in.Normalization.PathParameters) {
 		v.errorf("ingress.normalization.pathParameters", "want one of %s (got %q)", strings.Join(PathParameterActions, ", "), in.Normalization.PathParameters)
 	}
+	if !contains(UnderscoreHeaderActions, in.HeadersWithUnderscores) {
+		v.errorf("ingress.headersWithUnderscores", "want one of %s (got %q)", strings.Join(UnderscoreHeaderActions, ", "), in.HeadersWithUnderscores)
+	}
+	if !contains(MisdirectedActions, in.MisdirectedRequests) {
+		v.errorf("ingress.misdirectedRequests", "want one of %s (got %q)", strings.Join(MisdirectedActions, ", "), in.MisdirectedRequests)
+	}
 	for _, l := range []struct {
 		name string
 		v    int
@@ -209,8 +223,10 @@ func (v *validator) route(i int, r Route, seen, names map[string]int) {
 		v.errorf(p+".upstream.url", "invalid URL %q", r.Upstream.URL)
 	case u.Scheme != "https":
 		v.errorf(p+".upstream.url", "must be https:// (upstreams are reached over mesh mTLS; got %q)", r.Upstream.URL)
-	case u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
+	case u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
 		v.errorf(p+".upstream.url", "want https://host[:port][/base-path] (got %q)", r.Upstream.URL)
+	case !plainBasePath(u.EscapedPath()):
+		v.errorf(p+".upstream.url", "the base path must be plain segments of letters, digits and -._~ (no dot segments, empty segments, escapes or ';'; got %q)", u.EscapedPath())
 	}
 	v.routeLogin(p, r)
 	if len(r.Upstream.SPIFFEIDs) == 0 {
@@ -292,4 +308,30 @@ func dirOf(p string) string {
 func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir() || errors.Is(err, fs.ErrPermission)
+}
+
+// plainBasePath reports whether p can prefix every forwarded path without
+// changing what the upstream makes of it: "" or "/", or "/seg/seg[/]" of
+// unreserved characters, no "." or ".." segment (the upstream would resolve
+// "/base/../x" above the base), no empty segment (some merge "//"), no '%'
+// or ';' (decoded or stripped differently by different servers).
+func plainBasePath(p string) bool {
+	if p == "" || p == "/" {
+		return true
+	}
+	if p[0] != '/' {
+		return false
+	}
+	for _, seg := range strings.Split(strings.TrimSuffix(p[1:], "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+				return false
+			}
+		}
+	}
+	return true
 }

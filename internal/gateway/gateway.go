@@ -15,7 +15,6 @@ import (
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/config"
-	"tollgate.dev/tollgate/internal/exchange"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/listener"
@@ -52,10 +51,12 @@ type Gateway struct {
 	health    *telemetry.Health
 	audit     *audit.Logger
 	files     []*audit.FileSink
-	handler   *ingress.Handler
-	// meshHandler and meshServer serve in-mesh callers (ingress.mesh); nil without it.
+	// fronts are the listeners with their per-request plumbing: the ingress
+	// first, then the mesh listener (ingress.mesh) when configured.
+	fronts  []*front
+	handler *ingress.Handler
+	// meshHandler serves in-mesh callers (ingress.mesh); nil without it.
 	meshHandler *ingress.Handler
-	meshServer  *listener.Server
 	router      *ingress.Router
 	policies    *policyWatcher
 	keys        *oidc.KeyCache
@@ -65,6 +66,7 @@ type Gateway struct {
 	// rotationDone closes when watchRotation returns; nil until Start.
 	rotationDone chan struct{}
 	closeOnce    sync.Once
+	drainOnce    sync.Once
 }
 
 // New builds a gateway from cfg without binding any listener. Problems that
@@ -107,15 +109,9 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 	if err != nil {
 		return nil, err
 	}
-	in := cfg.Ingress
-	front := exchange.New(exchange.Options{
-		Name:           "ingress",
-		TrustedProxies: config.ParsePrefixes(in.TrustedProxies),
-		Recorder:       g.audit,
-		Metrics:        metricsAdapter{g.metrics},
-		Logger:         g.log,
-	})
-	g.handler = ingress.New(ingress.Options{Front: front, Normalize: norm}, &ingress.Snapshot{Router: router, Logins: logins})
+	if err := g.openIngress(norm, logins); err != nil {
+		return nil, err
+	}
 	if err := g.openMesh(norm); err != nil {
 		return nil, err
 	}
@@ -125,17 +121,8 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 	if err != nil {
 		return nil, err
 	}
-	if err := g.openListener(); err != nil {
-		return nil, err
-	}
 	g.health.AddCheck("identity", g.src.Ready)
 	g.health.AddCheck("policy", g.policies.ready)
-	g.health.AddCheck("listener", func() error {
-		if g.server.Addr() == nil {
-			return errors.New("ingress listener not bound")
-		}
-		return nil
-	})
 	g.health.AddCheck("draining", func() error {
 		select {
 		case <-g.draining:
@@ -284,7 +271,9 @@ func normalizer(cfg *config.Gateway) (ingress.Normalizer, error) {
 	}, nil
 }
 
-func (g *Gateway) openListener() error {
+// openIngress builds the front for external clients: the configured
+// certificates by SNI, trusted proxies, and the domain-fronting check.
+func (g *Gateway) openIngress(norm ingress.Normalizer, logins *ingress.Logins) error {
 	in := g.cfg.Ingress
 	certs := g.opts.Certs
 	if certs == nil {
@@ -305,61 +294,39 @@ func (g *Gateway) openListener() error {
 		}
 		g.certStore, certs = store, store
 	}
-	srv, err := listener.New(listener.Config{
-		Addr:                in.Listen,
-		Handler:             g.handler,
-		Certs:               certs,
-		ReadHeaderTimeout:   in.Timeouts.ReadHeader,
-		ReadTimeout:         in.Timeouts.Read,
-		WriteTimeout:        in.Timeouts.Write,
-		IdleTimeout:         in.Timeouts.Idle,
-		MaxHeaderBytes:      in.Limits.MaxHeaderBytes,
-		MaxHeaderCount:      in.Limits.MaxHeaderCount,
-		MaxConnections:      in.Limits.MaxConnections,
-		Logger:              g.log,
-		OnTLSHandshakeError: func() { g.metrics.TLSHandshakeError("ingress") },
-		OnConnectionLimit:   func() { g.metrics.ConnectionLimitReached("ingress") },
-	})
-	if err != nil {
-		return fmt.Errorf("ingress listener: %w", err)
+	var misdirected func(sni, host string) bool
+	if m, ok := certs.(interface{ Misdirected(sni, host string) bool }); ok && in.MisdirectedRequests != "ALLOW" {
+		misdirected = m.Misdirected
 	}
-	g.server = srv
-	return nil
+	ex := g.newExchange("ingress", true, misdirected)
+	g.handler = ingress.New(ingress.Options{Front: ex, Normalize: norm}, &ingress.Snapshot{Router: g.router, Logins: logins})
+	return g.openFront(&front{
+		name: "ingress", field: "ingress.listen", listen: in.Listen, workload: in.Workload(),
+		ex: ex, handler: g.handler,
+	}, frontSpec{certs: certs})
 }
 
 // Start binds the listeners and starts watching policy files.
 func (g *Gateway) Start() error {
-	ln, err := net.Listen("tcp", g.cfg.Ingress.Listen)
-	if err != nil {
-		return fmt.Errorf("ingress listener: %w", err)
-	}
-	if err := g.server.Start(ln); err != nil {
-		ln.Close()
-		return fmt.Errorf("ingress listener: %w", err)
-	}
-	if g.meshServer != nil {
-		mln, err := net.Listen("tcp", g.cfg.Ingress.Mesh.Listen)
-		if err != nil {
-			return fmt.Errorf("mesh listener: %w", err)
-		}
-		if err := g.meshServer.Start(mln); err != nil {
-			mln.Close()
-			return fmt.Errorf("mesh listener: %w", err)
-		}
+	if err := g.startFronts(); err != nil {
+		return err
 	}
 	if err := g.admin.Start(); err != nil {
-		return fmt.Errorf("admin listener: %w", err)
+		return &ListenError{Field: "admin.listen", Addr: g.cfg.Admin.Listen, Err: err}
 	}
 	g.policies.start()
 	g.rotationDone = make(chan struct{})
 	go g.watchRotation()
-	g.log.Info("gateway started", "ingress", g.server.Addr().String(), "admin", g.admin.Addr(),
-		"spiffeID", g.src.Status().ID.String(), "routes", len(g.router.Routes()))
+	attrs := []any{"admin", g.admin.Addr(), "spiffeID", g.src.Status().ID.String(), "routes", len(g.router.Routes())}
+	for _, f := range g.fronts {
+		attrs = append(attrs, f.name, f.server.Addr().String())
+	}
+	g.log.Info("gateway started", attrs...)
 	return nil
 }
 
 // IngressAddr is the bound ingress address (after Start).
-func (g *Gateway) IngressAddr() net.Addr { return g.server.Addr() }
+func (g *Gateway) IngressAddr() net.Addr { return g.frontAddr("ingress") }
 
 // AdminAddr is the bound admin address (after Start).
 func (g *Gateway) AdminAddr() string { return g.admin.Addr() }
@@ -391,26 +358,23 @@ func (g *Gateway) Reload() error {
 	return errors.Join(errs...)
 }
 
+// Drain turns readiness false, so that load balancers stop sending new
+// requests, while every listener goes on serving. Shutdown drains too; call
+// Drain first to give load balancers time to notice (shutdownDelay).
+func (g *Gateway) Drain() {
+	g.drainOnce.Do(func() { close(g.draining) })
+}
+
 // Shutdown stops accepting, lets in-flight requests finish until ctx is done, then
 // closes everything. Readiness turns false first so load balancers stop sending.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	var err error
 	g.closeOnce.Do(func() {
-		close(g.draining)
+		g.Drain()
 		if g.rotationDone != nil {
 			defer func() { <-g.rotationDone }()
 		}
-		if g.meshServer != nil {
-			go g.meshServer.Shutdown(ctx)
-		}
-		if g.server != nil {
-			err = g.server.Shutdown(ctx)
-		}
-		if g.meshServer != nil {
-			if merr := g.meshServer.Shutdown(ctx); err == nil {
-				err = merr
-			}
-		}
+		err = g.shutdownFronts(ctx)
 		if g.admin != nil {
 			actx, cancel := context.WithTimeout(context.Background(), time.Second)
 			g.admin.Shutdown(actx)

@@ -89,6 +89,9 @@ func startEnv(t *testing.T, policies string) *env {
 type envOptions struct {
 	// ingress is YAML appended to the ingress section (two-space indented).
 	ingress string
+	// ingressOverride, when set, replaces the ingress's tls section (and may
+	// add fields), two-space indented.
+	ingressOverride string
 	// svids are more SVIDs to write into pki/ (name -> SPIFFE ID).
 	svids map[string]string
 }
@@ -125,6 +128,9 @@ ingress:
 audit: {sinks: [{file: audit.log}]}
 policy: {files: [policies/], pollInterval: 50ms}
 `, echo.Addr(), echoID, o.ingress)
+	if o.ingressOverride != "" {
+		cfgText = strings.Replace(cfgText, "  tls:\n    certificates: [{cert: pki/tls.crt, key: pki/tls.key}]\n", o.ingressOverride, 1)
+	}
 	file := filepath.Join(dir, "gateway.yaml")
 	os.WriteFile(file, []byte(cfgText), 0o644)
 	cfg, err := config.Load(file)

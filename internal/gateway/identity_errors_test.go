@@ -54,7 +54,17 @@ func writeSVID(t testing.TB, dir, name string, svid *x509svid.SVID) {
 // into dir and returns a pool that trusts it.
 func writeServerCert(t testing.TB, dir string, ca *identity.DevCA) *x509.CertPool {
 	t.Helper()
-	cert, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
+	writeNamedServerCert(t, dir, ca, "tls", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Root())
+	return pool
+}
+
+// writeNamedServerCert writes a serving certificate for names and ips from ca
+// as base.crt/base.key into dir.
+func writeNamedServerCert(t testing.TB, dir string, ca *identity.DevCA, base string, names []string, ips []net.IP) {
+	t.Helper()
+	cert, err := ca.IssueServerCert(names, ips, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +76,8 @@ func writeServerCert(t testing.TB, dir string, ca *identity.DevCA) *x509.CertPoo
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, dir, "tls.crt", certPEM)
-	writeFile(t, dir, "tls.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Root())
-	return pool
+	writeFile(t, dir, base+".crt", certPEM)
+	writeFile(t, dir, base+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
 }
 
 // gatewayYAML is a gateway config with the given identity section (two-space

@@ -2,17 +2,13 @@ package gateway
 
 import (
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"net"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"tollgate.dev/tollgate/internal/config"
-	"tollgate.dev/tollgate/internal/exchange"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/ingress"
-	"tollgate.dev/tollgate/internal/listener"
 )
 
 // openMesh builds the listener for in-mesh callers: the same routes as the
@@ -32,44 +28,20 @@ func (g *Gateway) openMesh(norm ingress.Normalizer) error {
 		return config.Errors{g.cfg.ErrorAt("ingress.mesh.allowedCallers", err.Error())}
 	}
 	mtls := identity.ServerTLSConfig(g.src, allowed)
-	// Callers in the mesh are not proxies whose forwarding headers we'd trust.
-	front := exchange.New(exchange.Options{
-		Name:     "mesh",
-		Recorder: g.audit,
-		Metrics:  metricsAdapter{g.metrics},
-		Logger:   g.log,
-	})
-	g.meshHandler = ingress.New(ingress.Options{Front: front, Normalize: norm}, &ingress.Snapshot{Router: g.router})
-	srv, err := listener.New(listener.Config{
-		Addr:    m.Listen,
-		Handler: g.meshHandler,
-		Certs:   certFunc(mtls.GetCertificate),
-		ClientAuth: func(c *tls.Config) {
+	// Callers in the mesh are not proxies whose forwarding headers we'd
+	// trust, and the listener has one certificate (the SVID) for every name.
+	ex := g.newExchange("mesh", false, nil)
+	g.meshHandler = ingress.New(ingress.Options{Front: ex, Normalize: norm}, &ingress.Snapshot{Router: g.router})
+	return g.openFront(&front{
+		name: "mesh", field: "ingress.mesh.listen", listen: m.Listen, workload: m.Workload(),
+		ex: ex, handler: g.meshHandler,
+	}, frontSpec{
+		certs: certFunc(mtls.GetCertificate),
+		clientAuth: func(c *tls.Config) {
 			c.ClientAuth = mtls.ClientAuth
 			c.VerifyConnection = mtls.VerifyConnection
 		},
-		ReadHeaderTimeout:   g.cfg.Ingress.Timeouts.ReadHeader,
-		ReadTimeout:         g.cfg.Ingress.Timeouts.Read,
-		WriteTimeout:        g.cfg.Ingress.Timeouts.Write,
-		IdleTimeout:         g.cfg.Ingress.Timeouts.Idle,
-		MaxHeaderBytes:      g.cfg.Ingress.Limits.MaxHeaderBytes,
-		MaxHeaderCount:      g.cfg.Ingress.Limits.MaxHeaderCount,
-		MaxConnections:      g.cfg.Ingress.Limits.MaxConnections,
-		Logger:              g.log,
-		OnTLSHandshakeError: func() { g.metrics.TLSHandshakeError("mesh") },
-		OnConnectionLimit:   func() { g.metrics.ConnectionLimitReached("mesh") },
 	})
-	if err != nil {
-		return fmt.Errorf("mesh listener: %w", err)
-	}
-	g.meshServer = srv
-	g.health.AddCheck("mesh-listener", func() error {
-		if srv.Addr() == nil {
-			return errors.New("mesh listener not bound")
-		}
-		return nil
-	})
-	return nil
 }
 
 // certFunc adapts a GetCertificate function to listener.CertSource.
@@ -85,9 +57,4 @@ func (g *Gateway) trustDomain() string {
 }
 
 // MeshAddr is the bound mesh listener address (after Start), or nil.
-func (g *Gateway) MeshAddr() net.Addr {
-	if g.meshServer == nil {
-		return nil
-	}
-	return g.meshServer.Addr()
-}
+func (g *Gateway) MeshAddr() net.Addr { return g.frontAddr("mesh") }

@@ -230,6 +230,50 @@ func TestPathIsNormalizedOnceAndForwarded(t *testing.T) {
 	}
 }
 
+// A base path in the upstream URL prefixes the judged path (nginx proxy_pass
+// semantics); policy and audit see the path as the client's, the upstream
+// the same path under the base. HTTP/1.1 and HTTP/2.
+func TestUpstreamBasePathPrefixesTheJudgedPath(t *testing.T) {
+	tests := []struct {
+		base, target, wantURI string
+	}{
+		{base: "/base", target: "/hello", wantURI: "/base/hello"},
+		{base: "/base/", target: "/hello?q=1", wantURI: "/base/hello?q=1"},
+		{base: "/a/b", target: "/x/../y//z", wantURI: "/a/b/y/z"},
+		{base: "/base", target: "/keep%3Fescape", wantURI: "/base/keep%3Fescape"},
+		{base: "/base", target: "/", wantURI: "/base/"},
+		{base: "/", target: "/hello", wantURI: "/hello"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.base+tc.target, func(t *testing.T) {
+			tb := newTestbed(t, testbedOptions{routes: func(up *url.URL, tr http.RoundTripper) []*Route {
+				u := *up
+				u.Path = tc.base
+				return []*Route{{Name: "web", Host: "*", PathPrefix: "/", Upstream: &u, Transport: tr}}
+			}})
+			for _, h2 := range []bool{false, true} {
+				req, err := http.NewRequest("GET", tb.front.URL, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.URL.Opaque = tc.target // sent as written, not cleaned by the client
+				status, body, e := tb.do(tb.client(h2), req)
+				if status != 200 {
+					t.Fatalf("h2=%v: status %d: %s", h2, status, body)
+				}
+				if e.RequestURI != tc.wantURI {
+					t.Errorf("h2=%v: upstream saw %q, want %q", h2, e.RequestURI, tc.wantURI)
+				}
+				judged, _, _ := strings.Cut(tc.wantURI, "?")
+				judged = strings.TrimPrefix(judged, strings.TrimSuffix(tc.base, "/"))
+				if ev := tb.events.last(t); ev.Path != judged {
+					t.Errorf("h2=%v: audit path %q, want the judged %q", h2, ev.Path, judged)
+				}
+			}
+		})
+	}
+}
+
 func TestStreamingAndWebSocketPassThrough(t *testing.T) {
 	release := make(chan struct{})
 	tb := newTestbed(t, testbedOptions{upstreamHandler: func(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 
 	"tollgate.dev/tollgate/internal/exchange"
 )
@@ -17,10 +18,22 @@ type proxy struct {
 func newProxy(route *Route, log *slog.Logger) *proxy {
 	p := &proxy{route: route}
 	target := route.Upstream
+	// A base path in upstream.url ("https://svc:8443/base") is a prefix of
+	// every forwarded path, as in nginx's proxy_pass: "/hello" is sent as
+	// "/base/hello". config refuses a base path with dot segments, empty
+	// segments, escapes or ';', so prefixing can't turn the judged path into
+	// another resource; "/" is no base path.
+	base := strings.TrimSuffix(target.Path, "/")
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = target.Scheme
 			pr.Out.URL.Host = target.Host
+			if base != "" {
+				pr.Out.URL.Path = base + pr.In.URL.Path
+				if pr.In.URL.RawPath != "" {
+					pr.Out.URL.RawPath = base + pr.In.URL.RawPath
+				}
+			}
 			// ReverseProxy re-encodes a query it can't parse (a ';', a bad escape)
 			// after Rewrite unless RawQuery is set here: the upstream must get
 			// the query as sent, which is what policy and audit saw.

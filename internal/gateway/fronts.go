@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/exchange"
+	"tollgate.dev/tollgate/internal/ingress"
+	"tollgate.dev/tollgate/internal/listener"
+)
+
+// front is one listener of the gateway with its per-request plumbing: the
+// ingress for external clients, the mesh listener for in-mesh callers, and
+// (next) the egress. Every front is built, started, swapped on reload and
+// drained the same way; what differs between them is in frontSpec.
+type front struct {
+	name string
+	// field is where the listen address is configured ("ingress.listen"),
+	// for errors about it.
+	field    string
+	listen   string
+	workload config.Workload
+	ex       *exchange.Front
+	handler  *ingress.Handler
+	server   *listener.Server
+}
+
+// frontSpec is what one front's listener has of its own; everything else
+// (timeouts, limits, the protocol-error answer, metrics) is the same for all.
+type frontSpec struct {
+	certs      listener.CertSource
+	clientAuth func(*tls.Config)
+}
+
+// newExchange returns the per-request plumbing of a front named name.
+// trusted is whether the front believes forwarding headers from
+// ingress.trustedProxies (callers in the mesh are not proxies);
+// misdirected is its domain-fronting check, or nil.
+func (g *Gateway) newExchange(name string, trusted bool, misdirected func(sni, host string) bool) *exchange.Front {
+	in := g.cfg.Ingress
+	opts := exchange.Options{
+		Name:        name,
+		Underscores: underscoreAction(in.HeadersWithUnderscores),
+		Misdirected: misdirected,
+		Recorder:    g.audit,
+		Metrics:     metricsAdapter{g.metrics},
+		Logger:      g.log,
+	}
+	if trusted {
+		opts.TrustedProxies = config.ParsePrefixes(in.TrustedProxies)
+	}
+	return exchange.New(opts)
+}
+
+// underscoreAction maps the validated configuration name to the exchange's
+// action; anything else rejects (fail closed).
+func underscoreAction(name string) exchange.UnderscoreAction {
+	for i, n := range exchange.UnderscoreActions {
+		if n == name {
+			return exchange.UnderscoreAction(i)
+		}
+	}
+	return exchange.RejectUnderscores
+}
+
+// openFront builds f's listener with the settings every front shares, and
+// adds it to the gateway's fronts.
+func (g *Gateway) openFront(f *front, spec frontSpec) error {
+	in := g.cfg.Ingress
+	metrics := g.metrics
+	srv, err := listener.New(listener.Config{
+		Addr:                f.listen,
+		Handler:             f.handler,
+		Certs:               spec.certs,
+		ClientAuth:          spec.clientAuth,
+		ReadHeaderTimeout:   in.Timeouts.ReadHeader,
+		ReadTimeout:         in.Timeouts.Read,
+		WriteTimeout:        in.Timeouts.Write,
+		IdleTimeout:         in.Timeouts.Idle,
+		MaxHeaderBytes:      in.Limits.MaxHeaderBytes,
+		MaxHeaderCount:      in.Limits.MaxHeaderCount,
+		MaxConnections:      in.Limits.MaxConnections,
+		Logger:              g.log,
+		OnTLSHandshakeError: func() { metrics.TLSHandshakeError(f.name) },
+		OnConnectionLimit:   func() { metrics.ConnectionLimitReached(f.name) },
+		// Requests net/http refuses unparsed get the gateway's JSON error,
+		// a request id and an audit event like every other.
+		OnProtocolError: f.ex.Refused,
+	})
+	if err != nil {
+		return fmt.Errorf("%s listener: %w", f.name, err)
+	}
+	f.server = srv
+	g.fronts = append(g.fronts, f)
+	g.health.AddCheck(f.name+"-listener", func() error {
+		if srv.Addr() == nil {
+			return fmt.Errorf("%s listener not bound", f.name)
+		}
+		return nil
+	})
+	return nil
+}
+
+// startFronts binds every front's listener; on an error the ones already
+// started are left for Shutdown to stop.
+func (g *Gateway) startFronts() error {
+	for _, f := range g.fronts {
+		ln, err := net.Listen("tcp", f.listen)
+		if err != nil {
+			return &ListenError{Field: f.field, Addr: f.listen, Err: err}
+		}
+		if err := f.server.Start(ln); err != nil {
+			ln.Close()
+			return &ListenError{Field: f.field, Addr: f.listen, Err: err}
+		}
+	}
+	return nil
+}
+
+// shutdownFronts stops every front's listener at once and waits for their
+// in-flight requests until ctx is done.
+func (g *Gateway) shutdownFronts(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(g.fronts))
+	for i, f := range g.fronts {
+		if f.server == nil {
+			continue
+		}
+		wg.Go(func() { errs[i] = f.server.Shutdown(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// frontAddr is the bound address of the front named name, or nil.
+func (g *Gateway) frontAddr(name string) net.Addr {
+	for _, f := range g.fronts {
+		if f.name == name && f.server != nil {
+			return f.server.Addr()
+		}
+	}
+	return nil
+}
+
+// ListenError is a listener that could not be bound, named by the
+// configuration field that sets its address.
+type ListenError struct {
+	Field, Addr string
+	Err         error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("%s %s: %v", e.Field, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
