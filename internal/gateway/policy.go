@@ -1,45 +1,122 @@
 package gateway
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/filewatch"
 	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/oidc"
 	"tollgate.dev/tollgate/internal/policy"
 	"tollgate.dev/tollgate/internal/request"
+	"tollgate.dev/tollgate/internal/telemetry"
 )
 
-// policyWatcher loads the policy documents, compiles them as one set, swaps the
-// ingress snapshot, and watches the files for changes. A set that fails to load
-// is refused whole and the previous one keeps serving.
+// policyWatcher keeps the policy set in force: it reads the policy files,
+// compiles them as one set, swaps every listener's snapshot, and watches the
+// files for changes. A set that fails to read or compile is refused whole, and
+// so is one that would stop enforcing what the set in force enforces (see
+// checkEmptied); the previous set keeps serving.
+//
+// Every read goes through filewatch, and what is compiled is the bytes that
+// were hashed, never the files read again. Content is put in force only once it
+// has settled (the same hash on two reads a settle interval apart) or when it
+// equals content that already has: a file caught mid-write (truncated, half
+// written) is never compiled into the set in force.
 type policyWatcher struct {
-	g       *Gateway
-	mu      sync.Mutex // serializes reloads
-	version string
-	stamp   string
-	stop    chan struct{}
-	done    chan struct{}
+	g      *Gateway
+	paths  []string
+	settle time.Duration
+
+	// mu serializes reads and swaps, the poller's and SIGHUP's alike: content
+	// read later goes in force later, so a slow reader cannot put back an
+	// older set over a newer one.
+	mu sync.Mutex
+	// failed: the last reload attempt was refused (the metric says 0).
+	failed bool
+	// inForce is the set serving now; nil until one loads. Readiness reads it
+	// without mu.
+	inForce atomic.Pointer[policyState]
+
+	// ctx ends at close, so a settle wait in progress gives up.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	watcher *filewatch.Watcher
 	once    sync.Once
-	started bool
+}
+
+// policyState is a compiled set and the files it came from.
+type policyState struct {
+	compiled *Compiled
+	snap     *filewatch.Snapshot
+}
+
+// ErrPolicySetEmptied is the cause of a reload refused because the new set
+// would leave a listener with no policies, or with no ALLOW or no DENY
+// policies where the set in force has some (policy.allowEmpty unset).
+var ErrPolicySetEmptied = errors.New("the new policy set would stop enforcing policies in force")
+
+// policyRead is how policy files are read: a directory contributes its *.yaml
+// and *.yml files, recursively, hidden entries skipped, as
+// config.LoadDocuments reads them.
+var policyRead = filewatch.ReadOptions{
+	Dirs: true,
+	Match: func(name string) bool {
+		return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
+	},
+	// Policies are kilobytes; a generated set of thousands of rules stays
+	// well below this.
+	MaxFileSize: 16 << 20,
+}
+
+// settleRounds bounds a settled read: files that still change after this many
+// settle intervals are reported as unsettled, and the set in force stays.
+const settleRounds = 10
+
+// policySettle is how long policy files must hold still before their content
+// counts: one poll interval, as before filewatch, but at most
+// filewatch.DefaultSettle, so a slow poll does not slow SIGHUP.
+func policySettle(cfg *config.Gateway) time.Duration {
+	s := cfg.Policy.PollInterval
+	if s <= 0 || s > filewatch.DefaultSettle {
+		s = filewatch.DefaultSettle
+	}
+	return s
 }
 
 func newPolicyWatcher(g *Gateway) (*policyWatcher, error) {
-	w := &policyWatcher{g: g, stop: make(chan struct{}), done: make(chan struct{})}
-	if len(g.cfg.Policy.Files) == 0 {
+	w := &policyWatcher{g: g, paths: g.cfg.Policy.Files, settle: policySettle(g.cfg)}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	if len(w.paths) == 0 {
 		g.log.Warn("no policy files configured: every routed request is allowed (Istio's default without AuthorizationPolicy)")
 		return w, nil
 	}
-	w.stamp = stamp(g.cfg.Policy.Files)
-	if err := w.load(); err != nil {
+	if g.cfg.Policy.AllowEmpty {
+		g.log.Warn("policy.allowEmpty is on: a reload that removes every policy of a listener, or all its ALLOW or DENY policies, goes into force")
+	}
+	// Startup waits for settled content too: a half-written file would
+	// otherwise serve until the first poll.
+	snap, err := w.readSettled()
+	if err == nil {
+		err = w.apply(snap, true)
+	}
+	if err != nil {
+		w.cancel()
 		return nil, err
+	}
+	for _, l := range policyListeners(g.cfg) {
+		if n := w.inForce.Load().compiled.Policies.CountFor(l.workload); n.Policies == 0 {
+			g.log.Warn("no policy applies to this listener: every routed request is allowed (Istio's default without AuthorizationPolicy)", "listener", l.name)
+		}
 	}
 	return w, nil
 }
@@ -61,23 +138,31 @@ func (c *Compiled) Unselected(cfg *config.Gateway) []string {
 
 // listenerWorkloads are the scopes documents are chosen by, one per listener.
 func listenerWorkloads(cfg *config.Gateway) []config.Workload {
-	if cfg.Ingress == nil {
-		return nil
-	}
-	ws := []config.Workload{cfg.Ingress.Workload()}
-	if m := cfg.Ingress.Mesh; m != nil {
-		ws = append(ws, m.Workload())
+	var ws []config.Workload
+	for _, l := range policyListeners(cfg) {
+		ws = append(ws, l.workload)
 	}
 	return ws
 }
 
 // CompilePolicies loads and compiles the documents of paths with the gateway's
 // settings. Every document must belong to a kind Tollgate knows. It is what
-// `gateway check` and `gateway policy` run too.
+// `gateway check` and `gateway policy` run too, and it reads the files as the
+// running gateway does.
 //
 // keys is the gateway's long-lived JWKS cache (nil: checking only, nothing is fetched).
 func CompilePolicies(cfg *config.Gateway, paths []string, keys *oidc.KeyCache) (*Compiled, error) {
-	set, err := config.LoadDocuments(paths)
+	snap, err := filewatch.Read(paths, policyRead)
+	if err != nil {
+		return nil, readError(err)
+	}
+	return compileSnapshot(cfg, snap, keys)
+}
+
+// compileSnapshot compiles the documents of snap, read before: the bytes
+// that were hashed are the bytes compiled.
+func compileSnapshot(cfg *config.Gateway, snap *filewatch.Snapshot, keys *oidc.KeyCache) (*Compiled, error) {
+	set, err := documentsOf(snap)
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +198,52 @@ func CompilePolicies(cfg *config.Gateway, paths []string, keys *oidc.KeyCache) (
 	return &Compiled{Version: set.Version, Policies: ps, Authn: an}, nil
 }
 
+// documentsOf parses the documents of snap's files. Its version is the one
+// config.LoadDocuments gives the same files (`gateway policy` names sets by
+// it), so a decision's policy version reads the same everywhere.
+func documentsOf(snap *filewatch.Snapshot) (*config.DocumentSet, error) {
+	set := &config.DocumentSet{}
+	var errs config.Errors
+	h := sha256.New()
+	for _, f := range snap.Files {
+		set.Files = append(set.Files, f.Path)
+		h.Write([]byte(f.Path))
+		h.Write([]byte{0})
+		h.Write(f.Data)
+		h.Write([]byte{0})
+		nodes, err := config.ParseDocuments(f.Path, f.Data)
+		if es, ok := config.AsErrors(err); ok {
+			errs = append(errs, es...)
+		} else if err != nil {
+			errs = append(errs, config.Error{File: f.Path, Msg: err.Error()})
+		}
+		for _, n := range nodes {
+			doc, err := config.DocumentOf(f.Path, n)
+			if err != nil {
+				if es, ok := config.AsErrors(err); ok {
+					errs = append(errs, es...)
+				} else {
+					errs = append(errs, config.Error{File: f.Path, Msg: err.Error()})
+				}
+				continue
+			}
+			set.Documents = append(set.Documents, doc)
+		}
+	}
+	set.Version = hex.EncodeToString(h.Sum(nil))[:12]
+	return set, errs.Err()
+}
+
+// readError gives a failed read the shape of a configuration error, naming
+// the file.
+func readError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return config.Errors{{File: pe.Path, Msg: "cannot read: " + pe.Err.Error()}}
+	}
+	return err
+}
+
 // PolicyOptions are the mesh settings policies are compiled with.
 func PolicyOptions(cfg *config.Gateway) policy.Options {
 	td := cfg.Identity.TrustDomain
@@ -128,24 +259,107 @@ func knownKind(d config.Document) bool {
 	return d.Kind == "AuthorizationPolicy" || oidc.OwnsDocument(d)
 }
 
-// load compiles the current files and swaps them in.
-func (w *policyWatcher) load() error {
+// policyListener is one listener policies are chosen for.
+type policyListener struct {
+	name     string
+	workload config.Workload
+}
+
+// policyListeners are the listeners of cfg, in the order of listenerWorkloads.
+func policyListeners(cfg *config.Gateway) []policyListener {
+	if cfg.Ingress == nil {
+		return nil
+	}
+	ls := []policyListener{{"ingress", cfg.Ingress.Workload()}}
+	if m := cfg.Ingress.Mesh; m != nil {
+		ls = append(ls, policyListener{"mesh", m.Workload()})
+	}
+	return ls
+}
+
+// readSettled reads the files once they have held still for a settle
+// interval, for at most settleRounds of them.
+func (w *policyWatcher) readSettled() (*filewatch.Snapshot, error) {
+	ctx, cancel := context.WithTimeout(w.ctx, settleRounds*w.settle)
+	defer cancel()
+	snap, err := filewatch.ReadSettled(ctx, w.paths, w.settle, policyRead)
+	if err != nil {
+		return nil, readError(err)
+	}
+	return snap, nil
+}
+
+// sync reads the files and puts what they hold in force. settled, if not nil,
+// is content the watcher saw settle. A read that equals the set in force
+// changes nothing and compiles nothing (a SIGHUP sent to reopen audit files,
+// or a touch); one that equals settled is taken at once; anything else may
+// have been caught mid-write, so the files are read again until they settle.
+func (w *policyWatcher) sync(settled *filewatch.Snapshot) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cur := w.inForce.Load()
+	snap, err := filewatch.Read(w.paths, policyRead)
+	if err != nil || (snap.Hash != cur.snap.Hash && (settled == nil || snap.Hash != settled.Hash)) {
+		snap, err = w.readSettled()
+	}
+	if err != nil {
+		w.refused(err)
+		return fmt.Errorf("policy: %w", err)
+	}
+	if snap.Hash == cur.snap.Hash {
+		if w.failed {
+			// The files hold the set in force again, after a refused change.
+			w.failed = false
+			w.g.metrics.ConfigReload("policy", nil)
+			w.g.log.Info("policy files hold the set in force again", "version", cur.compiled.Version)
+		}
+		return nil
+	}
+	if err := w.apply(snap, false); err != nil {
+		w.refused(err)
+		return fmt.Errorf("policy: %w", err)
+	}
+	return nil
+}
+
+// refused reports a reload that keeps the previous set.
+func (w *policyWatcher) refused(err error) {
+	w.failed = true
+	version := ""
+	if cur := w.inForce.Load(); cur != nil {
+		version = cur.compiled.Version
+	}
+	if errors.Is(err, ErrPolicySetEmptied) {
+		w.g.metrics.ConfigReloadRefused("policy", telemetry.ResultRefusedEmpty)
+		w.g.log.Warn("policy reload refused; the previous policy set keeps serving (set policy.allowEmpty: true to allow such a set)", "version", version, "err", err)
+		return
+	}
+	w.g.metrics.ConfigReload("policy", err)
+	w.g.log.Error("policy reload refused; the previous policy set keeps serving", "version", version, "err", err)
+}
+
+// apply compiles snap and swaps it in, unless it fails or (after startup) would
+// stop enforcing what the set in force enforces; the caller reports an error.
+// The caller holds mu, or is newPolicyWatcher.
+func (w *policyWatcher) apply(snap *filewatch.Snapshot, startup bool) error {
 	g := w.g
 	cfg := *g.cfg
 	if cfg.Identity.TrustDomain == "" {
 		cfg.Identity.TrustDomain = g.src.Status().ID.TrustDomain().Name()
 	}
-	c, err := CompilePolicies(&cfg, g.cfg.Policy.Files, g.keys)
+	c, err := compileSnapshot(&cfg, snap, g.keys)
+	if err == nil && !startup {
+		err = w.checkEmptied(c)
+	}
 	if err != nil {
-		g.metrics.ConfigReload("policy", err)
 		return err
 	}
 	in := g.cfg.Ingress.Workload()
-	snap := *g.handler.Snapshot()
+	s := *g.handler.Snapshot()
 	inEngine, inAuthn := c.Policies.EngineFor(in), c.Authn.ForWorkload(in)
-	snap.Authorize = authorizer{inEngine}
-	snap.Authenticate = inAuthn
-	g.handler.Swap(&snap)
+	s.Authorize = authorizer{inEngine}
+	s.Authenticate = inAuthn
+	g.handler.Swap(&s)
 	counts := []any{"version", c.Version, "policies", c.Policies.Len(),
 		"ingressPolicies", inEngine.Len(), "ingressJWTRules", inAuthn.Len()}
 	if mh := g.meshHandler; mh != nil {
@@ -157,97 +371,107 @@ func (w *policyWatcher) load() error {
 		ms.Authenticate = meshAuthn
 		mh.Swap(&ms)
 	}
+	prev := w.inForce.Swap(&policyState{compiled: c, snap: snap})
+	w.failed = false
 	g.metrics.ConfigReload("policy", nil)
-	if w.version != c.Version {
+	if prev == nil || prev.compiled.Version != c.Version {
 		g.log.Info("policy set in force", counts...)
 		for _, u := range c.Unselected(g.cfg) {
 			g.log.Warn("document applies to no listener (check its namespace and selector)", "document", u)
 		}
 	}
-	w.version = c.Version
 	return nil
 }
 
-func (w *policyWatcher) reload() error {
-	if len(w.g.cfg.Policy.Files) == 0 {
+// checkEmptied refuses a new set that, for some listener, has no policies, no
+// ALLOW or no DENY policies where the set in force has some: an emptied file,
+// a deleted one in a policy directory, or a deploy caught halfway would
+// otherwise widen access silently (no ALLOW policy allows everything that no
+// DENY matches). policy.allowEmpty lets such a set in, with a warning.
+func (w *policyWatcher) checkEmptied(next *Compiled) error {
+	cur := w.inForce.Load()
+	if cur == nil {
 		return nil
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.load(); err != nil {
-		w.g.log.Error("policy reload refused; the previous policy set keeps serving", "version", w.version, "err", err)
-		return fmt.Errorf("policy: %w", err)
+	var lost []string
+	for _, l := range policyListeners(w.g.cfg) {
+		was, now := cur.compiled.Policies.CountFor(l.workload), next.Policies.CountFor(l.workload)
+		switch {
+		case was.Policies > 0 && now.Policies == 0:
+			lost = append(lost, fmt.Sprintf("listener %s would have no policies (has %d)", l.name, was.Policies))
+		default:
+			if was.Allow > 0 && now.Allow == 0 {
+				lost = append(lost, fmt.Sprintf("listener %s would have no ALLOW policies (has %d)", l.name, was.Allow))
+			}
+			if was.Deny > 0 && now.Deny == 0 {
+				lost = append(lost, fmt.Sprintf("listener %s would have no DENY policies (has %d)", l.name, was.Deny))
+			}
+		}
 	}
-	return nil
+	if len(lost) == 0 {
+		return nil
+	}
+	err := fmt.Errorf("%w: %s", ErrPolicySetEmptied, strings.Join(lost, "; "))
+	if w.g.cfg.Policy.AllowEmpty {
+		w.g.log.Warn("policy set goes into force although it removes policies in force (policy.allowEmpty)", "version", next.Version, "err", err)
+		return nil
+	}
+	return err
+}
+
+// reload is SIGHUP's policy reload: see sync.
+func (w *policyWatcher) reload() error {
+	if len(w.paths) == 0 {
+		return nil
+	}
+	return w.sync(nil)
 }
 
 func (w *policyWatcher) ready() error {
-	if len(w.g.cfg.Policy.Files) > 0 && w.version == "" {
+	if len(w.paths) > 0 && w.inForce.Load() == nil {
 		return errors.New("no policy set loaded")
 	}
 	return nil
 }
 
-// start polls the policy files; a change of any name, size or time reloads.
+// start watches the policy files: every settled change is synced.
 func (w *policyWatcher) start() {
-	if len(w.g.cfg.Policy.Files) == 0 {
+	if len(w.paths) == 0 {
 		return
 	}
-	w.started = true
-	go func() {
-		defer close(w.done)
-		t := time.NewTicker(w.g.cfg.Policy.PollInterval)
-		defer t.Stop()
-		pending := w.stamp
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-t.C:
-				// Reload only once a change has held still for one poll: a file caught
-				// half-written (truncated, then filled) would otherwise be compiled, and
-				// an empty policy set allows everything.
-				s := stamp(w.g.cfg.Policy.Files)
-				w.mu.Lock()
-				settled := s == pending && s != w.stamp
-				pending = s
-				w.mu.Unlock()
-				if settled {
-					w.mu.Lock()
-					w.stamp = s
-					w.mu.Unlock()
-					w.reload()
-				}
-			}
-		}
-	}()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ctx.Err() != nil || w.watcher != nil {
+		return
+	}
+	fw, err := filewatch.New(w.paths, filewatch.Options{
+		ReadOptions: policyRead,
+		Interval:    w.g.cfg.Policy.PollInterval,
+		Settle:      w.settle,
+		Initial:     w.inForce.Load().snap,
+		OnChange: func(snap *filewatch.Snapshot, err error) {
+			// An error is logged and counted by sync, which reads again.
+			w.sync(snap)
+		},
+	})
+	if err != nil {
+		// Unreachable: paths, interval and settle were checked by config.
+		w.g.log.Error("policy files are not watched; SIGHUP still reloads them", "err", err)
+		return
+	}
+	w.watcher = fw
 }
 
 func (w *policyWatcher) close() {
 	w.once.Do(func() {
-		close(w.stop)
-		if w.started {
-			<-w.done
+		w.cancel()
+		w.mu.Lock()
+		fw := w.watcher
+		w.mu.Unlock()
+		if fw != nil {
+			fw.Close()
 		}
 	})
-}
-
-// stamp summarizes names, sizes and modification times of the policy files.
-func stamp(paths []string) string {
-	var b strings.Builder
-	for _, p := range paths {
-		filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				fmt.Fprintf(&b, "%s!%v\n", path, err)
-				return nil
-			}
-			if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
-				fmt.Fprintf(&b, "%s %d %d\n", path, fi.Size(), fi.ModTime().UnixNano())
-			}
-			return nil
-		})
-	}
-	return b.String()
 }
 
 // authorizer adapts a policy engine to the ingress.
