@@ -35,17 +35,15 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	sigs := notifyServeSignals()
-	defer sigs.stop()
-	log, lh, err := lf.logger(stderr)
+	sigs, log, err := lf.startServing(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	defer flushLog(lh)
+	defer sigs.stop()
 	env, err := dev.Start(sigs.ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Logger: log, Out: stderr, Audit: stdout})
 	if err != nil {
-		flushLog(lh)
+		sigs.flushLog()
 		fmt.Fprintln(stderr, devStartError(err))
 		return 1
 	}
@@ -127,14 +125,12 @@ func cmdDevEcho(args []string, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	sigs := notifyServeSignals()
-	defer sigs.stop()
-	log, lh, err := lf.logger(stderr)
+	sigs, log, err := lf.startServing(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	defer flushLog(lh)
+	defer sigs.stop()
 	allowed, err := identity.ParseMatcher([]string{*allow})
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway dev echo: -allow: %v\n", err)

@@ -109,14 +109,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	sigs := notifyServeSignals()
-	defer sigs.stop()
-	log, lh, err := lf.logger(stderr)
+	sigs, log, err := lf.startServing(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	defer flushLog(lh)
+	defer sigs.stop()
 	cfg, err := config.Load(*file)
 	if err != nil {
 		printConfigErrors(stderr, err)
@@ -124,13 +122,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout})
 	if err != nil {
-		flushLog(lh)
+		sigs.flushLog()
 		printConfigErrors(stderr, err)
 		return 1
 	}
 	if err := gw.Start(); err != nil {
 		shutdownWithin(cfg.ShutdownTimeout, gw.Shutdown)
-		flushLog(lh) // what New and Start logged comes before the reason
+		sigs.flushLog() // what New and Start logged comes before the reason
 		fmt.Fprintln(stderr, startError(cfg, err))
 		return 1
 	}
@@ -166,12 +164,38 @@ func startError(cfg *config.Gateway, err error) string {
 	return cfg.ErrorAt(le.Field, "cannot listen on "+le.Addr+": "+le.Err.Error()).Error()
 }
 
-// serveSignals is how the serving commands (run, dev) answer signals.
+// serveSignals is how the serving commands (run, dev) answer signals, and
+// the operational log they write.
 type serveSignals struct {
 	// ctx is done at the first SIGTERM or SIGINT.
 	ctx    context.Context
 	cancel context.CancelFunc
 	hup    chan os.Signal
+	log    *oplog.Handler
+}
+
+// startServing installs the serving commands' signal handlers, then opens
+// their operational log. stop flushes the log and removes the handlers.
+func (l *logFlags) startServing(stderr io.Writer) (*serveSignals, *slog.Logger, error) {
+	s := notifyServeSignals()
+	log, h, err := l.logger(stderr)
+	if err != nil {
+		s.stop()
+		return nil, nil, err
+	}
+	s.log = h
+	return s, log, nil
+}
+
+// flushLog writes what the log has queued, for at most logFlushTimeout: a
+// stalled stderr reader must not hold the exit.
+func (s *serveSignals) flushLog() {
+	if s.log == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
+	defer cancel()
+	s.log.Close(ctx)
 }
 
 // notifyServeSignals installs the handlers before anything is served, so an
@@ -213,6 +237,7 @@ func (s *serveSignals) serve(log *slog.Logger, reload func() error) {
 }
 
 func (s *serveSignals) stop() {
+	s.flushLog()
 	s.cancel()
 	signal.Stop(s.hup)
 }
@@ -245,11 +270,3 @@ func shutdownWithin(timeout time.Duration, shutdown func(context.Context) error)
 
 // logFlushTimeout bounds the wait for the operational log's last lines.
 const logFlushTimeout = time.Second
-
-// flushLog writes what the log has queued, for at most logFlushTimeout: a
-// stalled stderr reader must not hold the exit.
-func flushLog(h *oplog.Handler) {
-	ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
-	defer cancel()
-	h.Close(ctx)
-}
