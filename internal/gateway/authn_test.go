@@ -109,10 +109,12 @@ func noneToken(c jwt.MapClaims) string {
 
 // startEnvWith starts an env whose policies depend on its signing key.
 func startEnvWith(t *testing.T, policies func(*rsa.PrivateKey) string) *env {
+	// AUDIT, not DENY: a reload that drops every DENY in force is refused
+	// unless policy.allowEmpty (a safety rule this helper isn't testing).
 	e := startEnv(t, `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: placeholder, namespace: istio-system}
-spec: {action: DENY, rules: [{to: [{operation: {paths: ["/placeholder"]}}]}]}
+spec: {action: AUDIT, rules: [{to: [{operation: {paths: ["/placeholder"]}}]}]}
 `)
 	e.writePolicy(policies(e.key))
 	if err := e.gw.Reload(); err != nil {

@@ -339,6 +339,13 @@ func (g *Gateway) Handler() *ingress.Handler { return g.handler }
 // SIGHUP does.
 func (g *Gateway) Reload() error {
 	var errs []error
+	// Audit files first: logrotate's postrotate waits for nothing else, and
+	// the certificate and policy reads below may wait a settle interval.
+	for _, f := range g.files {
+		if err := f.Reopen(); err != nil {
+			errs = append(errs, fmt.Errorf("audit file %s: %w", f.Path(), err))
+		}
+	}
 	if g.certStore != nil {
 		if err := g.certStore.Reload(); err != nil {
 			errs = append(errs, fmt.Errorf("certificates: %w", err))
@@ -349,11 +356,6 @@ func (g *Gateway) Reload() error {
 	}
 	if err := g.reloadSessionKeys(); err != nil {
 		errs = append(errs, err)
-	}
-	for _, f := range g.files {
-		if err := f.Reopen(); err != nil {
-			errs = append(errs, fmt.Errorf("audit file %s: %w", f.Path(), err))
-		}
 	}
 	return errors.Join(errs...)
 }
