@@ -19,15 +19,32 @@ import (
 // (next) the egress. Every front is built, started, swapped on reload and
 // drained the same way; what differs between them is in frontSpec.
 type front struct {
-	name string
-	// field is where the listen address is configured ("ingress.listen"),
-	// for errors about it.
-	field    string
-	listen   string
-	workload config.Workload
-	ex       *exchange.Front
-	handler  *ingress.Handler
-	server   *listener.Server
+	frontConfig
+	ex      *exchange.Front
+	handler *ingress.Handler
+	server  *listener.Server
+}
+
+// frontConfig is where a front is configured: its name, the field of its
+// listen address, the address, and the scope policy documents are chosen by.
+type frontConfig struct {
+	name, field, listen string
+	workload            config.Workload
+}
+
+// configuredFronts are the fronts cfg configures, in the order the gateway
+// builds them: the one list that the gateway, `gateway check` (documents
+// that apply to no listener) and the policy reload rules go by.
+func configuredFronts(cfg *config.Gateway) []frontConfig {
+	in := cfg.Ingress
+	if in == nil {
+		return nil
+	}
+	fs := []frontConfig{{name: "ingress", field: "ingress.listen", listen: in.Listen, workload: in.Workload()}}
+	if m := in.Mesh; m != nil {
+		fs = append(fs, frontConfig{name: "mesh", field: "ingress.mesh.listen", listen: m.Listen, workload: m.Workload()})
+	}
+	return fs
 }
 
 // frontSpec is what one front's listener has of its own; everything else
@@ -66,6 +83,16 @@ func underscoreAction(name string) exchange.UnderscoreAction {
 		}
 	}
 	return exchange.RejectUnderscores
+}
+
+// frontConfig returns the configuration of the front named name.
+func (g *Gateway) frontConfig(name string) frontConfig {
+	for _, fc := range configuredFronts(g.cfg) {
+		if fc.name == name {
+			return fc
+		}
+	}
+	panic("gateway: no front named " + name) // a programming error: names are constants
 }
 
 // openFront builds f's listener with the settings every front shares, and

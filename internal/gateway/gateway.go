@@ -53,14 +53,12 @@ type Gateway struct {
 	files     []*audit.FileSink
 	// fronts are the listeners with their per-request plumbing: the ingress
 	// first, then the mesh listener (ingress.mesh) when configured.
-	fronts  []*front
-	handler *ingress.Handler
-	// meshHandler serves in-mesh callers (ingress.mesh); nil without it.
-	meshHandler *ingress.Handler
-	router      *ingress.Router
-	policies    *policyWatcher
-	keys        *oidc.KeyCache
-	logins      []*oidc.Login
+	fronts   []*front
+	handler  *ingress.Handler
+	router   *ingress.Router
+	policies *policyWatcher
+	keys     *oidc.KeyCache
+	logins   []*oidc.Login
 
 	draining chan struct{}
 	// rotationDone closes when watchRotation returns; nil until Start.
@@ -300,10 +298,7 @@ func (g *Gateway) openIngress(norm ingress.Normalizer, logins *ingress.Logins) e
 	}
 	ex := g.newExchange("ingress", true, misdirected)
 	g.handler = ingress.New(ingress.Options{Front: ex, Normalize: norm}, &ingress.Snapshot{Router: g.router, Logins: logins})
-	return g.openFront(&front{
-		name: "ingress", field: "ingress.listen", listen: in.Listen, workload: in.Workload(),
-		ex: ex, handler: g.handler,
-	}, frontSpec{certs: certs})
+	return g.openFront(&front{frontConfig: g.frontConfig("ingress"), ex: ex, handler: g.handler}, frontSpec{certs: certs})
 }
 
 // Start binds the listeners and starts watching policy files.

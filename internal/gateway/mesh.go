@@ -31,11 +31,8 @@ func (g *Gateway) openMesh(norm ingress.Normalizer) error {
 	// Callers in the mesh are not proxies whose forwarding headers we'd
 	// trust, and the listener has one certificate (the SVID) for every name.
 	ex := g.newExchange("mesh", false, nil)
-	g.meshHandler = ingress.New(ingress.Options{Front: ex, Normalize: norm}, &ingress.Snapshot{Router: g.router})
-	return g.openFront(&front{
-		name: "mesh", field: "ingress.mesh.listen", listen: m.Listen, workload: m.Workload(),
-		ex: ex, handler: g.meshHandler,
-	}, frontSpec{
+	h := ingress.New(ingress.Options{Front: ex, Normalize: norm}, &ingress.Snapshot{Router: g.router})
+	return g.openFront(&front{frontConfig: g.frontConfig("mesh"), ex: ex, handler: h}, frontSpec{
 		certs: certFunc(mtls.GetCertificate),
 		clientAuth: func(c *tls.Config) {
 			c.ClientAuth = mtls.ClientAuth

@@ -113,7 +113,7 @@ func newPolicyWatcher(g *Gateway) (*policyWatcher, error) {
 		w.cancel()
 		return nil, err
 	}
-	for _, l := range policyListeners(g.cfg) {
+	for _, l := range configuredFronts(g.cfg) {
 		if n := w.inForce.Load().compiled.Policies.CountFor(l.workload); n.Policies == 0 {
 			g.log.Warn("no policy applies to this listener: every routed request is allowed (Istio's default without AuthorizationPolicy)", "listener", l.name)
 		}
@@ -139,7 +139,7 @@ func (c *Compiled) Unselected(cfg *config.Gateway) []string {
 // listenerWorkloads are the scopes documents are chosen by, one per listener.
 func listenerWorkloads(cfg *config.Gateway) []config.Workload {
 	var ws []config.Workload
-	for _, l := range policyListeners(cfg) {
+	for _, l := range configuredFronts(cfg) {
 		ws = append(ws, l.workload)
 	}
 	return ws
@@ -259,24 +259,6 @@ func knownKind(d config.Document) bool {
 	return d.Kind == "AuthorizationPolicy" || oidc.OwnsDocument(d)
 }
 
-// policyListener is one listener policies are chosen for.
-type policyListener struct {
-	name     string
-	workload config.Workload
-}
-
-// policyListeners are the listeners of cfg, in the order of listenerWorkloads.
-func policyListeners(cfg *config.Gateway) []policyListener {
-	if cfg.Ingress == nil {
-		return nil
-	}
-	ls := []policyListener{{"ingress", cfg.Ingress.Workload()}}
-	if m := cfg.Ingress.Mesh; m != nil {
-		ls = append(ls, policyListener{"mesh", m.Workload()})
-	}
-	return ls
-}
-
 // readSettled reads the files once they have held still for a settle
 // interval, for at most settleRounds of them.
 func (w *policyWatcher) readSettled() (*filewatch.Snapshot, error) {
@@ -354,22 +336,14 @@ func (w *policyWatcher) apply(snap *filewatch.Snapshot, startup bool) error {
 	if err != nil {
 		return err
 	}
-	in := g.cfg.Ingress.Workload()
-	s := *g.handler.Snapshot()
-	inEngine, inAuthn := c.Policies.EngineFor(in), c.Authn.ForWorkload(in)
-	s.Authorize = authorizer{inEngine}
-	s.Authenticate = inAuthn
-	g.handler.Swap(&s)
-	counts := []any{"version", c.Version, "policies", c.Policies.Len(),
-		"ingressPolicies", inEngine.Len(), "ingressJWTRules", inAuthn.Len()}
-	if mh := g.meshHandler; mh != nil {
-		mesh := g.cfg.Ingress.Mesh.Workload()
-		ms := *mh.Snapshot()
-		meshEngine, meshAuthn := c.Policies.EngineFor(mesh), c.Authn.ForWorkload(mesh)
-		counts = append(counts, "meshPolicies", meshEngine.Len(), "meshJWTRules", meshAuthn.Len())
-		ms.Authorize = authorizer{meshEngine}
-		ms.Authenticate = meshAuthn
-		mh.Swap(&ms)
+	// Every front's snapshot is swapped from the one compiled set.
+	counts := []any{"version", c.Version, "policies", c.Policies.Len()}
+	for _, f := range g.fronts {
+		s := *f.handler.Snapshot()
+		engine, authn := c.Policies.EngineFor(f.workload), c.Authn.ForWorkload(f.workload)
+		s.Authorize, s.Authenticate = authorizer{engine}, authn
+		f.handler.Swap(&s)
+		counts = append(counts, f.name+"Policies", engine.Len(), f.name+"JWTRules", authn.Len())
 	}
 	prev := w.inForce.Swap(&policyState{compiled: c, snap: snap})
 	w.failed = false
@@ -394,7 +368,7 @@ func (w *policyWatcher) checkEmptied(next *Compiled) error {
 		return nil
 	}
 	var lost []string
-	for _, l := range policyListeners(w.g.cfg) {
+	for _, l := range configuredFronts(w.g.cfg) {
 		was, now := cur.compiled.Policies.CountFor(l.workload), next.Policies.CountFor(l.workload)
 		switch {
 		case was.Policies > 0 && now.Policies == 0:
