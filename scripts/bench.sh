@@ -4,6 +4,8 @@
 #   scripts/bench.sh              run, print benchstat tables and the gateway/bare ratios
 #   COUNT=10 scripts/bench.sh     more samples
 #   OUT=dir scripts/bench.sh      keep raw results in dir (for benchstat across commits)
+#   BASE=rev scripts/bench.sh     instead: the ingress benchmark at rev and at the work tree,
+#                                 interleaved round by round, and benchstat rev vs now
 #
 # Figures go into docs/performance.md with the date and machine. Run on a quiet
 # machine: load generator, gateway and upstream share the cores.
@@ -18,6 +20,27 @@ BENCHSTAT=$(command -v benchstat || echo "$(go env GOPATH)/bin/benchstat")
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version)"
 echo "date:    $(date -u +%Y-%m-%d)"
 echo "raw:     $OUT"
+
+if [ -n "${BASE:-}" ]; then
+  # Across commits in the same run: both test binaries built now, every round
+  # runs each variant of each once, in a fresh process.
+  wt=$(mktemp -d)
+  git worktree add --detach "$wt" "$BASE" >/dev/null
+  trap 'git worktree remove --force "$wt"' EXIT
+  (cd "$wt" && go test -c -o "$OUT/base.test" ./internal/ingress/)
+  go test -c -o "$OUT/head.test" ./internal/ingress/
+  : > "$OUT/base.txt"; : > "$OUT/head.txt"
+  for i in $(seq 1 "$COUNT"); do
+    for v in 'bare' 'gateway' 'gateway\+jwt' 'gateway\+policy100'; do
+      for rev in base head; do
+        "$OUT/$rev.test" -test.run '^$' -test.bench "BenchmarkIngress/proxy=$v\$/" -test.benchtime 2s -test.count 1 >> "$OUT/$rev.txt"
+      done
+    done
+  done
+  echo "base = $BASE ($(git rev-parse --short "$BASE")), head = work tree at $(git rev-parse --short HEAD)"
+  "$BENCHSTAT" "$OUT/base.txt" "$OUT/head.txt"
+  exit 0
+fi
 
 # Interleaved: each round runs every variant once, so drift in the machine's load
 # (other processes, thermal, noisy neighbours) spreads over all variants alike
