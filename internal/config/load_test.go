@@ -1,42 +1,13 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-)
 
-// writeCert writes a self-signed certificate and key into dir and returns their paths.
-func writeCert(t testing.TB, dir, name string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{name},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
-	return certFile, keyFile
-}
+	"tollgate.dev/tollgate/internal/testkit"
+)
 
 const validConfig = `apiVersion: tollgate.dev/v1
 kind: Gateway
@@ -64,10 +35,10 @@ ingress:
 
 func fixtureDir(t *testing.T) string {
 	dir := t.TempDir()
-	writeCert(t, dir, "tls")
-	writeCert(t, dir, "svid")
-	c, _ := writeCert(t, dir, "ca")
-	os.Rename(c, filepath.Join(dir, "bundle.crt"))
+	ca := testkit.NewCA(t)
+	ca.WritePair(t, dir, "tls", "tls")
+	ca.WritePair(t, dir, "svid", "svid")
+	ca.WriteRoot(t, dir, "bundle.crt")
 	return dir
 }
 

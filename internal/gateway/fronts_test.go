@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"tollgate.dev/tollgate/internal/identity"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 // auditEvents reads the env's audit log: one JSON object a line.
@@ -141,11 +141,7 @@ func TestMisdirectedRequests(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			ca, err := identity.NewDevCA("other.test")
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeNamedServerCert(t, dir, ca, "admin", []string{"admin.test"}, nil)
+			testkit.NewCA(t).WritePair(t, dir, "admin", "admin.test")
 			ingress := "  tls:\n    certificates: [{cert: pki/tls.crt, key: pki/tls.key}, {cert: " + filepath.Join(dir, "admin.crt") + ", key: " + filepath.Join(dir, "admin.key") + "}]\n"
 			if tc.setting != "" {
 				ingress += "  misdirectedRequests: " + tc.setting + "\n"

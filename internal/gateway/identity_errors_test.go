@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +22,7 @@ import (
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/identity/identitytest"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 // writeFile writes data to dir/name (making folders) and returns the path.
@@ -50,34 +49,14 @@ func writeSVID(t testing.TB, dir, name string, svid *x509svid.SVID) {
 	writeFile(t, dir, name+".key", keyPEM)
 }
 
-// writeServerCert writes a localhost serving certificate from ca as tls.crt/tls.key
-// into dir and returns a pool that trusts it.
-func writeServerCert(t testing.TB, dir string, ca *identity.DevCA) *x509.CertPool {
+// ingressCA makes the plain TLS certificate the ingress serves to clients
+// (tls.crt/tls.key in dir, for localhost and 127.0.0.1, from a CA of its own)
+// and returns a pool that trusts it.
+func ingressCA(t testing.TB, dir string) *x509.CertPool {
 	t.Helper()
-	writeNamedServerCert(t, dir, ca, "tls", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Root())
-	return pool
-}
-
-// writeNamedServerCert writes a serving certificate for names and ips from ca
-// as base.crt/base.key into dir.
-func writeNamedServerCert(t testing.TB, dir string, ca *identity.DevCA, base string, names []string, ips []net.IP) {
-	t.Helper()
-	cert, err := ca.IssueServerCert(names, ips, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var certPEM []byte
-	for _, der := range cert.Certificate {
-		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, dir, base+".crt", certPEM)
-	writeFile(t, dir, base+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	ca := testkit.NewCA(t)
+	ca.WritePair(t, dir, "tls", "localhost", "127.0.0.1")
+	return ca.Pool()
 }
 
 // gatewayYAML is a gateway config with the given identity section (two-space
@@ -236,7 +215,7 @@ func TestIdentityConfigErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			writeServerCert(t, dir, ca)
+			ingressCA(t, dir)
 			text := gatewayYAML(tc.identity, echoRoute("echo", "/", "127.0.0.1:1", echoID), "")
 			t0 := time.Now()
 			_, cfg, err := newGateway(t, dir, text)
@@ -290,7 +269,7 @@ func TestUpstreamIdentityIsVerified(t *testing.T) {
 	ca := identitytest.NewCA(t, "example.org")
 	foreign := identitytest.NewCA(t, "example.org") // another CA claiming our trust domain
 	dir := t.TempDir()
-	roots := writeServerCert(t, dir, ca)
+	roots := ingressCA(t, dir)
 	writeSVID(t, dir, "gateway", identitytest.SVID(t, ca, gatewayID))
 	writeFile(t, dir, "ca.crt", ca.RootPEM())
 
@@ -348,7 +327,7 @@ func TestFederatedStaticBundle(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			roots := writeServerCert(t, dir, ours)
+			roots := ingressCA(t, dir)
 			writeSVID(t, dir, "gateway", identitytest.SVID(t, ours, gatewayID))
 			writeFile(t, dir, "ca.crt", ours.RootPEM())
 			writeFile(t, dir, "partner.crt", partner.RootPEM())

@@ -109,12 +109,6 @@ func spireGatewayYAML(env *spiretest.Env, extraIdentity, routes, extraIngress st
 	return gatewayYAML(block, routes, extraIngress)
 }
 
-// ingressCA makes the plain TLS certificate the ingress serves to clients, in dir.
-func ingressCA(t testing.TB, dir string) *x509.CertPool {
-	t.Helper()
-	return writeServerCert(t, dir, identitytest.NewCA(t, "ingress.test"))
-}
-
 // loadResult counts a load run's outcome.
 type loadResult struct {
 	ok, failed atomic.Int64

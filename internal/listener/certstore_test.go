@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"tollgate.dev/tollgate/internal/filewatch"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 // lookupFixture is a store with a default, a wildcard, an exact name under
@@ -21,7 +22,7 @@ type lookupFixture struct {
 
 func newLookupFixture(tb testing.TB) *lookupFixture {
 	tb.Helper()
-	ca := newTestCA(tb)
+	ca := testkit.NewCA(tb)
 	certs := []struct {
 		name string
 		sans []string
@@ -33,7 +34,7 @@ func newLookupFixture(tb testing.TB) *lookupFixture {
 	}
 	var tc []tls.Certificate
 	for _, c := range certs {
-		tc = append(tc, ca.issue(tb, c.sans...))
+		tc = append(tc, ca.Issue(tb, c.sans...))
 	}
 	s, err := NewStaticCertStore(tc...)
 	if err != nil {
@@ -98,11 +99,11 @@ func TestLookup(t *testing.T) {
 }
 
 func TestNewCertStoreErrors(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testkit.NewCA(t)
 	dir := t.TempDir()
-	good := writePair(t, dir, "good", ca.issue(t, "good.example.com"))
-	other := writePair(t, dir, "other", ca.issue(t, "other.example.com"))
-	noSAN := writePair(t, dir, "nosan", ca.issue(t))
+	good := writePair(t, dir, "good", ca.Issue(t, "good.example.com"))
+	other := writePair(t, dir, "other", ca.Issue(t, "other.example.com"))
+	noSAN := writePair(t, dir, "nosan", ca.Issue(t))
 	garbage := filepath.Join(dir, "garbage.pem")
 	if err := os.WriteFile(garbage, []byte("not a pem file\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -156,10 +157,10 @@ func TestNewCertStoreErrors(t *testing.T) {
 }
 
 func TestNewCertStoreDefaultWithoutSAN(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testkit.NewCA(t)
 	dir := t.TempDir()
-	noSAN := writePair(t, dir, "nosan", ca.issue(t))
-	good := writePair(t, dir, "good", ca.issue(t, "good.example.com"))
+	noSAN := writePair(t, dir, "nosan", ca.Issue(t))
+	good := writePair(t, dir, "good", ca.Issue(t, "good.example.com"))
 	s, err := NewCertStore([]CertFile{noSAN, good}, CertStoreOptions{PollInterval: -1})
 	if err != nil {
 		t.Fatalf("a SAN-less default certificate must load: %v", err)
@@ -172,8 +173,8 @@ func TestNewCertStoreDefaultWithoutSAN(t *testing.T) {
 }
 
 func TestNewStaticCertStoreErrors(t *testing.T) {
-	ca := newTestCA(t)
-	good := ca.issue(t, "a.example.com")
+	ca := testkit.NewCA(t)
+	good := ca.Issue(t, "a.example.com")
 	tests := []struct {
 		name    string
 		certs   []tls.Certificate

@@ -15,7 +15,7 @@ func TestMaxConnections(t *testing.T) {
 	store, ca := newTestStore(t)
 	var limited atomic.Int32
 	srv := startServer(t, Config{Certs: store, MaxConnections: 2, OnConnectionLimit: func() { limited.Add(1) }})
-	conf := &tls.Config{RootCAs: ca.pool, ServerName: "a.example.com"}
+	conf := &tls.Config{RootCAs: ca.Pool(), ServerName: "a.example.com"}
 	dial := func() (*tls.Conn, error) {
 		return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second, Deadline: time.Now().Add(5 * time.Second)}, "tcp", srv.Addr().String(), conf)
 	}
@@ -97,7 +97,7 @@ func TestMaxConnectionsSlotReturned(t *testing.T) {
 		{"hijacked and closed by the handler", h1, "/hijack"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newClient(t, ca.pool, srv.Addr(), "a.example.com", tc.proto)
+			c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", tc.proto)
 			resp, err := c.Get("https://a.example.com" + tc.path)
 			if err != nil {
 				t.Fatal(err)
@@ -106,7 +106,7 @@ func TestMaxConnectionsSlotReturned(t *testing.T) {
 			resp.Body.Close()
 			c.CloseIdleConnections()
 			// A fresh client (its own connection) gets the slot back.
-			next := newClient(t, ca.pool, srv.Addr(), "a.example.com", h1)
+			next := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", h1)
 			if resp, _ := get(t, next, "a.example.com", nil); resp.StatusCode != http.StatusOK {
 				t.Fatalf("next client: status %d", resp.StatusCode)
 			}
@@ -121,7 +121,7 @@ func TestShutdownAtConnectionLimit(t *testing.T) {
 	store, ca := newTestStore(t)
 	var limited atomic.Int32
 	srv := startServer(t, Config{Certs: store, MaxConnections: 1, OnConnectionLimit: func() { limited.Add(1) }})
-	c := newClient(t, ca.pool, srv.Addr(), "a.example.com", h1)
+	c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", h1)
 	if resp, _ := get(t, c, "a.example.com", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
 	}

@@ -36,7 +36,7 @@ func TestHeaderBytesLimitH2(t *testing.T) {
 		{name: "one field over the limit", fields: [][2]string{{"x-big", strings.Repeat(kib, 12)}}, wantGoAway: http2.ErrCodeCompression},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, goAway := h2Raw(t, ca.pool, srv.Addr(), tc.fields)
+			status, goAway := h2Raw(t, ca.Pool(), srv.Addr(), tc.fields)
 			if status != tc.wantStatus || goAway != tc.wantGoAway {
 				t.Errorf("status %d, GOAWAY %v; want %d, %v", status, goAway, tc.wantStatus, tc.wantGoAway)
 			}

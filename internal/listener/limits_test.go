@@ -17,10 +17,10 @@ import (
 	"tollgate.dev/tollgate/internal/testkit"
 )
 
-func newTestStore(tb testing.TB) (*CertStore, *testCA) {
+func newTestStore(tb testing.TB) (*CertStore, *testkit.CA) {
 	tb.Helper()
-	ca := newTestCA(tb)
-	store, err := NewStaticCertStore(ca.issue(tb, "a.example.com", "127.0.0.1"))
+	ca := testkit.NewCA(tb)
+	store, err := NewStaticCertStore(ca.Issue(tb, "a.example.com", "127.0.0.1"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestReadHeaderTimeoutDribble(t *testing.T) {
 	srv := startServer(t, Config{Certs: store, ReadHeaderTimeout: timeout, HandshakeTimeout: 5 * time.Second})
 
 	start := time.Now() // before the dial: the server's clock can start before Dial returns
-	conn, err := tls.Dial("tcp", srv.Addr().String(), &tls.Config{RootCAs: ca.pool, ServerName: "a.example.com"})
+	conn, err := tls.Dial("tcp", srv.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "a.example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func clientHello(tb testing.TB) []byte {
 func TestHeaderBytesLimit(t *testing.T) {
 	store, ca := newTestStore(t)
 	srv := startServer(t, Config{Certs: store, MaxHeaderBytes: 4 << 10})
-	c := newClient(t, ca.pool, srv.Addr(), "a.example.com", h1)
+	c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", h1)
 
 	resp, _ := get(t, c, "a.example.com", http.Header{"X-Fits": {strings.Repeat("a", 2<<10)}})
 	if resp.StatusCode != http.StatusOK {
@@ -168,7 +168,7 @@ func TestHeaderCountLimit(t *testing.T) {
 	srv := startServer(t, Config{Certs: store, MaxHeaderCount: max})
 	for _, p := range bothProtos {
 		t.Run(string(p), func(t *testing.T) {
-			c := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+			c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", p)
 			// The client adds headers of its own (User-Agent, ...);
 			// learn how many, to test the exact boundary.
 			_, body := get(t, c, "a.example.com", nil)
@@ -273,7 +273,7 @@ func TestHeaderLimitsThroughHook(t *testing.T) {
 				Certs: store, MaxHeaderCount: maxCount, MaxHeaderBytes: maxBytes, OnProtocolError: rec.hook,
 				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handled.Add(1) }),
 			})
-			c := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+			c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", p)
 			tests := []struct {
 				name       string
 				hdr        http.Header
@@ -359,7 +359,7 @@ func TestHTTP2AnswersWithoutHandler(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(rec.calls())
-			status, goAway := h2Raw(t, ca.pool, srv.Addr(), tc.fields)
+			status, goAway := h2Raw(t, ca.Pool(), srv.Addr(), tc.fields)
 			if status != tc.wantStatus || goAway != 0 {
 				t.Errorf("status %d, GOAWAY %v; want %d", status, goAway, tc.wantStatus)
 			}

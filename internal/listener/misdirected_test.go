@@ -5,20 +5,22 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 // misdirectedStore serves, in this order (the first is the default):
 // default.example.com and 127.0.0.1; api.example.com; *.apps.example.com;
 // x.example.com and y.example.com; ip.example.com and ::1.
-func misdirectedStore(tb testing.TB) (*CertStore, *testCA) {
+func misdirectedStore(tb testing.TB) (*CertStore, *testkit.CA) {
 	tb.Helper()
-	ca := newTestCA(tb)
+	ca := testkit.NewCA(tb)
 	store, err := NewStaticCertStore(
-		ca.issue(tb, "default.example.com", "127.0.0.1"),
-		ca.issue(tb, "api.example.com"),
-		ca.issue(tb, "*.apps.example.com"),
-		ca.issue(tb, "x.example.com", "y.example.com"),
-		ca.issue(tb, "ip.example.com", "::1"),
+		ca.Issue(tb, "default.example.com", "127.0.0.1"),
+		ca.Issue(tb, "api.example.com"),
+		ca.Issue(tb, "*.apps.example.com"),
+		ca.Issue(tb, "x.example.com", "y.example.com"),
+		ca.Issue(tb, "ip.example.com", "::1"),
 	)
 	if err != nil {
 		tb.Fatal(err)
@@ -92,7 +94,7 @@ func TestMisdirectedFronting(t *testing.T) {
 	for _, p := range bothProtos {
 		for _, tt := range tests {
 			t.Run(string(p)+"/"+tt.name, func(t *testing.T) {
-				c := newClient(t, ca.pool, srv.Addr(), tt.sni, p)
+				c := newClient(t, ca.Pool(), srv.Addr(), tt.sni, p)
 				resp, _ := get(t, c, tt.host, nil)
 				if resp.StatusCode != tt.wantStatus {
 					t.Errorf("SNI %q, Host %q: status %d; want %d", tt.sni, tt.host, resp.StatusCode, tt.wantStatus)

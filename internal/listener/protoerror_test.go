@@ -139,7 +139,7 @@ func TestNetHTTPAnswersReplaced(t *testing.T) {
 					Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handled.Add(1) }),
 				})
 				before := time.Now()
-				reply, local := exchange(t, ca.pool, srv.Addr(), tt.req)
+				reply, local := exchange(t, ca.Pool(), srv.Addr(), tt.req)
 				after := time.Now()
 
 				calls := rec.calls()
@@ -192,7 +192,7 @@ func TestNetHTTPAnswerAfterKeepAlive(t *testing.T) {
 	store, ca := newTestStore(t)
 	rec := &hookRecorder{}
 	srv := startServer(t, Config{Certs: store, OnProtocolError: rec.hook})
-	conn := dialH1(t, ca.pool, srv.Addr())
+	conn := dialH1(t, ca.Pool(), srv.Addr())
 	br := bufio.NewReader(conn)
 	for i := range 2 {
 		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n"); err != nil {
@@ -286,7 +286,7 @@ func TestHandlerLookalikesPassUnchanged(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &hookRecorder{}
 			srv := startServer(t, Config{Certs: store, OnProtocolError: rec.hook, Handler: tt.handler})
-			reply, _ := exchange(t, ca.pool, srv.Addr(), tt.req)
+			reply, _ := exchange(t, ca.Pool(), srv.Addr(), tt.req)
 			if calls := rec.calls(); len(calls) != 0 {
 				t.Errorf("OnProtocolError called for a Handler's response: %+v", calls)
 			}
@@ -348,7 +348,7 @@ func TestBadHookAnswer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startServer(t, Config{Certs: store, OnProtocolError: func(ProtocolError) []byte { return []byte(tc.answer) }})
-			reply, _ := exchange(t, ca.pool, srv.Addr(), "GARBAGE\r\n\r\n")
+			reply, _ := exchange(t, ca.Pool(), srv.Addr(), "GARBAGE\r\n\r\n")
 			if want := netHTTPAnswer(400, "Bad Request", "400 Bad Request"); reply != want {
 				t.Errorf("reply %q; want net/http's %q", reply, want)
 			}

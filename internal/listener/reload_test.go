@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 type reloadEvent struct {
@@ -85,9 +87,9 @@ func servedLeaf(tb testing.TB, srv *Server, pool *x509.CertPool, p proto) *x509.
 func TestReloadByPolling(t *testing.T) {
 	for _, p := range bothProtos {
 		t.Run(string(p), func(t *testing.T) {
-			ca := newTestCA(t)
+			ca := testkit.NewCA(t)
 			dir := t.TempDir()
-			certA, certB, certC := ca.issue(t, "a.example.com"), ca.issue(t, "a.example.com"), ca.issue(t, "a.example.com")
+			certA, certB, certC := ca.Issue(t, "a.example.com"), ca.Issue(t, "a.example.com"), ca.Issue(t, "a.example.com")
 			cf := writePair(t, dir, "srv", certA)
 			events := make(reloadRecorder, 16)
 			const interval = 20 * time.Millisecond
@@ -99,7 +101,7 @@ func TestReloadByPolling(t *testing.T) {
 			srv := startServer(t, Config{Certs: store})
 
 			// A keep-alive connection opened before the rotation.
-			old := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+			old := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", p)
 			if resp, _ := get(t, old, "a.example.com", nil); !resp.TLS.PeerCertificates[0].Equal(certA.Leaf) {
 				t.Fatal("initial certificate is not A")
 			}
@@ -109,7 +111,7 @@ func TestReloadByPolling(t *testing.T) {
 			if ev := events.nextOK(t); ev.file != cf.Cert {
 				t.Fatalf("reload event %q, %v; want %q, nil", ev.file, ev.err, cf.Cert)
 			}
-			if got := servedLeaf(t, srv, ca.pool, p); !got.Equal(certB.Leaf) {
+			if got := servedLeaf(t, srv, ca.Pool(), p); !got.Equal(certB.Leaf) {
 				t.Error("after rotation, new connections do not get certificate B")
 			}
 
@@ -132,32 +134,32 @@ func TestReloadByPolling(t *testing.T) {
 			}
 
 			// Garbage: B keeps serving, the error is reported once.
-			writeFileAtomic(t, cf.Cert, []byte("-----BEGIN CERTIFICATE-----\ngarbage\n"))
+			testkit.WriteFileAtomic(t, cf.Cert, []byte("-----BEGIN CERTIFICATE-----\ngarbage\n"))
 			ev := events.next(t)
 			if ev.err == nil || ev.file != cf.Cert || !strings.Contains(ev.err.Error(), cf.Cert) {
 				t.Fatalf("reload event %q, %v; want an error naming %q", ev.file, ev.err, cf.Cert)
 			}
 			events.none(t, 5*interval)
-			if got := servedLeaf(t, srv, ca.pool, p); !got.Equal(certB.Leaf) {
+			if got := servedLeaf(t, srv, ca.Pool(), p); !got.Equal(certB.Leaf) {
 				t.Error("after a garbage certificate file, B is no longer served")
 			}
 
 			// Half-written pair: C's certificate with B's key is refused ...
-			certPEM, keyPEM := pemPair(t, certC)
-			writeFileAtomic(t, cf.Cert, certPEM)
+			certPEM, keyPEM := testkit.EncodePEM(t, certC)
+			testkit.WriteFileAtomic(t, cf.Cert, certPEM)
 			ev = events.next(t)
 			if ev.err == nil || !strings.Contains(ev.err.Error(), "private key does not match public key") {
 				t.Fatalf("reload event %v; want key mismatch", ev.err)
 			}
-			if got := servedLeaf(t, srv, ca.pool, p); !got.Equal(certB.Leaf) {
+			if got := servedLeaf(t, srv, ca.Pool(), p); !got.Equal(certB.Leaf) {
 				t.Error("after a half-written pair, B is no longer served")
 			}
 			// ... and taken once the key follows.
-			writeFileAtomic(t, cf.Key, keyPEM)
+			testkit.WriteFileAtomic(t, cf.Key, keyPEM)
 			if ev := events.next(t); ev.err != nil {
 				t.Fatalf("reload after the key arrived: %v", ev.err)
 			}
-			if got := servedLeaf(t, srv, ca.pool, p); !got.Equal(certC.Leaf) {
+			if got := servedLeaf(t, srv, ca.Pool(), p); !got.Equal(certC.Leaf) {
 				t.Error("after completing the pair, C is not served")
 			}
 
@@ -175,10 +177,10 @@ func TestReloadByPolling(t *testing.T) {
 }
 
 func TestReloadExplicit(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testkit.NewCA(t)
 	dir := t.TempDir()
-	certA, certB := ca.issue(t, "a.example.com"), ca.issue(t, "a.example.com")
-	other := writePair(t, dir, "other", ca.issue(t, "other.example.com"))
+	certA, certB := ca.Issue(t, "a.example.com"), ca.Issue(t, "a.example.com")
+	other := writePair(t, dir, "other", ca.Issue(t, "other.example.com"))
 	cf := writePair(t, dir, "srv", certA)
 	events := make(reloadRecorder, 16)
 	store, err := NewCertStore([]CertFile{cf, other}, CertStoreOptions{PollInterval: -1, Settle: 10 * time.Millisecond, OnReload: events.onReload})
@@ -219,7 +221,7 @@ func TestReloadExplicit(t *testing.T) {
 	}{
 		{
 			name:    "garbage key",
-			break_:  func() { writeFileAtomic(t, cf.Key, []byte("garbage")) },
+			break_:  func() { testkit.WriteFileAtomic(t, cf.Key, []byte("garbage")) },
 			wantSub: []string{cf.Cert, cf.Key, "failed to find any PEM data in key input"},
 		},
 		{
@@ -230,7 +232,7 @@ func TestReloadExplicit(t *testing.T) {
 		},
 		{
 			name:    "empty certificate",
-			break_:  func() { writePair(t, dir, "srv", certB); writeFileAtomic(t, cf.Cert, nil) },
+			break_:  func() { writePair(t, dir, "srv", certB); testkit.WriteFileAtomic(t, cf.Cert, nil) },
 			wantSub: []string{cf.Cert, "failed to find any PEM data in certificate input"},
 		},
 	}
@@ -300,6 +302,14 @@ func (l *eventLog) take(dir string) []string {
 	return out
 }
 
+// writePair writes c to name.crt and name.key in dir (see testkit.WriteCert)
+// and names them as the store takes them.
+func writePair(tb testing.TB, dir, name string, c tls.Certificate) CertFile {
+	tb.Helper()
+	cert, key := testkit.WriteCert(tb, dir, name, c)
+	return CertFile{Cert: cert, Key: key}
+}
+
 func writeFile(tb testing.TB, path string, data []byte) {
 	tb.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -323,8 +333,8 @@ func TestPollingSettles(t *testing.T) {
 		{
 			name: "certificate truncated, then rewritten in place within the settle interval: never served torn",
 			change: func(t *testing.T, srv, _ CertFile, next tls.Certificate) {
-				certPEM, keyPEM := pemPair(t, next)
-				writeFileAtomic(t, srv.Key+".new", keyPEM)
+				certPEM, keyPEM := testkit.EncodePEM(t, next)
+				testkit.WriteFileAtomic(t, srv.Key+".new", keyPEM)
 				time.Sleep(490 * time.Millisecond) // to 990ms: the poll at 1s sees the cut file
 				writeFile(t, srv.Cert, certPEM[:len(certPEM)/2])
 				time.Sleep(50 * time.Millisecond)
@@ -339,11 +349,11 @@ func TestPollingSettles(t *testing.T) {
 		{
 			name: "key and certificate renamed into place one after the other",
 			change: func(t *testing.T, srv, _ CertFile, next tls.Certificate) {
-				certPEM, keyPEM := pemPair(t, next)
+				certPEM, keyPEM := testkit.EncodePEM(t, next)
 				time.Sleep(490 * time.Millisecond)
-				writeFileAtomic(t, srv.Cert, certPEM)
+				testkit.WriteFileAtomic(t, srv.Cert, certPEM)
 				time.Sleep(20 * time.Millisecond)
-				writeFileAtomic(t, srv.Key, keyPEM)
+				testkit.WriteFileAtomic(t, srv.Key, keyPEM)
 			},
 			want:     []string{"srv.crt: ok"},
 			wantNext: true,
@@ -369,10 +379,10 @@ func TestPollingSettles(t *testing.T) {
 		{
 			name: "one pair broken does not hold up the other's rotation",
 			change: func(t *testing.T, srv, other CertFile, next tls.Certificate) {
-				writeFileAtomic(t, other.Key, []byte("garbage"))
-				certPEM, keyPEM := pemPair(t, next)
-				writeFileAtomic(t, srv.Key+".new", keyPEM)
-				writeFileAtomic(t, srv.Cert, certPEM)
+				testkit.WriteFileAtomic(t, other.Key, []byte("garbage"))
+				certPEM, keyPEM := testkit.EncodePEM(t, next)
+				testkit.WriteFileAtomic(t, srv.Key+".new", keyPEM)
+				testkit.WriteFileAtomic(t, srv.Cert, certPEM)
 				if err := os.Rename(srv.Key+".new", srv.Key); err != nil {
 					t.Fatal(err)
 				}
@@ -387,11 +397,11 @@ func TestPollingSettles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				ca := newTestCA(t)
+				ca := testkit.NewCA(t)
 				dir := t.TempDir()
-				first, next := ca.issue(t, "a.example.com"), ca.issue(t, "a.example.com")
+				first, next := ca.Issue(t, "a.example.com"), ca.Issue(t, "a.example.com")
 				srv := writePair(t, dir, "srv", first)
-				other := writePair(t, dir, "other", ca.issue(t, "other.example.com"))
+				other := writePair(t, dir, "other", ca.Issue(t, "other.example.com"))
 				var log eventLog
 				store, err := NewCertStore([]CertFile{srv, other}, CertStoreOptions{PollInterval: interval, Settle: settle, OnReload: log.onReload})
 				if err != nil {
@@ -424,9 +434,9 @@ func TestPollingSettles(t *testing.T) {
 // and the recovery reported, even with its old content.
 func TestPollingRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ca := newTestCA(t)
+		ca := testkit.NewCA(t)
 		dir := t.TempDir()
-		srv := writePair(t, dir, "srv", ca.issue(t, "a.example.com"))
+		srv := writePair(t, dir, "srv", ca.Issue(t, "a.example.com"))
 		keyPEM, err := os.ReadFile(srv.Key)
 		if err != nil {
 			t.Fatal(err)
@@ -441,7 +451,7 @@ func TestPollingRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(5 * time.Second)
-		writeFileAtomic(t, srv.Key, keyPEM)
+		testkit.WriteFileAtomic(t, srv.Key, keyPEM)
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
 		want := []string{"srv.crt: listener: read key file: stat srv.key: no such file or directory", "srv.crt: ok"}
@@ -469,17 +479,17 @@ func TestReloadSettles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				ca := newTestCA(t)
+				ca := testkit.NewCA(t)
 				dir := t.TempDir()
-				first, next := ca.issue(t, "a.example.com"), ca.issue(t, "a.example.com")
+				first, next := ca.Issue(t, "a.example.com"), ca.Issue(t, "a.example.com")
 				srv := writePair(t, dir, "srv", first)
 				store, err := NewCertStore([]CertFile{srv}, CertStoreOptions{PollInterval: -1, Settle: settle})
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer store.Close()
-				certPEM, keyPEM := pemPair(t, next)
-				writeFileAtomic(t, srv.Key, keyPEM)
+				certPEM, keyPEM := testkit.EncodePEM(t, next)
+				testkit.WriteFileAtomic(t, srv.Key, keyPEM)
 				writeFile(t, srv.Cert, certPEM[:len(certPEM)/3]) // torn, when Reload starts
 				writerDone := make(chan struct{})
 				defer func() { <-writerDone }()

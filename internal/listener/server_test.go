@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 type proto string
@@ -98,11 +100,11 @@ func get(tb testing.TB, c *http.Client, host string, hdr http.Header) (*http.Res
 }
 
 func TestSNIAndProtocols(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testkit.NewCA(t)
 	certs := map[string]tls.Certificate{
-		"default":  ca.issue(t, "default.example.com", "127.0.0.1"),
-		"api":      ca.issue(t, "api.example.com"),
-		"wildcard": ca.issue(t, "*.apps.example.com"),
+		"default":  ca.Issue(t, "default.example.com", "127.0.0.1"),
+		"api":      ca.Issue(t, "api.example.com"),
+		"wildcard": ca.Issue(t, "*.apps.example.com"),
 	}
 	store, err := NewStaticCertStore(certs["default"], certs["api"], certs["wildcard"])
 	if err != nil {
@@ -123,7 +125,7 @@ func TestSNIAndProtocols(t *testing.T) {
 	for _, p := range bothProtos {
 		for _, tt := range tests {
 			t.Run(string(p)+"/"+tt.name, func(t *testing.T) {
-				c := newClient(t, ca.pool, srv.Addr(), tt.host, p)
+				c := newClient(t, ca.Pool(), srv.Addr(), tt.host, p)
 				resp, body := get(t, c, tt.host, nil)
 				got := resp.TLS.PeerCertificates[0]
 				if want := certs[tt.wantCert].Leaf; !got.Equal(want) {
@@ -143,8 +145,8 @@ func TestSNIAndProtocols(t *testing.T) {
 }
 
 func TestTLSVersionsAndSuites(t *testing.T) {
-	ca := newTestCA(t)
-	store, err := NewStaticCertStore(ca.issue(t, "a.example.com"))
+	ca := testkit.NewCA(t)
+	store, err := NewStaticCertStore(ca.Issue(t, "a.example.com"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +180,7 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := failures.Load()
 			d := &tls.Dialer{Config: &tls.Config{
-				RootCAs: ca.pool, ServerName: "a.example.com",
+				RootCAs: ca.Pool(), ServerName: "a.example.com",
 				MinVersion: tt.min, MaxVersion: tt.max, CipherSuites: tt.suites,
 			}}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -235,8 +237,8 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 }
 
 func TestNewErrors(t *testing.T) {
-	ca := newTestCA(t)
-	store, err := NewStaticCertStore(ca.issue(t, "a.example.com"))
+	ca := testkit.NewCA(t)
+	store, err := NewStaticCertStore(ca.Issue(t, "a.example.com"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,19 +295,19 @@ func TestNewErrors(t *testing.T) {
 // TestClientAuthHook shows the hook turning on mTLS, and a per-client config
 // that would lower the floor failing the handshake instead of serving.
 func TestClientAuthHook(t *testing.T) {
-	ca := newTestCA(t)
-	store, err := NewStaticCertStore(ca.issue(t, "a.example.com"))
+	ca := testkit.NewCA(t)
+	store, err := NewStaticCertStore(ca.Issue(t, "a.example.com"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientCert := ca.issue(t, "client.example.com")
+	clientCert := ca.Issue(t, "client.example.com")
 	var failures atomic.Int64
 	srv := startServer(t, Config{
 		Certs:               store,
 		OnTLSHandshakeError: func() { failures.Add(1) },
 		ClientAuth: func(c *tls.Config) {
 			c.ClientAuth = tls.RequireAndVerifyClientCert
-			c.ClientCAs = ca.pool
+			c.ClientCAs = ca.Pool()
 			base := c.Clone()
 			c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 				if hello.ServerName == "weak.example.com" {
@@ -331,7 +333,7 @@ func TestClientAuthHook(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := failures.Load()
 			conn, err := tls.Dial("tcp", srv.Addr().String(), &tls.Config{
-				RootCAs: ca.pool, ServerName: tt.serverName, Certificates: tt.certs,
+				RootCAs: ca.Pool(), ServerName: tt.serverName, Certificates: tt.certs,
 				InsecureSkipVerify: tt.serverName == "weak.example.com", // name not on the cert; the handshake must fail anyway
 			})
 			if err == nil {
@@ -400,8 +402,8 @@ func TestShutdownBeforeStart(t *testing.T) {
 }
 
 func TestStartTwice(t *testing.T) {
-	ca := newTestCA(t)
-	store, err := NewStaticCertStore(ca.issue(t, "a.example.com"))
+	ca := testkit.NewCA(t)
+	store, err := NewStaticCertStore(ca.Issue(t, "a.example.com"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +440,7 @@ func TestOptionsAsteriskReachesHandler(t *testing.T) {
 	for _, p := range bothProtos {
 		t.Run(string(p), func(t *testing.T) {
 			seen.Store("")
-			c := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+			c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", p)
 			req := &http.Request{
 				Method: http.MethodOptions,
 				URL:    &url.URL{Scheme: "https", Host: "a.example.com", Opaque: "*"},

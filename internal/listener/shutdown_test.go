@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 // slowHandler answers after delay, or gives up when the request context ends.
@@ -52,7 +54,7 @@ func TestShutdownGraceful(t *testing.T) {
 			store, ca := newTestStore(t)
 			started := make(chan struct{}, 1)
 			srv := startServer(t, Config{Certs: store, Handler: slowHandler(started, 600*time.Millisecond)})
-			c := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+			c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", p)
 
 			inflight := doAsync(c, "https://a.example.com/")
 			<-started
@@ -111,7 +113,7 @@ func TestShutdownDeadlineCutsRequest(t *testing.T) {
 			store, ca := newTestStore(t)
 			started := make(chan struct{}, 1)
 			srv := startServer(t, Config{Certs: store, Handler: slowHandler(started, time.Minute)})
-			c := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+			c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", p)
 
 			inflight := doAsync(c, "https://a.example.com/")
 			<-started
@@ -141,8 +143,8 @@ func TestShutdownDeadlineCutsRequest(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	before := runtime.NumGoroutine()
 
-	ca := newTestCA(t)
-	cf := writePair(t, t.TempDir(), "srv", ca.issue(t, "a.example.com"))
+	ca := testkit.NewCA(t)
+	cf := writePair(t, t.TempDir(), "srv", ca.Issue(t, "a.example.com"))
 	store, err := NewCertStore([]CertFile{cf}, CertStoreOptions{PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +158,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 	var clients []*http.Client
 	for _, p := range bothProtos {
-		c := newClient(t, ca.pool, srv.Addr(), "a.example.com", p)
+		c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", p)
 		get(t, c, "a.example.com", nil) // leaves an idle keep-alive connection
 		clients = append(clients, c)
 	}

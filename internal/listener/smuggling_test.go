@@ -77,7 +77,7 @@ func TestCloseAfterAmbiguousFraming(t *testing.T) {
 				}
 				io.WriteString(w, "ok")
 			})})
-			conn := dialH1(t, ca.pool, srv.Addr())
+			conn := dialH1(t, ca.Pool(), srv.Addr())
 			if _, err := io.WriteString(conn, tt.req); err != nil {
 				t.Fatal(err)
 			}

@@ -10,19 +10,13 @@ package oidc
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"html"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,33 +27,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"tollgate.dev/tollgate/internal/oidc/oidctest"
+	"tollgate.dev/tollgate/internal/testkit"
 )
-
-// loopbackCert makes a self-signed ECDSA certificate for 127.0.0.1 and returns it
-// with the base64 SHA-256 of its public key, which Chromium is told to trust.
-func loopbackCert(t *testing.T) (tls.Certificate, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, base64.StdEncoding.EncodeToString(spki[:])
-}
 
 func TestE2EBrowserLogin(t *testing.T) {
 	chromium := oidctest.Chromium(t)
@@ -106,7 +75,10 @@ func TestE2EBrowserLogin(t *testing.T) {
 
 	// The gateway: reserved endpoints, then the session, then a tiny upstream that
 	// shows who it was told the user is and which cookies reached it.
-	cert, spki := loopbackCert(t)
+	cert := testkit.NewCA(t).Issue(t, "127.0.0.1")
+	// Chromium is told to trust the certificate by the SHA-256 of its public key.
+	spkiSum := sha256.Sum256(cert.Leaf.RawSubjectPublicKeyInfo)
+	spki := base64.StdEncoding.EncodeToString(spkiSum[:])
 	srv := &http.Server{
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
 		ReadHeaderTimeout: 10 * time.Second,
