@@ -21,10 +21,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/dev"
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
+
 	"tollgate.dev/tollgate/internal/testkit"
 )
 
@@ -364,7 +366,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("TOLLGATE_TEST_GATEWAY") == "1" {
 		main()
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // gatewayProc is the gateway running as a child process.
