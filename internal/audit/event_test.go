@@ -45,12 +45,7 @@ func TestEventMarshalJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var line lineEncoder
-			b, err := line.encode(&tt.ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := strings.TrimSuffix(string(b), "\n"); got != tt.want {
+			if got := string(tt.ev.AppendJSON(nil)); got != tt.want {
 				t.Errorf("encoded\n got %s\nwant %s", got, tt.want)
 			}
 		})

@@ -69,6 +69,7 @@ type Logger struct {
 	sensitive    []string
 	maxField     int
 	sinks        []Sink
+	line         []byte // the writer goroutine's encoding buffer
 	log          *slog.Logger
 
 	// mu guards closed and the send on queue against Close closing it: Record holds
@@ -188,10 +189,12 @@ func (l *Logger) write(ev *Event) {
 	ev.Query = RedactQuery(ev.Query, l.sensitive)
 	l.truncate(ev)
 
+	// Encoded once for every sink, into a buffer the writer goroutine reuses.
+	l.line = append(ev.AppendJSON(l.line[:0]), '\n')
 	ok := true
 	for _, s := range l.sinks {
 		ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
-		err := s.Write(ctx, ev)
+		err := s.Write(ctx, l.line)
 		cancel()
 		if err != nil {
 			ok = false

@@ -127,9 +127,15 @@ type blockingSink struct {
 	got     []string
 }
 
-func (s *blockingSink) Write(_ context.Context, ev *Event) error {
+func (s *blockingSink) Write(_ context.Context, line []byte) error {
 	s.entered <- struct{}{}
 	<-s.release
+	var ev struct {
+		RequestID string `json:"requestId"`
+	}
+	if err := json.Unmarshal(line, &ev); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.got = append(s.got, ev.RequestID)
@@ -169,7 +175,7 @@ func TestLoggerDropsWhenQueueStaysFull(t *testing.T) {
 
 type failingSink struct{}
 
-func (failingSink) Write(context.Context, *Event) error { return errors.New("disk full") }
+func (failingSink) Write(context.Context, []byte) error { return errors.New("disk full") }
 func (failingSink) Close() error                        { return errors.New("close failed") }
 
 func TestLoggerCountsSinkErrors(t *testing.T) {
@@ -277,7 +283,7 @@ func TestLoggerTruncatesLongFields(t *testing.T) {
 // discardSink measures the queue, not an encoder.
 type discardSink struct{}
 
-func (discardSink) Write(context.Context, *Event) error { return nil }
+func (discardSink) Write(context.Context, []byte) error { return nil }
 func (discardSink) Close() error                        { return nil }
 
 func BenchmarkRecord(b *testing.B) {
@@ -320,3 +326,43 @@ func BenchmarkRecord(b *testing.B) {
 type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// recordingSink keeps what it was handed: the bytes and where they lay.
+type recordingSink struct {
+	mu    sync.Mutex
+	lines []string
+	addrs []*byte
+}
+
+func (s *recordingSink) Write(_ context.Context, line []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, string(line))
+	s.addrs = append(s.addrs, &line[0])
+	return nil
+}
+
+func (s *recordingSink) Close() error { return nil }
+
+// The Logger encodes an event once and hands every sink the same line, not
+// one encoding per sink.
+func TestEventIsEncodedOnceForEverySink(t *testing.T) {
+	a, b := &recordingSink{}, &recordingSink{}
+	l, err := New(Config{Sinks: []Sink{a, b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Record(&Event{Kind: Ingress, RequestID: "r1", Path: "/x"})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.lines) != 1 || len(b.lines) != 1 {
+		t.Fatalf("lines: %d and %d, want one each", len(a.lines), len(b.lines))
+	}
+	if a.lines[0] != b.lines[0] || !strings.HasSuffix(a.lines[0], "\n") || !strings.Contains(a.lines[0], `"requestId":"r1"`) {
+		t.Errorf("sinks got %q and %q", a.lines[0], b.lines[0])
+	}
+	if a.addrs[0] != b.addrs[0] {
+		t.Error("each sink got its own encoding of the event")
+	}
+}

@@ -10,33 +10,23 @@ import (
 )
 
 // Sink receives finished events from the Logger's writer goroutine, one at a time and
-// never concurrently from one Logger. A Sink chooses its own format; the sinks here
-// write JSON lines. Write must honour ctx for anything that can block on the network.
+// never concurrently from one Logger. The Logger encodes each event once, as one JSON
+// line ending in '\n', and hands every sink the same bytes, which are valid only
+// during the call (a sink that keeps them must copy). Write must honour ctx for
+// anything that can block on the network.
 type Sink interface {
-	Write(ctx context.Context, ev *Event) error
+	Write(ctx context.Context, line []byte) error
 	Close() error
 }
 
 // ErrClosed is returned by a sink written to after Close.
 var ErrClosed = errors.New("audit: sink closed")
 
-// lineEncoder turns an event into one JSON line in a reused buffer, so a sink can hand
-// the whole line to a single write(2): a tailing shipper never sees half an event.
-type lineEncoder struct {
-	buf []byte
-}
-
-func (l *lineEncoder) encode(ev *Event) ([]byte, error) {
-	l.buf = append(ev.AppendJSON(l.buf[:0]), '\n')
-	return l.buf, nil
-}
-
 // WriterSink writes JSON lines to an io.Writer such as os.Stdout. It does not close
 // the writer: whoever opened it owns it.
 type WriterSink struct {
 	mu     sync.Mutex
 	w      io.Writer
-	line   lineEncoder
 	closed bool
 }
 
@@ -45,18 +35,15 @@ func NewWriterSink(w io.Writer) *WriterSink {
 	return &WriterSink{w: w}
 }
 
-// Write encodes ev and writes it with a single call to the writer.
-func (s *WriterSink) Write(_ context.Context, ev *Event) error {
+// Write writes line with a single call to the writer, so that a tailing
+// shipper never sees half an event.
+func (s *WriterSink) Write(_ context.Context, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
-	b, err := s.line.encode(ev)
-	if err != nil {
-		return err
-	}
-	if _, err := s.w.Write(b); err != nil {
+	if _, err := s.w.Write(line); err != nil {
 		return fmt.Errorf("audit: write event: %w", err)
 	}
 	return nil
@@ -78,7 +65,6 @@ type FileSink struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File // nil after Close
-	line lineEncoder
 }
 
 // fileMode keeps audit files unreadable to other local users. An existing file keeps
@@ -107,18 +93,14 @@ func openAppend(path string) (*os.File, error) {
 // Path returns the file the sink writes to.
 func (s *FileSink) Path() string { return s.path }
 
-// Write appends ev as one line with a single write.
-func (s *FileSink) Write(_ context.Context, ev *Event) error {
+// Write appends line with a single write.
+func (s *FileSink) Write(_ context.Context, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.f == nil {
 		return ErrClosed
 	}
-	b, err := s.line.encode(ev)
-	if err != nil {
-		return err
-	}
-	if _, err := s.f.Write(b); err != nil {
+	if _, err := s.f.Write(line); err != nil {
 		return fmt.Errorf("audit: write %s: %w", s.path, err)
 	}
 	return nil

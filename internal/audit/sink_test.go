@@ -17,7 +17,7 @@ func TestFileSinkCreatesPrivateFileAndAppends(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Write(context.Background(), &Event{RequestID: id}); err != nil {
+		if err := s.Write(context.Background(), line(&Event{RequestID: id})); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
 		if err := s.Close(); err != nil {
@@ -47,20 +47,20 @@ func TestFileSinkReopenAfterRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := s.Write(ctx, &Event{RequestID: "old"}); err != nil {
+	if err := s.Write(ctx, line(&Event{RequestID: "old"})); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
 	// Until Reopen, writes follow the open handle into the renamed file.
-	if err := s.Write(ctx, &Event{RequestID: "old-late"}); err != nil {
+	if err := s.Write(ctx, line(&Event{RequestID: "old-late"})); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Reopen(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, &Event{RequestID: "new"}); err != nil {
+	if err := s.Write(ctx, line(&Event{RequestID: "new"})); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -100,7 +100,7 @@ func TestFileSinkReopenFailureKeepsWriting(t *testing.T) {
 	if err := s.Reopen(); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Reopen error = %v, want ErrNotExist", err)
 	}
-	if err := s.Write(context.Background(), &Event{RequestID: "kept"}); err != nil {
+	if err := s.Write(context.Background(), line(&Event{RequestID: "kept"})); err != nil {
 		t.Fatalf("write after failed reopen: %v", err)
 	}
 	if evs := decodeLines(t, readFile(t, filepath.Join(dir, "moved", "audit.log"))); len(evs) != 1 {
@@ -127,7 +127,7 @@ func TestSinksAfterClose(t *testing.T) {
 					t.Fatalf("Close: %v", err)
 				}
 			}
-			if err := tt.sink.Write(context.Background(), &Event{}); !errors.Is(err, ErrClosed) {
+			if err := tt.sink.Write(context.Background(), line(&Event{})); !errors.Is(err, ErrClosed) {
 				t.Errorf("Write after Close = %v, want ErrClosed", err)
 			}
 		})
@@ -145,3 +145,6 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// line is ev as the Logger hands it to every sink: one JSON line.
+func line(ev *Event) []byte { return append(ev.AppendJSON(nil), '\n') }
