@@ -181,3 +181,44 @@ func TestLoadBadInput(t *testing.T) {
 		})
 	}
 }
+
+// Route hosts go through the one host canonicalizer requests go through: a
+// pattern the router would read differently is refused, and two spellings
+// of one host are one route.
+func TestRouteHosts(t *testing.T) {
+	tests := []struct {
+		web, api string // the two routes' hosts (api adds pathPrefix /api)
+		wantErr  string // "" for valid
+	}{
+		{web: "app.example.com", api: "*.example.com"},
+		{web: "app.example.com:8443", api: "*"},
+		{web: "Bücher.example", api: "xn--bcher-kva.example:443"},
+		{web: "app..example.com", api: "*", wantErr: `ingress.routes[0].host: invalid host "app..example.com"`},
+		{web: "[app.example.com]", api: "*", wantErr: `ingress.routes[0].host: invalid host`},
+		{web: "app.exa*mple.com", api: "*", wantErr: `ingress.routes[0].host: invalid host`},
+		{web: "app.example.com:0", api: "*", wantErr: `ingress.routes[0].host: invalid host`},
+		{web: "*.*.example.com", api: "*", wantErr: `ingress.routes[0].host: invalid host`},
+		// The second route's pathPrefix is /api; give it / to collide.
+		{web: "APP.Example.com.", api: "app.example.com/", wantErr: `duplicate route: host "app.example.com"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.web+" "+tc.api, func(t *testing.T) {
+			dir := fixtureDir(t)
+			cfg := strings.Replace(validConfig, "host: app.example.com\n    upstream", "host: \""+tc.web+"\"\n    upstream", 1)
+			api, prefix := tc.api, "/api"
+			if a, ok := strings.CutSuffix(api, "/"); ok {
+				api, prefix = a, "/"
+			}
+			cfg = strings.Replace(cfg, "host: app.example.com\n    pathPrefix: /api", "host: \""+api+"\"\n    pathPrefix: "+prefix, 1)
+			file := filepath.Join(dir, "gateway.yaml")
+			os.WriteFile(file, []byte(cfg), 0o600)
+			_, err := Load(file)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Load: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Load: %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"tollgate.dev/tollgate/internal/request"
 )
 
 // NormalizationModes are Istio's names for the path normalization modes.
@@ -201,15 +202,19 @@ func (v *validator) route(i int, r Route, seen, names map[string]int) {
 	} else {
 		names[r.Name] = i
 	}
+	host := r.Host
 	if r.Host == "" {
 		v.errorf(p+".host", `required (use "*" for any host)`)
-	} else if err := checkRouteHost(r.Host); err != nil {
+	} else if canon, err := checkRouteHost(r.Host); err != nil {
 		v.errorf(p+".host", "%v", err)
+	} else {
+		host = canon
 	}
 	if !strings.HasPrefix(r.PathPrefix, "/") {
 		v.errorf(p+".pathPrefix", "must start with / (got %q)", r.PathPrefix)
 	}
-	key := strings.ToLower(r.Host) + " " + strings.TrimSuffix(r.PathPrefix, "/")
+	// Two spellings of one host are one route key.
+	key := host + " " + strings.TrimSuffix(r.PathPrefix, "/")
 	if j, dup := seen[key]; dup {
 		v.errorf(p, "duplicate route: host %q and pathPrefix %q are already routed by ingress.routes[%d]", r.Host, r.PathPrefix, j)
 	} else {
@@ -249,21 +254,23 @@ func CheckSPIFFEPattern(s string) error {
 	return nil
 }
 
-func checkRouteHost(h string) error {
+// checkRouteHost validates a route's host pattern with the one host
+// canonicalizer requests go through (request.ParseAuthority), so that no
+// pattern passes here that the router would read differently, and returns
+// the canonical pattern: "Admin.Example.COM.:443" is "admin.example.com:443".
+func checkRouteHost(h string) (string, error) {
 	if h == "*" {
-		return nil
+		return h, nil
 	}
-	name := strings.TrimPrefix(h, "*.")
-	if host, port, err := net.SplitHostPort(name); err == nil {
-		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-			return fmt.Errorf("invalid port in host %q", h)
-		}
-		name = host
+	name, wild := strings.CutPrefix(h, "*.")
+	a, err := request.ParseAuthority(name)
+	if err != nil || strings.Contains(name, "*") {
+		return "", fmt.Errorf(`invalid host %q (want "example.com", "example.com:8443", "*.example.com" or "*")`, h)
 	}
-	if name == "" || strings.ContainsAny(name, "*/ ?#@") {
-		return fmt.Errorf(`invalid host %q (want "example.com", "example.com:8443", "*.example.com" or "*")`, h)
+	if wild {
+		return "*." + a.String(), nil
 	}
-	return nil
+	return a.String(), nil
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {
