@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"fmt"
-
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/identity"
 )
@@ -31,23 +29,17 @@ func Check(cfg *config.Gateway) (warnings []string, _ error) {
 		if err != nil {
 			add(config.Errors{cfg.ErrorAt("identity.files", err.Error())})
 		} else {
-			got := src.Status().ID.TrustDomain().Name()
-			if trustDomain != "" && got != trustDomain {
-				add(config.Errors{cfg.ErrorAt("identity.trustDomain", fmt.Sprintf("the gateway's SVID %s is not in trust domain %q", src.Status().ID, trustDomain))})
-			}
+			add(checkTrustDomain(cfg, src))
 			if trustDomain == "" {
-				trustDomain = got
+				trustDomain = src.Status().ID.TrustDomain().Name()
 			}
 			src.Close()
 		}
 	}
 	if cfg.Ingress != nil {
-		for i, r := range cfg.Ingress.Routes {
-			if _, err := identity.ParseMatcher(r.Upstream.SPIFFEIDs); err != nil {
-				add(config.Errors{cfg.ErrorAt(fmt.Sprintf("ingress.routes[%d].upstream.spiffeIDs", i), err.Error())})
-			}
-		}
-		_, err := normalizer(cfg)
+		_, err := compileUpstreams(cfg)
+		add(err)
+		_, err = normalizer(cfg)
 		add(err)
 	}
 	add(checkLogins(cfg))

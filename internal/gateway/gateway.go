@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -192,44 +191,28 @@ func (g *Gateway) openIdentity(ctx context.Context) error {
 		}
 		g.src, g.ownSource = src, true
 	}
-	if td := g.cfg.Identity.TrustDomain; td != "" {
-		if got := g.src.Status().ID.TrustDomain().Name(); got != td {
-			return config.Errors{g.cfg.ErrorAt("identity.trustDomain",
-				fmt.Sprintf("the gateway's SVID %s is not in trust domain %q", g.src.Status().ID, td))}
-		}
-	}
-	return nil
+	return checkTrustDomain(g.cfg, g.src)
 }
 
 // buildRoutes compiles the routes: an mTLS transport per upstream that presents
 // the gateway's SVID and accepts only the configured SPIFFE IDs.
 func (g *Gateway) buildRoutes() (*ingress.Router, error) {
 	in := g.cfg.Ingress
-	var routes []*ingress.Route
-	var errs config.Errors
+	ups, err := compileUpstreams(g.cfg)
+	if err != nil {
+		return nil, err
+	}
+	routes := make([]*ingress.Route, len(in.Routes))
 	for i, rc := range in.Routes {
-		path := fmt.Sprintf("ingress.routes[%d]", i)
-		allowed, err := identity.ParseMatcher(rc.Upstream.SPIFFEIDs)
-		if err != nil {
-			errs = append(errs, g.cfg.ErrorAt(path+".upstream.spiffeIDs", err.Error()))
-			continue
-		}
-		u, err := url.Parse(rc.Upstream.URL)
-		if err != nil {
-			errs = append(errs, g.cfg.ErrorAt(path+".upstream.url", err.Error()))
-			continue
-		}
-		tlsCfg := identity.ClientTLSConfig(g.src, allowed, identity.ClientOptions{ServerName: rc.Upstream.ServerName})
-		routes = append(routes, &ingress.Route{
-			Name: rc.Name, Host: rc.Host, PathPrefix: rc.PathPrefix, Upstream: u,
-			UpstreamIDs: allowed.String(),
+		up := ups[i]
+		tlsCfg := identity.ClientTLSConfig(g.src, up.allowed, identity.ClientOptions{ServerName: rc.Upstream.ServerName})
+		routes[i] = &ingress.Route{
+			Name: rc.Name, Host: rc.Host, PathPrefix: rc.PathPrefix, Upstream: up.url,
+			UpstreamIDs: up.allowed.String(),
 			Transport: newRotatingTransport(ingress.NewTransport(ingress.TransportOptions{
 				TLS: tlsCfg, DialTimeout: in.Timeouts.Dial, ResponseHeaderTimeout: rc.Upstream.Timeout,
 			})),
-		})
-	}
-	if err := errs.Err(); err != nil {
-		return nil, err
+		}
 	}
 	return ingress.NewRouter(routes), nil
 }

@@ -26,10 +26,14 @@ import (
 // skipped as inconclusive; otherwise violations must be zero.
 func TestPolicyReloadUnderLoadNeverPartial(t *testing.T) {
 	const (
-		// The load runs for maxRequests, and on until each set has been
-		// seen in force (a loaded machine may need longer for that), but
-		// never past maxDuration or 4×maxRequests.
+		// The load runs for maxRequests, and on until minWrites rewrites
+		// were made and each set has been seen in force (a fast machine
+		// sends maxRequests within one rewrite, a loaded one needs longer
+		// for a set to settle), but never past maxDuration or
+		// maxRequests×capFactor.
 		maxRequests = 2000
+		minWrites   = 6
+		capFactor   = 50
 		maxDuration = 20 * time.Second
 		clients     = 4
 		// settle is the poll interval configured below (policySettle).
@@ -135,10 +139,10 @@ func TestPolicyReloadUnderLoadNeverPartial(t *testing.T) {
 		clientsWG.Go(func() {
 			for i := c; ; i++ {
 				n := sent.Add(1)
-				if n > 4*maxRequests || time.Now().After(deadline) {
+				if n > capFactor*maxRequests || time.Now().After(deadline) {
 					return
 				}
-				if n > maxRequests {
+				if n > maxRequests && writes.Load() >= minWrites {
 					mu.Lock()
 					both := seen["/a 403"] > 0 && seen["/b 403"] > 0
 					mu.Unlock()
@@ -177,7 +181,7 @@ func TestPolicyReloadUnderLoadNeverPartial(t *testing.T) {
 	reloads := e.policyReloads()
 	longest := time.Duration(longestTorn.Load())
 	t.Logf("%d requests in %s from %d clients; %d in-place rewrites (longest torn for %s); %d SIGHUP reloads (%d returned an error); policy reloads by result %v; answers %v",
-		min(sent.Load(), 4*maxRequests), elapsed.Round(time.Millisecond), clients, writes.Load(), longest.Round(time.Millisecond),
+		min(sent.Load(), capFactor*maxRequests), elapsed.Round(time.Millisecond), clients, writes.Load(), longest.Round(time.Millisecond),
 		hups.Load(), hupErrs.Load(), reloads, seen)
 	if n := violations.Load(); n != 0 {
 		if longest >= settle {
