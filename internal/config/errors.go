@@ -17,7 +17,13 @@ type Error struct {
 	// problems of the document as a whole.
 	Path string
 	Msg  string
+	// Err is the cause, when the problem came from an error (see
+	// [Gateway.ErrorFor]): errors.Is and errors.As see through to it.
+	Err error
 }
+
+// Unwrap returns the cause, if any.
+func (e Error) Unwrap() error { return e.Err }
 
 func (e Error) Error() string {
 	var b strings.Builder
@@ -43,6 +49,16 @@ func (es Errors) Error() string {
 		lines[i] = e.Error()
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Unwrap returns each problem, so that errors.Is and errors.As look into every
+// cause.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
 }
 
 // Sort orders the errors by file, line, column and message.

@@ -60,6 +60,13 @@ func (g *Gateway) ErrorAt(path, msg string) Error {
 	return Error{File: g.File, Line: p.Line, Col: p.Col, Path: path, Msg: msg}
 }
 
+// ErrorFor is ErrorAt with err's text as the problem and err as its cause.
+func (g *Gateway) ErrorFor(path string, err error) Error {
+	e := g.ErrorAt(path, err.Error())
+	e.Err = err
+	return e
+}
+
 // AsErrors flattens err into Errors when it is one.
 func AsErrors(err error) (Errors, bool) {
 	var es Errors

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -220,5 +223,28 @@ func TestRouteHosts(t *testing.T) {
 				t.Fatalf("Load: %v, want %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// A problem found while compiling keeps its cause: errors.Is sees through the
+// positioned error and the list.
+func TestErrorForKeepsTheCause(t *testing.T) {
+	dir := fixtureDir(t)
+	file := filepath.Join(dir, "gateway.yaml")
+	os.WriteFile(file, []byte(validConfig), 0o600)
+	g, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cause := fmt.Errorf("open key: %w", fs.ErrNotExist)
+	errs := Errors{g.ErrorAt("ingress.listen", "busy"), g.ErrorFor("identity.files", cause)}.Err()
+	if !errors.Is(errs, fs.ErrNotExist) {
+		t.Errorf("errors.Is lost the cause: %v", errs)
+	}
+	if want := "identity.files: open key: file does not exist"; !strings.Contains(errs.Error(), want) {
+		t.Errorf("%q lacks %q", errs, want)
+	}
+	if errors.Is(Errors{g.ErrorAt("ingress.listen", "busy")}.Err(), fs.ErrNotExist) {
+		t.Error("a problem without a cause matched one")
 	}
 }

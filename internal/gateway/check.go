@@ -27,7 +27,7 @@ func Check(cfg *config.Gateway) (warnings []string, _ error) {
 	if f := cfg.Identity.Files; f != nil {
 		src, err := identity.NewFiles(identity.FilesOptions{Cert: f.Cert, Key: f.Key, Bundle: f.Bundle, FederatedBundles: f.FederatedBundles})
 		if err != nil {
-			add(config.Errors{cfg.ErrorAt("identity.files", err.Error())})
+			add(config.Errors{cfg.ErrorFor("identity.files", err)})
 		} else {
 			add(checkTrustDomain(cfg, src))
 			if trustDomain == "" {

@@ -31,11 +31,11 @@ func compileUpstreams(cfg *config.Gateway) ([]upstream, error) {
 		path := fmt.Sprintf("ingress.routes[%d].upstream", i)
 		allowed, err := identity.ParseMatcher(rc.Upstream.SPIFFEIDs)
 		if err != nil {
-			errs = append(errs, cfg.ErrorAt(path+".spiffeIDs", err.Error()))
+			errs = append(errs, cfg.ErrorFor(path+".spiffeIDs", err))
 		}
 		u, err := url.Parse(rc.Upstream.URL)
 		if err != nil {
-			errs = append(errs, cfg.ErrorAt(path+".url", err.Error()))
+			errs = append(errs, cfg.ErrorFor(path+".url", err))
 		}
 		ups[i] = upstream{url: u, allowed: allowed}
 	}

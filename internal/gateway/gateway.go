@@ -179,7 +179,7 @@ func (g *Gateway) openIdentity(ctx context.Context) error {
 			},
 		})
 		if err != nil {
-			return config.Errors{g.cfg.ErrorAt("identity.files", err.Error())}
+			return config.Errors{g.cfg.ErrorFor("identity.files", err)}
 		}
 		g.src, g.ownSource = src, true
 	case id.WorkloadAPI != nil:
@@ -187,7 +187,7 @@ func (g *Gateway) openIdentity(ctx context.Context) error {
 		src, err := identity.NewWorkloadAPI(ctx, identity.WorkloadOptions{Socket: w.Socket, SPIFFEID: w.SPIFFEID, WaitTimeout: w.WaitTimeout})
 		if err != nil {
 			// Positioned like the files source's errors; err names the socket.
-			return config.Errors{g.cfg.ErrorAt("identity.workloadAPI", err.Error())}
+			return config.Errors{g.cfg.ErrorFor("identity.workloadAPI", err)}
 		}
 		g.src, g.ownSource = src, true
 	}
@@ -225,15 +225,15 @@ func NormalizationOptions(cfg *config.Gateway) (pathnorm.Options, error) {
 	var errs config.Errors
 	mode, err := pathnorm.ParseMode(n.Mode)
 	if err != nil {
-		errs = append(errs, cfg.ErrorAt("ingress.normalization.mode", err.Error()))
+		errs = append(errs, cfg.ErrorFor("ingress.normalization.mode", err))
 	}
 	esc, err := pathnorm.ParseEscapedSlashes(n.EscapedSlashes)
 	if err != nil {
-		errs = append(errs, cfg.ErrorAt("ingress.normalization.escapedSlashes", err.Error()))
+		errs = append(errs, cfg.ErrorFor("ingress.normalization.escapedSlashes", err))
 	}
 	params, err := pathnorm.ParsePathParameters(n.PathParameters)
 	if err != nil {
-		errs = append(errs, cfg.ErrorAt("ingress.normalization.pathParameters", err.Error()))
+		errs = append(errs, cfg.ErrorFor("ingress.normalization.pathParameters", err))
 	}
 	if err := errs.Err(); err != nil {
 		return pathnorm.Options{}, err
@@ -271,7 +271,7 @@ func (g *Gateway) openIngress(norm ingress.Normalizer, logins *ingress.Logins) e
 			}
 		}})
 		if err != nil {
-			return config.Errors{g.cfg.ErrorAt("ingress.tls.certificates", err.Error())}
+			return config.Errors{g.cfg.ErrorFor("ingress.tls.certificates", err)}
 		}
 		g.certStore, certs = store, store
 	}

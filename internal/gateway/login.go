@@ -22,7 +22,7 @@ func loginConfigs(cfg *config.Gateway) ([]oidc.LoginConfig, error) {
 	}
 	keys, err := oidc.LoadSessionKeys(o.SessionKeyFiles...)
 	if err != nil {
-		return nil, config.Errors{cfg.ErrorAt("oidc.sessionKeyFiles", err.Error())}
+		return nil, config.Errors{cfg.ErrorFor("oidc.sessionKeyFiles", err)}
 	}
 	hosts := map[string][]string{}
 	anyHost := map[string]bool{}

@@ -25,7 +25,7 @@ func (g *Gateway) openMesh(norm ingress.Normalizer) error {
 	}
 	allowed, err := identity.ParseMatcher(patterns)
 	if err != nil {
-		return config.Errors{g.cfg.ErrorAt("ingress.mesh.allowedCallers", err.Error())}
+		return config.Errors{g.cfg.ErrorFor("ingress.mesh.allowedCallers", err)}
 	}
 	mtls := identity.ServerTLSConfig(g.src, allowed)
 	// Callers in the mesh are not proxies whose forwarding headers we'd
