@@ -79,7 +79,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev, log := &x.Event, h.front.Logger()
 
-	target, err := pathOfTarget(r.RequestURI)
+	target, err := exchange.PathOfTarget(r.RequestURI)
 	if err != nil {
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "unsupported request target")
 		return

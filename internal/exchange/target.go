@@ -1,16 +1,19 @@
-package ingress
+package exchange
 
 import (
 	"errors"
 	"strings"
 )
 
-var errTarget = errors.New("unsupported request target")
+// ErrTarget is a request-target the fronts don't serve.
+var ErrTarget = errors.New("unsupported request target")
 
-// pathOfTarget returns the path-and-query part of a request-target as sent: the
-// origin-form itself, or what follows the authority of an absolute-form target.
-// "*" (OPTIONS *) and authority-form (CONNECT) are not for the ingress.
-func pathOfTarget(target string) (string, error) {
+// PathOfTarget returns the path-and-query part of a request-target as sent:
+// the origin-form itself, or what follows the authority of an absolute-form
+// target. "*" (OPTIONS *) and authority-form (CONNECT) are not paths. It is
+// the one reading of a target every front uses, so that none can see another
+// path in the same bytes.
+func PathOfTarget(target string) (string, error) {
 	if strings.HasPrefix(target, "/") {
 		return target, nil
 	}
@@ -18,7 +21,7 @@ func pathOfTarget(target string) (string, error) {
 	// "A:/://x/admin" as scheme "A" and path "/://x/admin", not as host x.
 	i := strings.Index(target, "://")
 	if i <= 0 || !isScheme(target[:i]) {
-		return "", errTarget
+		return "", ErrTarget
 	}
 	rest := target[i+3:]
 	j := strings.IndexAny(rest, "/?#")

@@ -1,4 +1,4 @@
-package ingress
+package exchange
 
 import (
 	"net/url"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// FuzzPathOfTarget checks the ingress's reading of a request-target against
+// FuzzPathOfTarget checks the fronts' reading of a request-target against
 // net/http's (url.ParseRequestURI, which the server runs before any handler and
 // which sets r.Host from an absolute-form target). If the two disagreed on
 // where the authority of "http://a.example/x" ends, policy would judge one path
@@ -18,7 +18,7 @@ import (
 //   - an origin-form target is returned byte for byte;
 //   - an absolute-form result is the target's own tail (or "/" before a bare
 //     query), so no byte is invented or re-encoded;
-//   - wherever net/http accepts an absolute-form target, pathOfTarget accepts
+//   - wherever net/http accepts an absolute-form target, PathOfTarget accepts
 //     it too, and both read the same path and query; a "scheme:" target
 //     without "//" (no authority) is refused.
 func FuzzPathOfTarget(f *testing.F) {
@@ -35,13 +35,13 @@ func FuzzPathOfTarget(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, target string) {
-		got, err := pathOfTarget(target)
+		got, err := PathOfTarget(target)
 		if err == nil {
 			if !strings.HasPrefix(got, "/") {
-				t.Fatalf("pathOfTarget(%q) = %q, not an origin-form", target, got)
+				t.Fatalf("PathOfTarget(%q) = %q, not an origin-form", target, got)
 			}
-			if again, err := pathOfTarget(got); err != nil || again != got {
-				t.Fatalf("pathOfTarget(%q) = %q, but that reads as %q, %v", target, got, again, err)
+			if again, err := PathOfTarget(got); err != nil || again != got {
+				t.Fatalf("PathOfTarget(%q) = %q, but that reads as %q, %v", target, got, again, err)
 			}
 			if strings.HasPrefix(target, "/") && got != target {
 				t.Fatalf("origin-form %q came back as %q", target, got)
@@ -50,7 +50,7 @@ func FuzzPathOfTarget(f *testing.F) {
 			// a query or fragment ("http://a?x"), or "/" alone ("http://a").
 			tail := got[1:]
 			if !strings.HasSuffix(target, got) && !(strings.HasSuffix(target, tail) && (tail == "" || tail[0] == '?' || tail[0] == '#')) {
-				t.Fatalf("pathOfTarget(%q) = %q, not a tail of the target", target, got)
+				t.Fatalf("PathOfTarget(%q) = %q, not a tail of the target", target, got)
 			}
 		}
 
@@ -62,7 +62,7 @@ func FuzzPathOfTarget(f *testing.F) {
 			// "scheme:/path" has no authority: not an absolute-form the
 			// ingress serves ("A:/://x/admin" must not read as host x).
 			if err == nil {
-				t.Fatalf("pathOfTarget(%q) = %q; net/http reads no authority but path %q", target, got, u.Path)
+				t.Fatalf("PathOfTarget(%q) = %q; net/http reads no authority but path %q", target, got, u.Path)
 			}
 			return
 		}
@@ -71,14 +71,14 @@ func FuzzPathOfTarget(f *testing.F) {
 		}
 		o, oerr := url.ParseRequestURI(got)
 		if oerr != nil {
-			t.Fatalf("pathOfTarget(%q) = %q, which net/http can't read: %v", target, got, oerr)
+			t.Fatalf("PathOfTarget(%q) = %q, which net/http can't read: %v", target, got, oerr)
 		}
 		want := u.Path
 		if want == "" {
 			want = "/"
 		}
 		if o.Path != want || o.RawQuery != u.RawQuery {
-			t.Fatalf("pathOfTarget(%q) = %q (path %q query %q); net/http reads path %q query %q, host %q",
+			t.Fatalf("PathOfTarget(%q) = %q (path %q query %q); net/http reads path %q query %q, host %q",
 				target, got, o.Path, o.RawQuery, want, u.RawQuery, u.Host)
 		}
 	})
