@@ -47,6 +47,7 @@
 //   - upstream.url: the upstream or destination origin, without userinfo.
 //   - upstream.spiffeId: the upstream's SPIFFE ID as verified on the mTLS handshake.
 //   - upstream.address: the ip:port actually dialled.
+//   - upstream.tlsVersion: the TLS version of the outbound leg (egress).
 //   - sourcePrincipal: the caller's SPIFFE ID from its client certificate (mTLS only;
 //     every egress call has one).
 //   - auth.principal, auth.issuer, auth.subject: the identity a verified JWT or OIDC

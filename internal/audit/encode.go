@@ -50,6 +50,7 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 		b = appendStr(b, "url", e.Upstream.URL, true)
 		b = appendStr(b, "spiffeId", e.Upstream.SPIFFEID, true)
 		b = appendStr(b, "address", e.Upstream.Address, true)
+		b = appendStr(b, "tlsVersion", e.Upstream.TLSVersion, true)
 		b = closeObject(b, n)
 	}
 	b = appendStr(b, "sourcePrincipal", e.SourcePrincipal, true)

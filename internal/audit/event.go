@@ -125,6 +125,8 @@ type Upstream struct {
 	SPIFFEID string `json:"spiffeId,omitempty"`
 	// Address is the ip:port actually dialled (egress checks it before the dial).
 	Address string `json:"address,omitempty"`
+	// TLSVersion is the TLS version of the outbound leg (egress origination).
+	TLSVersion string `json:"tlsVersion,omitempty"`
 }
 
 // Auth is the verified identity of the request's credential. It never holds the

@@ -77,7 +77,7 @@ func fullEvent() Event {
 		UserAgent:  "curl/8.5.0",
 		Route:      "payments",
 		Upstream: Upstream{URL: "https://payments.internal:8443", SPIFFEID: "spiffe://example.org/ns/pay/sa/api",
-			Address: "10.1.2.3:8443"},
+			Address: "10.1.2.3:8443", TLSVersion: "TLS 1.3"},
 		SourcePrincipal: "spiffe://example.org/ns/edge/sa/lb",
 		Auth:            &Auth{Principal: "https://idp.example.com/alice", Issuer: "https://idp.example.com", Subject: "alice"},
 		Decision: &request.Decision{Allow: false, Action: "ALLOW", Policy: "pay/payments-write", Rule: 3,
@@ -133,7 +133,7 @@ func TestEventJSONNames(t *testing.T) {
 		"durationMs", "error", "host", "id", "kind", "listener.address", "listener.port", "method", "path",
 		"protocol", "query", "requestId", "route", "seq", "sni", "sourcePrincipal", "status", "time",
 		"tlsCipher", "tlsVersion", "traceId", "truncated",
-		"upstream.address", "upstream.spiffeId", "upstream.url", "userAgent",
+		"upstream.address", "upstream.spiffeId", "upstream.tlsVersion", "upstream.url", "userAgent",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("JSON field names (-want +got):\n%s", diff)
