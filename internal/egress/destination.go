@@ -1,8 +1,12 @@
 package egress
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 
@@ -64,6 +68,49 @@ type Port struct {
 	Mode     Mode
 	// TLS is set for ModeOriginate and ModeMutual.
 	TLS *TLS
+	// tlsConfig is TLS made usable (files read once, at load).
+	tlsConfig *tls.Config
+}
+
+// clientConfig reads t's files and returns the TLS client settings for a
+// destination: TLS 1.2 or later; the destination's certificate verified
+// against CACertificates (or, when empty, the system roots) for the name the
+// request asked for; with SubjectAltNames, one of them must be among the
+// certificate's DNS names too; the client certificate for ModeMutual.
+func (t *TLS) clientConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CACertificates != "" {
+		pem, err := os.ReadFile(t.CACertificates)
+		if err != nil {
+			return nil, fmt.Errorf("caCertificates: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("caCertificates: no PEM certificate in %s", t.CACertificates)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.ClientCertificate != "" {
+		pair, err := tls.LoadX509KeyPair(t.ClientCertificate, t.PrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("clientCertificate/privateKey: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if sans := t.SubjectAltNames; len(sans) > 0 {
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("egress: destination presented no certificate")
+			}
+			for _, want := range sans {
+				if cs.PeerCertificates[0].VerifyHostname(want) == nil {
+					return nil
+				}
+			}
+			return fmt.Errorf("egress: destination certificate has none of the subjectAltNames %v", sans)
+		}
+	}
+	return cfg, nil
 }
 
 // Destination is one host (or host pattern) of the outside world that

@@ -1,22 +1,34 @@
 package egress
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
-// docs parses YAML documents as the policy loader does.
+// docs parses YAML documents as the policy loader does, as if read from
+// egress.yaml in a directory that holds a CA (ca.pem) and a client
+// certificate (client.pem, key.pem) for relative paths to name.
 func docs(t *testing.T, src string) []config.Document {
 	t.Helper()
-	nodes, err := config.ParseDocuments("egress.yaml", []byte(src))
+	dir := t.TempDir()
+	ca := testkit.NewCA(t)
+	ca.WriteRoot(t, dir, "ca.pem")
+	testkit.WriteCert(t, dir, "client", ca.Issue(t, "client.example"))
+	os.Rename(filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.pem"))
+	os.Rename(filepath.Join(dir, "client.key"), filepath.Join(dir, "key.pem"))
+	file := filepath.Join(dir, "egress.yaml")
+	nodes, err := config.ParseDocuments(file, []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []config.Document
 	for _, n := range nodes {
-		d, err := config.DocumentOf("egress.yaml", n)
+		d, err := config.DocumentOf(file, n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +75,7 @@ metadata: {name: api}
 spec:
   host: api.example.com
   trafficPolicy:
-    tls: {mode: MUTUAL, clientCertificate: /etc/certs/client.pem, privateKey: /etc/certs/key.pem, caCertificates: /etc/certs/ca.pem, sni: api.example.com}
+    tls: {mode: MUTUAL, clientCertificate: client.pem, privateKey: key.pem, caCertificates: ca.pem, sni: api.example.com}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule

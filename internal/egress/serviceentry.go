@@ -1,7 +1,9 @@
 package egress
 
 import (
+	"crypto/tls"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"tollgate.dev/tollgate/internal/config"
@@ -172,6 +174,8 @@ type loadedRule struct {
 type tlsSetting struct {
 	mode Mode // 0: DISABLE (no origination)
 	tls  *TLS
+	// config is tls made usable: files read, roots and key pair parsed.
+	config *tls.Config
 }
 
 func checkVersion(d *config.Decoder, kind, got string) {
@@ -224,7 +228,8 @@ func loadDestinationRule(doc config.Document, d *config.Decoder) *loadedRule {
 	}
 	r.host = host
 	if tp := s.TrafficPolicy; tp != nil {
-		r.all = loadTLS(d, "spec.trafficPolicy.tls", tp.TLS)
+		dir := filepath.Dir(doc.File)
+		r.all = loadTLS(d, dir, "spec.trafficPolicy.tls", tp.TLS)
 		for i, pl := range tp.PortLevelSettings {
 			path := fmt.Sprintf("spec.trafficPolicy.portLevelSettings[%d]", i)
 			if pl.Port.Number < 1 || pl.Port.Number > 65535 {
@@ -235,7 +240,7 @@ func loadDestinationRule(doc config.Document, d *config.Decoder) *loadedRule {
 				d.Errorf(path+".port.number", "port %d has settings already", pl.Port.Number)
 				continue
 			}
-			if t := loadTLS(d, path+".tls", pl.TLS); t != nil {
+			if t := loadTLS(d, dir, path+".tls", pl.TLS); t != nil {
 				r.perPort[pl.Port.Number] = t
 			}
 		}
@@ -243,8 +248,8 @@ func loadDestinationRule(doc config.Document, d *config.Decoder) *loadedRule {
 	return r
 }
 
-// loadTLS reads one tls block; nil when absent.
-func loadTLS(d *config.Decoder, path string, t *tlsDoc) *tlsSetting {
+// loadTLS reads one tls block; nil when absent. Files are relative to dir.
+func loadTLS(d *config.Decoder, dir, path string, t *tlsDoc) *tlsSetting {
 	if t == nil {
 		return nil
 	}
@@ -280,8 +285,28 @@ func loadTLS(d *config.Decoder, path string, t *tlsDoc) *tlsSetting {
 	if s.mode != ModeMutual && (t.ClientCertificate != "" || t.PrivateKey != "") {
 		d.Errorf(path+".clientCertificate", "a client certificate needs mode MUTUAL")
 	}
-	s.tls = &TLS{SNI: t.SNI, CACertificates: t.CACertificates, ClientCertificate: t.ClientCertificate, PrivateKey: t.PrivateKey, SubjectAltNames: t.SubjectAltNames}
+	s.tls = &TLS{
+		SNI: t.SNI, CACertificates: resolve(dir, t.CACertificates),
+		ClientCertificate: resolve(dir, t.ClientCertificate), PrivateKey: resolve(dir, t.PrivateKey),
+		SubjectAltNames: t.SubjectAltNames,
+	}
+	if len(d.Errs) == 0 {
+		cfg, err := s.tls.clientConfig()
+		if err != nil {
+			d.Errorf(path, "%v", err)
+			return nil
+		}
+		s.config = cfg
+	}
 	return s
+}
+
+// resolve makes a file path relative to the document's directory.
+func resolve(dir, file string) string {
+	if file == "" || filepath.IsAbs(file) {
+		return file
+	}
+	return filepath.Join(dir, file)
 }
 
 func loadServiceEntry(doc config.Document, d *config.Decoder, rules map[string]*loadedRule, used map[string]bool) []*Destination {
@@ -373,7 +398,7 @@ func loadServiceEntry(doc config.Document, d *config.Decoder, rules map[string]*
 					d.Errorf(path+".protocol", "TLS origination needs protocol HTTP (the workload sends plain HTTP inside its mTLS connection; got %q)", p.Protocol)
 					continue
 				}
-				port.Mode, port.TLS = setting.mode, setting.tls
+				port.Mode, port.TLS, port.tlsConfig = setting.mode, setting.tls, setting.config
 			case tlsPort:
 				port.Mode = ModePassthrough
 			case port.Protocol == "HTTP" || port.Protocol == "HTTP2":
