@@ -47,6 +47,9 @@ func (g *Gateway) ApplyDefaults() {
 		g.Policy.PollInterval = DefaultPolicyPollInterval
 	}
 	g.oidcDefaults()
+	if g.Egress != nil {
+		g.Egress.applyDefaults()
+	}
 	if len(g.Audit.Sinks) == 0 {
 		g.Audit.Sinks = []AuditSink{{Stdout: true}}
 	}
@@ -60,28 +63,8 @@ func (g *Gateway) ApplyDefaults() {
 	if in.Labels == nil {
 		in.Labels = map[string]string{"tollgate.dev/listener": "ingress"}
 	}
-	t := &in.Timeouts
-	if t.ReadHeader == 0 {
-		t.ReadHeader = DefaultReadHeaderTimeout
-	}
-	if t.Read == 0 {
-		t.Read = DefaultReadTimeout
-	}
-	if t.Idle == 0 {
-		t.Idle = DefaultIdleTimeout
-	}
-	if t.Upstream == 0 {
-		t.Upstream = DefaultUpstreamTimeout
-	}
-	if t.Dial == 0 {
-		t.Dial = DefaultDialTimeout
-	}
-	if in.Limits.MaxHeaderBytes == 0 {
-		in.Limits.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if in.Limits.MaxHeaderCount == 0 {
-		in.Limits.MaxHeaderCount = DefaultMaxHeaderCount
-	}
+	in.Timeouts.applyDefaults()
+	in.Limits.applyDefaults()
 	if in.Normalization.Mode == "" {
 		in.Normalization.Mode = DefaultNormalizationMode
 	}
@@ -109,7 +92,7 @@ func (g *Gateway) ApplyDefaults() {
 			r.PathPrefix = "/"
 		}
 		if r.Upstream.Timeout == 0 {
-			r.Upstream.Timeout = t.Upstream
+			r.Upstream.Timeout = in.Timeouts.Upstream
 		}
 	}
 }
@@ -118,4 +101,34 @@ func (g *Gateway) ApplyDefaults() {
 // ("shutdownDelay: 0s") is kept rather than taken for unset.
 func (g *Gateway) written(path string) bool {
 	return g.pos != nil && g.pos.Has(path)
+}
+
+// applyDefaults fills the unset timeouts of a listener and its outbound leg;
+// every front's listener takes the same defaults.
+func (t *Timeouts) applyDefaults() {
+	if t.ReadHeader == 0 {
+		t.ReadHeader = DefaultReadHeaderTimeout
+	}
+	if t.Read == 0 {
+		t.Read = DefaultReadTimeout
+	}
+	if t.Idle == 0 {
+		t.Idle = DefaultIdleTimeout
+	}
+	if t.Upstream == 0 {
+		t.Upstream = DefaultUpstreamTimeout
+	}
+	if t.Dial == 0 {
+		t.Dial = DefaultDialTimeout
+	}
+}
+
+// applyDefaults fills the unset limits of a listener.
+func (l *Limits) applyDefaults() {
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if l.MaxHeaderCount == 0 {
+		l.MaxHeaderCount = DefaultMaxHeaderCount
+	}
 }

@@ -15,9 +15,11 @@ type Gateway struct {
 	Kind       string   `yaml:"kind"`
 	Identity   Identity `yaml:"identity"`
 	Ingress    *Ingress `yaml:"ingress"`
-	Admin      Admin    `yaml:"admin"`
-	Audit      Audit    `yaml:"audit"`
-	Policy     Policy   `yaml:"policy"`
+	// Egress, when set, adds the egress listener (see egress.go).
+	Egress *Egress `yaml:"egress"`
+	Admin  Admin   `yaml:"admin"`
+	Audit  Audit   `yaml:"audit"`
+	Policy Policy  `yaml:"policy"`
 	// OIDC configures browser login (see oidc.go).
 	OIDC *OIDC `yaml:"oidc"`
 	// ShutdownDelay is how long the gateway keeps serving after SIGTERM/SIGINT

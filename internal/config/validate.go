@@ -45,6 +45,7 @@ func (v *validator) errorf(path, format string, args ...any) {
 func (v *validator) validate() {
 	v.identity()
 	v.ingress()
+	v.egress(v.g.Egress)
 	v.oidc()
 	v.listenAddr("admin.listen", v.g.Admin.Listen)
 	for i, s := range v.g.Audit.Sinks {
@@ -175,14 +176,7 @@ func (v *validator) ingress() {
 	if !contains(MisdirectedActions, in.MisdirectedRequests) {
 		v.errorf("ingress.misdirectedRequests", "want one of %s (got %q)", strings.Join(MisdirectedActions, ", "), in.MisdirectedRequests)
 	}
-	for _, l := range []struct {
-		name string
-		v    int
-	}{{"maxHeaderBytes", in.Limits.MaxHeaderBytes}, {"maxHeaderCount", in.Limits.MaxHeaderCount}, {"maxConnections", in.Limits.MaxConnections}} {
-		if l.v < 0 {
-			v.errorf("ingress.limits."+l.name, "must not be negative (got %d)", l.v)
-		}
-	}
+	v.limits("ingress.limits", in.Limits)
 	if len(in.Routes) == 0 {
 		v.errorf("ingress.routes", "at least one route is required")
 	}
@@ -341,4 +335,16 @@ func plainBasePath(p string) bool {
 		}
 	}
 	return true
+}
+
+// limits validates a listener's limits, under path.
+func (v *validator) limits(path string, l Limits) {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"maxHeaderBytes", l.MaxHeaderBytes}, {"maxHeaderCount", l.MaxHeaderCount}, {"maxConnections", l.MaxConnections}} {
+		if f.v < 0 {
+			v.errorf(path+"."+f.name, "must not be negative (got %d)", f.v)
+		}
+	}
 }
