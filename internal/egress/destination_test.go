@@ -21,7 +21,12 @@ func docs(t *testing.T, src string) []config.Document {
 	testkit.WriteCert(t, dir, "client", ca.Issue(t, "client.example"))
 	os.Rename(filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.pem"))
 	os.Rename(filepath.Join(dir, "client.key"), filepath.Join(dir, "key.pem"))
-	file := filepath.Join(dir, "egress.yaml")
+	return parseDocs(t, filepath.Join(dir, "egress.yaml"), src)
+}
+
+// parseDocs parses src as the documents of file.
+func parseDocs(t *testing.T, file, src string) []config.Document {
+	t.Helper()
 	nodes, err := config.ParseDocuments(file, []byte(src))
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,288 @@
+package egress
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/exchange"
+)
+
+// DialFunc dials a destination address ("host:port"). The SSRF guard's
+// DialContext is the one the gateway uses: it resolves once, checks every
+// address, and dials only a checked one.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Normalizer turns the path-and-query of a request-target into the one
+// normalized path and the raw query to forward (the ingress's normalizer).
+type Normalizer func(target string) (path, rawQuery string, err error)
+
+// Snapshot is everything a call reads that can change at run time; a reload
+// swaps in a new one whole.
+type Snapshot struct {
+	Destinations *Registry
+	// Authorize is nil when no policy applies to the egress listener: then
+	// every call to a registered destination is allowed, as in Istio.
+	Authorize exchange.Authorizer
+}
+
+// ProxyOptions configure a Proxy; they are fixed for its life.
+type ProxyOptions struct {
+	// Front is the shared per-request plumbing of the egress listener.
+	Front     *exchange.Front
+	Normalize Normalizer
+	Dial      DialFunc
+	// DialTimeout bounds TCP + TLS to a destination; ResponseHeaderTimeout
+	// the wait for its response headers.
+	DialTimeout, ResponseHeaderTimeout time.Duration
+	Logger                             *slog.Logger
+}
+
+// Proxy is the egress listener's handler: a forward proxy on the shared
+// exchange. A workload sends plain HTTP inside its mTLS connection, in
+// absolute form ("GET http://api.example.com/v1/x") or origin form with Host;
+// the proxy finds the destination, judges the call by who is calling and
+// exactly what is called, then originates TLS to the destination and
+// forwards the judged request.
+type Proxy struct {
+	opts  ProxyOptions
+	front *exchange.Front
+	snap  atomic.Pointer[Snapshot]
+	rp    *httputil.ReverseProxy
+
+	mu    sync.Mutex
+	pools map[*Port]*http.Transport // one keep-alive pool per destination port
+}
+
+// NewProxy returns a proxy serving snap.
+func NewProxy(opts ProxyOptions, snap *Snapshot) *Proxy {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{opts: opts, front: opts.Front, pools: map[*Port]*http.Transport{}}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      roundTripper{p},
+		ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+		ModifyResponse: modifyResponse,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if x := exchange.FromContext(r.Context()); x != nil {
+				x.Fail(r.Context(), err)
+				return
+			}
+			status, _ := exchange.Classify(r.Context(), err)
+			w.WriteHeader(status)
+		},
+	}
+	p.Swap(snap)
+	return p
+}
+
+// Swap installs a new snapshot for calls that start from now on. Pools of
+// ports the new snapshot no longer has are closed once idle.
+func (p *Proxy) Swap(s *Snapshot) {
+	old := p.snap.Swap(s)
+	if old == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for port, t := range p.pools {
+		t.CloseIdleConnections()
+		delete(p.pools, port)
+	}
+}
+
+// Snapshot returns the snapshot in use.
+func (p *Proxy) Snapshot() *Snapshot { return p.snap.Load() }
+
+// Close closes every pooled connection that is idle.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.pools {
+		t.CloseIdleConnections()
+	}
+}
+
+// call is what the proxy decided for one request, for the rewrite and the
+// round trip.
+type call struct {
+	x    *exchange.Exchange
+	dest *Destination
+	port *Port
+}
+
+type callKey struct{}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	snap := p.snap.Load()
+	x, ok := p.front.Begin(w, r)
+	defer x.Finish()
+	if !ok {
+		return
+	}
+	ev := &x.Event
+	if r.Method == http.MethodConnect {
+		refuse(x, http.StatusMethodNotAllowed, "connect_not_supported", "CONNECT is not served by this gateway yet")
+		return
+	}
+	// A workload asks for http:// (the gateway originates TLS); an https://
+	// target would need the workload's own TLS inside a tunnel (CONNECT).
+	if r.URL.Scheme != "" && r.URL.Scheme != "http" {
+		refuse(x, http.StatusBadRequest, "scheme", "send http:// requests through this proxy; the gateway originates TLS")
+		return
+	}
+	if r.URL.User != nil {
+		// "http://allowed.example@evil.example/": whatever a parser makes of
+		// userinfo, it is never a destination.
+		refuse(x, http.StatusBadRequest, "userinfo", "userinfo in the request target is not accepted")
+		return
+	}
+	target, err := exchange.PathOfTarget(r.RequestURI)
+	if err != nil {
+		refuse(x, http.StatusBadRequest, "target", "unsupported request target")
+		return
+	}
+	path, rawQuery, err := p.opts.Normalize(target)
+	if err != nil {
+		refuse(x, http.StatusBadRequest, "path", "invalid request path")
+		return
+	}
+	x.SetTarget(path, rawQuery)
+
+	q := &x.Req
+	port := q.HostPort
+	if port == 0 {
+		port = 80
+	}
+	// The destination port is what the workload asked for, not the
+	// listener's: policy's `ports` and destination.port judge it.
+	q.Destination.Port, q.Destination.IP = port, netip.Addr{}
+	dest, dp, found := snap.Destinations.Lookup(q.Host, port)
+	switch {
+	case !found:
+		refuse(x, http.StatusForbidden, "destination_not_registered", "destination not allowed")
+		return
+	case dp.Mode == ModePassthrough:
+		// A raw tunnel port never carries an HTTP request the gateway could
+		// not judge; and an HTTP request is never sent there in clear.
+		refuse(x, http.StatusForbidden, "destination_passthrough", "destination takes CONNECT only")
+		return
+	}
+	ev.Route = dest.Ref
+	ev.Upstream.URL = "https://" + net.JoinHostPort(q.Host, strconv.Itoa(dp.Target))
+	if snap.Authorize != nil && !x.Authorize(snap.Authorize) {
+		return
+	}
+	if !x.Admit() {
+		return
+	}
+	r.Header.Set(exchange.HeaderRequestID, ev.RequestID)
+	c := &call{x: x, dest: dest, port: dp}
+	ctx := context.WithValue(r.Context(), callKey{}, c)
+	p.rp.ServeHTTP(x.ResponseWriter(), x.WithContext(r.WithContext(ctx)))
+}
+
+// rewrite sends the judged request to the destination over TLS: the
+// normalized path, the query as sent, the canonical host.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	c := pr.In.Context().Value(callKey{}).(*call)
+	q := &c.x.Req
+	pr.Out.URL.Scheme = "https"
+	pr.Out.URL.Host = net.JoinHostPort(q.Host, strconv.Itoa(c.port.Target))
+	pr.Out.URL.Path = pr.In.URL.Path
+	pr.Out.URL.RawPath = q.Path
+	pr.Out.URL.RawQuery = q.RawQuery
+	pr.Out.URL.User = nil
+	// The destination sees its own name; a non-default target port is part
+	// of it.
+	pr.Out.Host = q.Host
+	if c.port.Target != 443 {
+		pr.Out.Host = pr.Out.URL.Host
+	}
+	// Nothing about the workload's network leaves: no X-Forwarded-*.
+	for k := range pr.Out.Header {
+		if len(k) > 12 && k[:12] == "X-Forwarded-" {
+			delete(pr.Out.Header, k)
+		}
+	}
+	delete(pr.Out.Header, "Forwarded")
+}
+
+func modifyResponse(resp *http.Response) error {
+	x := exchange.FromContext(resp.Request.Context())
+	if x == nil {
+		return nil
+	}
+	resp.Header.Set(exchange.HeaderRequestID, x.Event.RequestID)
+	if resp.TLS != nil {
+		x.Event.Upstream.TLSVersion = tls.VersionName(resp.TLS.Version)
+	}
+	return nil
+}
+
+// roundTripper picks the pool of the call's destination port.
+type roundTripper struct{ p *Proxy }
+
+func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := req.Context().Value(callKey{}).(*call)
+	// The address the request went to, pooled connection or new, for the
+	// audit record.
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		c.x.Event.Upstream.Address = info.Conn.RemoteAddr().String()
+	}}
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	return rt.p.pool(c.port).RoundTrip(req)
+}
+
+// pool returns the keep-alive pool of a destination port, made on first use
+// from the TLS settings read at load.
+func (p *Proxy) pool(port *Port) *http.Transport {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.pools[port]; ok {
+		return t
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if port.tlsConfig != nil {
+		tlsCfg = port.tlsConfig.Clone()
+	}
+	if port.TLS != nil && port.TLS.SNI != "" {
+		tlsCfg.ServerName = port.TLS.SNI
+	}
+	t := &http.Transport{
+		DialContext:           p.opts.Dial,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   p.opts.DialTimeout,
+		ResponseHeaderTimeout: p.opts.ResponseHeaderTimeout,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		// Proxy must stay nil: the gateway is the proxy.
+	}
+	p.pools[port] = t
+	return t
+}
+
+// refuse answers a call the proxy won't make, with the reason also in
+// X-Tollgate-Error for clients that only show headers (as Smokescreen's
+// X-Smokescreen-Error).
+func refuse(x *exchange.Exchange, status int, reason, msg string) {
+	x.ResponseWriter().Header().Set(exchange.HeaderError, reason)
+	kind := audit.ErrBadRequest
+	if status == http.StatusForbidden {
+		kind = audit.ErrDestinationDenied
+	}
+	x.Reject(status, kind, msg)
+}
