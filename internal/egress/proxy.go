@@ -3,6 +3,7 @@ package egress
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -77,7 +78,26 @@ func NewProxy(opts ProxyOptions, snap *Snapshot) *Proxy {
 		ModifyResponse: modifyResponse,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if x := exchange.FromContext(r.Context()); x != nil {
-				x.Fail(r.Context(), err)
+				var denied *DeniedError
+				var unresolved *ResolveError
+				switch {
+				case errors.As(err, &denied):
+					// The SSRF guard refused every address the name resolved
+					// to: nothing was dialled.
+					opts.Logger.Info("egress destination refused by the SSRF guard",
+						"requestId", x.Event.RequestID, "host", denied.Host, "addr", denied.Addr, "class", denied.Class.String(), "reason", denied.Reason)
+					if denied.Addr.IsValid() {
+						x.Event.Upstream.Address = denied.Addr.String()
+					}
+					refuse(x, http.StatusForbidden, "destination_address_denied", "destination address not allowed")
+				case errors.As(err, &unresolved):
+					opts.Logger.Info("egress destination did not resolve", "requestId", x.Event.RequestID, "host", unresolved.Host, "err", unresolved.Err)
+					x.ResponseWriter().Header().Set(exchange.HeaderError, "destination_unresolved")
+					x.Event.Error = audit.ErrUpstreamUnreachable
+					x.Reject(http.StatusBadGateway, audit.ErrUpstreamUnreachable, "destination did not resolve")
+				default:
+					x.Fail(r.Context(), err)
+				}
 				return
 			}
 			status, _ := exchange.Classify(r.Context(), err)

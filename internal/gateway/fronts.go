@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 
 	"tollgate.dev/tollgate/internal/config"
@@ -21,8 +22,28 @@ import (
 type front struct {
 	frontConfig
 	ex      *exchange.Front
-	handler *ingress.Handler
+	handler frontHandler
 	server  *listener.Server
+}
+
+// frontHandler is a front's request handler: the ingress's router and
+// reverse proxy, or the egress's forward proxy. swap installs what a policy
+// set compiled for the front's scope, and returns log attributes that count
+// it.
+type frontHandler interface {
+	http.Handler
+	swap(c *Compiled, name string, w config.Workload) []any
+}
+
+// ingressHandler adapts the ingress and mesh fronts' handler.
+type ingressHandler struct{ *ingress.Handler }
+
+func (h ingressHandler) swap(c *Compiled, name string, w config.Workload) []any {
+	s := *h.Snapshot()
+	engine, authn := c.Policies.EngineFor(w), c.Authn.ForWorkload(w)
+	s.Authorize, s.Authenticate = authorizer{engine}, authn
+	h.Swap(&s)
+	return []any{name + "Policies", engine.Len(), name + "JWTRules", authn.Len()}
 }
 
 // frontConfig is where a front is configured: its name, the field of its
@@ -30,19 +51,28 @@ type front struct {
 type frontConfig struct {
 	name, field, listen string
 	workload            config.Workload
+	// timeouts and limits are the listener's (the mesh listener shares the
+	// ingress's).
+	timeouts *config.Timeouts
+	limits   *config.Limits
 }
 
 // configuredFronts are the fronts cfg configures, in the order the gateway
 // builds them: the one list that the gateway, `gateway check` (documents
 // that apply to no listener) and the policy reload rules go by.
 func configuredFronts(cfg *config.Gateway) []frontConfig {
-	in := cfg.Ingress
-	if in == nil {
-		return nil
+	var fs []frontConfig
+	if in := cfg.Ingress; in != nil {
+		fs = append(fs, frontConfig{name: "ingress", field: "ingress.listen", listen: in.Listen, workload: in.Workload(),
+			timeouts: &in.Timeouts, limits: &in.Limits})
+		if m := in.Mesh; m != nil {
+			fs = append(fs, frontConfig{name: "mesh", field: "ingress.mesh.listen", listen: m.Listen, workload: m.Workload(),
+				timeouts: &in.Timeouts, limits: &in.Limits})
+		}
 	}
-	fs := []frontConfig{{name: "ingress", field: "ingress.listen", listen: in.Listen, workload: in.Workload()}}
-	if m := in.Mesh; m != nil {
-		fs = append(fs, frontConfig{name: "mesh", field: "ingress.mesh.listen", listen: m.Listen, workload: m.Workload()})
+	if e := cfg.Egress; e != nil {
+		fs = append(fs, frontConfig{name: "egress", field: "egress.listen", listen: e.Listen, workload: e.Workload(),
+			timeouts: &e.Timeouts, limits: &e.Limits})
 	}
 	return fs
 }
@@ -98,20 +128,20 @@ func (g *Gateway) frontConfig(name string) frontConfig {
 // openFront builds f's listener with the settings every front shares, and
 // adds it to the gateway's fronts.
 func (g *Gateway) openFront(f *front, spec frontSpec) error {
-	in := g.cfg.Ingress
+	t, l := f.timeouts, f.limits
 	metrics := g.metrics
 	srv, err := listener.New(listener.Config{
 		Addr:                f.listen,
 		Handler:             f.handler,
 		Certs:               spec.certs,
 		ClientAuth:          spec.clientAuth,
-		ReadHeaderTimeout:   in.Timeouts.ReadHeader,
-		ReadTimeout:         in.Timeouts.Read,
-		WriteTimeout:        in.Timeouts.Write,
-		IdleTimeout:         in.Timeouts.Idle,
-		MaxHeaderBytes:      in.Limits.MaxHeaderBytes,
-		MaxHeaderCount:      in.Limits.MaxHeaderCount,
-		MaxConnections:      in.Limits.MaxConnections,
+		ReadHeaderTimeout:   t.ReadHeader,
+		ReadTimeout:         t.Read,
+		WriteTimeout:        t.Write,
+		IdleTimeout:         t.Idle,
+		MaxHeaderBytes:      l.MaxHeaderBytes,
+		MaxHeaderCount:      l.MaxHeaderCount,
+		MaxConnections:      l.MaxConnections,
 		Logger:              g.log,
 		OnTLSHandshakeError: func() { metrics.TLSHandshakeError(f.name) },
 		OnConnectionLimit:   func() { metrics.ConnectionLimitReached(f.name) },

@@ -14,6 +14,7 @@ import (
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/egress"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/listener"
@@ -33,6 +34,9 @@ type Options struct {
 	Certs listener.CertSource
 	// Stdout receives audit events of a "stdout" sink (os.Stdout when nil).
 	Stdout io.Writer
+	// EgressResolver, when set, replaces the system resolver for egress
+	// destinations (tests map names to loopback addresses).
+	EgressResolver egress.Resolver
 }
 
 // Gateway is one running gateway.
@@ -54,6 +58,7 @@ type Gateway struct {
 	// first, then the mesh listener (ingress.mesh) when configured.
 	fronts   []*front
 	handler  *ingress.Handler
+	egress   *egress.Proxy // nil without an egress section
 	router   *ingress.Router
 	policies *policyWatcher
 	keys     *oidc.KeyCache
@@ -110,6 +115,9 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 		return nil, err
 	}
 	if err := g.openMesh(norm); err != nil {
+		return nil, err
+	}
+	if err := g.openEgress(norm); err != nil {
 		return nil, err
 	}
 
@@ -281,7 +289,7 @@ func (g *Gateway) openIngress(norm ingress.Normalizer, logins *ingress.Logins) e
 	}
 	ex := g.newExchange("ingress", true, misdirected)
 	g.handler = ingress.New(ingress.Options{Front: ex, Normalize: norm}, &ingress.Snapshot{Router: g.router, Logins: logins})
-	return g.openFront(&front{frontConfig: g.frontConfig("ingress"), ex: ex, handler: g.handler}, frontSpec{certs: certs})
+	return g.openFront(&front{frontConfig: g.frontConfig("ingress"), ex: ex, handler: ingressHandler{g.handler}}, frontSpec{certs: certs})
 }
 
 // Start binds the listeners and starts watching policy files.
@@ -368,6 +376,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 func (g *Gateway) closeParts() {
 	if g.policies != nil {
 		g.policies.close()
+	}
+	if g.egress != nil {
+		g.egress.Close()
 	}
 	if g.router != nil {
 		for _, r := range g.router.Routes() {

@@ -23,6 +23,7 @@ import (
 
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/dev"
+	"tollgate.dev/tollgate/internal/egress"
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
 )
@@ -92,6 +93,10 @@ type envOptions struct {
 	// ingressOverride, when set, replaces the ingress's tls section (and may
 	// add fields), two-space indented.
 	ingressOverride string
+	// top is YAML appended at the top level of the configuration.
+	top string
+	// egressResolver replaces the system resolver for egress destinations.
+	egressResolver egress.Resolver
 	// svids are more SVIDs to write into pki/ (name -> SPIFFE ID).
 	svids map[string]string
 }
@@ -128,6 +133,7 @@ ingress:
 audit: {sinks: [{file: audit.log}]}
 policy: {files: [policies/], pollInterval: 50ms}
 `, echo.Addr(), echoID, o.ingress)
+	cfgText += o.top
 	if o.ingressOverride != "" {
 		cfgText = strings.Replace(cfgText, "  tls:\n    certificates: [{cert: pki/tls.crt, key: pki/tls.key}]\n", o.ingressOverride, 1)
 	}
@@ -137,7 +143,7 @@ policy: {files: [policies/], pollInterval: 50ms}
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: log})
+	gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: log, EgressResolver: o.egressResolver})
 	if err != nil {
 		t.Fatal(err)
 	}

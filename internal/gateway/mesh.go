@@ -32,7 +32,7 @@ func (g *Gateway) openMesh(norm ingress.Normalizer) error {
 	// trust, and the listener has one certificate (the SVID) for every name.
 	ex := g.newExchange("mesh", false, nil)
 	h := ingress.New(ingress.Options{Front: ex, Normalize: norm}, &ingress.Snapshot{Router: g.router})
-	return g.openFront(&front{frontConfig: g.frontConfig("mesh"), ex: ex, handler: h}, frontSpec{
+	return g.openFront(&front{frontConfig: g.frontConfig("mesh"), ex: ex, handler: ingressHandler{h}}, frontSpec{
 		certs: certFunc(mtls.GetCertificate),
 		clientAuth: func(c *tls.Config) {
 			c.ClientAuth = mtls.ClientAuth
@@ -55,3 +55,6 @@ func (g *Gateway) trustDomain() string {
 
 // MeshAddr is the bound mesh listener address (after Start), or nil.
 func (g *Gateway) MeshAddr() net.Addr { return g.frontAddr("mesh") }
+
+// EgressAddr is the bound egress listener address (after Start), or nil.
+func (g *Gateway) EgressAddr() net.Addr { return g.frontAddr("egress") }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/egress"
 	"tollgate.dev/tollgate/internal/filewatch"
 	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/oidc"
@@ -126,6 +127,9 @@ type Compiled struct {
 	Version  string
 	Policies *policy.Set
 	Authn    *oidc.Authn
+	// Destinations are the egress destinations the ServiceEntry and
+	// DestinationRule documents declare.
+	Destinations *egress.Registry
 }
 
 // Unselected lists the documents (JWT rules, for RequestAuthentication) that
@@ -168,10 +172,10 @@ func compileSnapshot(cfg *config.Gateway, snap *filewatch.Snapshot, keys *oidc.K
 	}
 	var errs config.Errors
 	for _, d := range set.Documents {
-		if !knownKind(d) {
+		if !knownKind(d) && !knownNetworking(d) {
 			p := d.Position()
 			errs = append(errs, config.Error{File: p.File, Line: p.Line, Col: p.Col,
-				Msg: fmt.Sprintf("unknown document %s/%s (want AuthorizationPolicy or RequestAuthentication of security.istio.io/v1, v1beta1 or tollgate.dev/v1)", d.APIVersion, d.Kind)})
+				Msg: fmt.Sprintf("unknown document %s/%s (want AuthorizationPolicy or RequestAuthentication of security.istio.io/v1, v1beta1 or tollgate.dev/v1, or ServiceEntry or DestinationRule of networking.istio.io)", d.APIVersion, d.Kind)})
 		}
 	}
 	ps, err := policy.Compile(set.Documents, set.Version, PolicyOptions(cfg))
@@ -192,10 +196,26 @@ func compileSnapshot(cfg *config.Gateway, snap *filewatch.Snapshot, keys *oidc.K
 	} else if err != nil {
 		return nil, err
 	}
+	dests, err := egress.LoadDestinations(set.Documents)
+	if es, ok := config.AsErrors(err); ok {
+		errs = append(errs, es...)
+	} else if err != nil {
+		return nil, err
+	}
+	if dests.Len() > 0 && cfg.Egress == nil {
+		for _, d := range set.Documents {
+			if egress.Owns(d) {
+				p := d.Position()
+				errs = append(errs, config.Error{File: p.File, Line: p.Line, Col: p.Col,
+					Msg: d.Kind + " declares an egress destination, but the gateway has no egress section"})
+				break
+			}
+		}
+	}
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	return &Compiled{Version: set.Version, Policies: ps, Authn: an}, nil
+	return &Compiled{Version: set.Version, Policies: ps, Authn: an, Destinations: dests}, nil
 }
 
 // documentsOf parses the documents of snap's files. Its version is the one
@@ -257,6 +277,12 @@ func knownKind(d config.Document) bool {
 		return false
 	}
 	return d.Kind == "AuthorizationPolicy" || oidc.OwnsDocument(d)
+}
+
+// knownNetworking reports whether d is an Istio networking document the
+// egress loads (ServiceEntry, DestinationRule).
+func knownNetworking(d config.Document) bool {
+	return strings.HasPrefix(d.APIVersion, "networking.istio.io/") && egress.Owns(d)
 }
 
 // readSettled reads the files once they have held still for a settle
@@ -339,11 +365,7 @@ func (w *policyWatcher) apply(snap *filewatch.Snapshot, startup bool) error {
 	// Every front's snapshot is swapped from the one compiled set.
 	counts := []any{"version", c.Version, "policies", c.Policies.Len()}
 	for _, f := range g.fronts {
-		s := *f.handler.Snapshot()
-		engine, authn := c.Policies.EngineFor(f.workload), c.Authn.ForWorkload(f.workload)
-		s.Authorize, s.Authenticate = authorizer{engine}, authn
-		f.handler.Swap(&s)
-		counts = append(counts, f.name+"Policies", engine.Len(), f.name+"JWTRules", authn.Len())
+		counts = append(counts, f.handler.swap(c, f.name, f.workload)...)
 	}
 	prev := w.inForce.Swap(&policyState{compiled: c, snap: snap})
 	w.failed = false

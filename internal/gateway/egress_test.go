@@ -1,0 +1,244 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tollgate.dev/tollgate/internal/identity"
+	"tollgate.dev/tollgate/internal/testkit"
+)
+
+const (
+	cartID  = "spiffe://example.org/ns/shop/sa/cart"
+	otherID = "spiffe://example.org/ns/shop/sa/other"
+)
+
+// mapResolver answers names from a map, as DNS would; the network rule keeps
+// every answer on loopback.
+type mapResolver map[string][]netip.Addr
+
+func (m mapResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if as, ok := m[host]; ok {
+		return as, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// canary is a listener that must never see a connection: an internal
+// address that policy and the SSRF guard must keep every call away from.
+type canary struct {
+	ln       net.Listener
+	accepted atomic.Int64
+}
+
+func startCanary(t *testing.T, addr string) *canary {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &canary{ln: ln}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.accepted.Add(1)
+			conn.Close()
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return c
+}
+
+// egressEnv is a gateway with an egress listener, an "external" HTTPS API on
+// 127.0.0.10 (api.example.test, certificate from a CA of its own), and a
+// canary on 127.0.0.77 that a registered name (internal.example.test)
+// resolves to.
+type egressEnv struct {
+	*env
+	canary   *canary
+	external *httptest.Server
+}
+
+func startEgressEnv(t *testing.T) *egressEnv {
+	t.Helper()
+	ca := testkit.NewCA(t)
+	ext := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"host": r.Host, "uri": r.RequestURI, "headers": r.Header})
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.10:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext.Listener = ln
+	ext.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "api.example.test", "internal.example.test")}}
+	ext.StartTLS()
+	t.Cleanup(ext.Close)
+	extPort := ln.Addr().(*net.TCPAddr).Port
+	can := startCanary(t, fmt.Sprintf("127.0.0.77:%d", extPort))
+
+	caDir := t.TempDir()
+	caFile := ca.WriteRoot(t, caDir, "ca.pem")
+	policies := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: egress}
+spec:
+  hosts: [api.example.test, internal.example.test]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: %[1]d}]
+  resolution: DNS
+  location: MESH_EXTERNAL
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: egress}
+spec:
+  host: api.example.test
+  trafficPolicy: {tls: {mode: SIMPLE, caCertificates: %[2]s}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: internal, namespace: egress}
+spec:
+  host: internal.example.test
+  trafficPolicy: {tls: {mode: SIMPLE, caCertificates: %[2]s}}
+---
+apiVersion: tollgate.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: cart-calls-api, namespace: egress}
+spec:
+  selector: {matchLabels: {tollgate.dev/listener: egress}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["example.org/ns/shop/sa/cart"]}}]
+    to: [{operation: {hosts: ["api.example.test", "internal.example.test"], methods: ["GET"], paths: ["/v1/*"]}}]
+    when: [{key: "request.query[mode]", notValues: ["debug"]}]
+`, extPort, caFile)
+	e := startEnvOpts(t, policies, envOptions{
+		svids: map[string]string{"cart": cartID, "other": otherID},
+		top: fmt.Sprintf("egress: {listen: 127.0.0.1:0, allowCIDRs: [127.0.0.10/32], timeouts: {dial: 2s, upstream: 5s}}\n"),
+		egressResolver: mapResolver{
+			"api.example.test":      {netip.MustParseAddr("127.0.0.10")},
+			"internal.example.test": {netip.MustParseAddr("127.0.0.77")},
+		},
+	})
+	return &egressEnv{env: e, canary: can, external: ext}
+}
+
+// workload returns an HTTP client for the workload with SPIFFE ID id, using
+// the gateway's egress listener as its HTTPS proxy (HTTPS_PROXY-style):
+// mTLS with its SVID, verifying the gateway's SPIFFE ID.
+func (e *egressEnv) workload(t *testing.T, id string) *http.Client {
+	t.Helper()
+	pki := filepath.Join(e.dir, "pki")
+	name := id[strings.LastIndex(id, "/")+1:]
+	src, err := identity.NewFiles(identity.FilesOptions{
+		Cert: filepath.Join(pki, name+".crt"), Key: filepath.Join(pki, name+".key"), Bundle: filepath.Join(pki, "ca.crt"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	gw, _ := identity.ParseMatcher([]string{gatewayID})
+	proxy := &url.URL{Scheme: "https", Host: e.gw.EgressAddr().String()}
+	tr := &http.Transport{Proxy: http.ProxyURL(proxy), TLSClientConfig: identity.ClientTLSConfig(src, gw, identity.ClientOptions{})}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// A workload calls out through the egress listener with its SVID; the
+// gateway judges the call by who is calling and exactly what is called,
+// originates TLS to the destination, and audits it. What policy or the SSRF
+// guard refuses never reaches the network: the canary sees no connection.
+func TestEgressJudgesAndOriginates(t *testing.T) {
+	e := startEgressEnv(t)
+	cart, other := e.workload(t, cartID), e.workload(t, otherID)
+	tests := []struct {
+		name       string
+		client     *http.Client
+		method     string
+		url        string
+		wantStatus int
+		wantReason string
+	}{
+		{name: "allowed", client: cart, url: "http://api.example.test/v1/items?mode=fast", wantStatus: 200},
+		{name: "wrong caller", client: other, url: "http://api.example.test/v1/items", wantStatus: 403},
+		{name: "wrong method", client: cart, method: "DELETE", url: "http://api.example.test/v1/items", wantStatus: 403},
+		{name: "denied path", client: cart, url: "http://api.example.test/admin", wantStatus: 403},
+		{name: "dot segments out of the allowed prefix", client: cart, url: "http://api.example.test/v1/../admin", wantStatus: 403},
+		{name: "denied query", client: cart, url: "http://api.example.test/v1/items?mode=debug", wantStatus: 403},
+		{name: "not registered", client: cart, url: "http://evil.example.test/v1/items", wantStatus: 403, wantReason: "destination_not_registered"},
+		{name: "registered name resolving inside", client: cart, url: "http://internal.example.test/v1/items", wantStatus: 403, wantReason: "destination_address_denied"},
+		{name: "IP literal", client: cart, url: "http://127.0.0.77/v1/items", wantStatus: 403, wantReason: "destination_not_registered"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(cmpOr(tc.method, "GET"), tc.url, nil)
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.wantStatus, body)
+			}
+			if tc.wantReason != "" && resp.Header.Get("X-Tollgate-Error") != tc.wantReason {
+				t.Errorf("X-Tollgate-Error %q, want %q", resp.Header.Get("X-Tollgate-Error"), tc.wantReason)
+			}
+			ev := e.auditEvent(resp.Header.Get("X-Request-Id"))
+			if ev["kind"] != "egress" || ev["status"] != float64(tc.wantStatus) {
+				t.Errorf("audit event %v", ev)
+			}
+			if tc.wantStatus == 200 {
+				up, _ := ev["upstream"].(map[string]any)
+				if up["address"] != e.external.Listener.Addr().String() || up["tlsVersion"] != "TLS 1.3" || ev["sourcePrincipal"] != cartID {
+					t.Errorf("audit event %v", ev)
+				}
+			}
+		})
+	}
+	if n := e.canary.accepted.Load(); n != 0 {
+		t.Errorf("the canary accepted %d connections", n)
+	}
+}
+
+// A client without an SVID, or with one the egress listener's allowed
+// callers don't admit, can't even complete the handshake.
+func TestEgressRequiresCallerSVID(t *testing.T) {
+	e := startEgressEnv(t)
+	conn, err := tls.Dial("tcp", e.gw.EgressAddr().String(), &tls.Config{InsecureSkipVerify: true}) // no client certificate
+	if err == nil {
+		// TLS 1.3: the server's refusal arrives with the first read.
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatal("a client without a certificate got through")
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
