@@ -133,7 +133,7 @@ spec:
 `, extPort, caFile)
 	e := startEnvOpts(t, policies, envOptions{
 		svids: map[string]string{"cart": cartID, "other": otherID},
-		top: fmt.Sprintf("egress: {listen: 127.0.0.1:0, allowCIDRs: [127.0.0.10/32], timeouts: {dial: 2s, upstream: 5s}}\n"),
+		top:   fmt.Sprintf("egress: {listen: 127.0.0.1:0, allowCIDRs: [127.0.0.10/32], timeouts: {dial: 2s, upstream: 5s}}\n"),
 		egressResolver: mapResolver{
 			"api.example.test":      {netip.MustParseAddr("127.0.0.10")},
 			"internal.example.test": {netip.MustParseAddr("127.0.0.77")},
