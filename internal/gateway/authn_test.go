@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"tollgate.dev/tollgate/internal/gateway"
 )
 
 func authnPolicies(jwks string) string {
@@ -121,4 +123,35 @@ spec: {action: AUDIT, rules: [{to: [{operation: {paths: ["/placeholder"]}}]}]}
 		t.Fatal(err)
 	}
 	return e
+}
+
+// A reload that would drop every JWT rule in force is refused like one that
+// drops every policy: without the rules the listener would stop verifying
+// tokens and stop stripping client copies of its claim headers, so a client
+// could inject the identity the upstream trusts.
+func TestReloadKeepsJWTRules(t *testing.T) {
+	e := startEnvWith(t, func(k *rsa.PrivateKey) string { return authnPolicies(jwksFor(&k.PublicKey, "k1")) })
+	withoutJWT := `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: require-jwt, namespace: istio-system}
+spec:
+  action: ALLOW
+  rules:
+  - to: [{operation: {paths: ["/public", "/public/*"]}}]
+`
+	e.writePolicy(withoutJWT)
+	err := e.gw.Reload()
+	if !errors.Is(err, gateway.ErrPolicySetEmptied) || !strings.Contains(err.Error(), "listener ingress would have no JWT rules (has 1)") {
+		t.Fatalf("Reload: %v, want the set refused for dropping the JWT rules", err)
+	}
+	for name, c := range map[string]*http.Client{"HTTP/1.1": e.h1, "HTTP/2": e.client} {
+		// The old set still strips the client's claim header and verifies tokens.
+		r := e.do(c, "GET", "/public/x", "X-User", "admin")
+		if r.status != http.StatusOK || r.echo.Headers["X-User"] != nil {
+			t.Errorf("%s: status %d, upstream saw X-User %q", name, r.status, r.echo.Headers["X-User"])
+		}
+		if r := e.do(c, "GET", "/public/x", "Authorization", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9."); r.status != http.StatusUnauthorized {
+			t.Errorf("%s: an unsigned token got %d, want 401", name, r.status)
+		}
+	}
 }

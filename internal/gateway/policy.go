@@ -391,6 +391,12 @@ func (w *policyWatcher) checkEmptied(next *Compiled) error {
 	}
 	var lost []string
 	for _, l := range configuredFronts(w.g.cfg) {
+		// JWT rules too: without them a listener stops verifying tokens and
+		// stops stripping client copies of its claim headers, so identity a
+		// client injects would reach the upstream.
+		if was, now := cur.compiled.Authn.ForWorkload(l.workload).Len(), next.Authn.ForWorkload(l.workload).Len(); was > 0 && now == 0 {
+			lost = append(lost, fmt.Sprintf("listener %s would have no JWT rules (has %d)", l.name, was))
+		}
 		was, now := cur.compiled.Policies.CountFor(l.workload), next.Policies.CountFor(l.workload)
 		switch {
 		case was.Policies > 0 && now.Policies == 0:
