@@ -8,7 +8,13 @@
 //   POST_LOGOUT_REDIRECT_URIS comma list of allowed post-logout redirect URIs (optional)
 //   CLIENT_ID                 confidential client for the gateway (default "tollgate")
 //   CLIENT_SECRET             its secret (required; tests make a random one)
-//   TOKEN_TTL                 access/ID token lifetime in seconds (default 300)
+//   TOKEN_TTL                 access/ID token lifetime in seconds (default 300; client-credentials tokens too)
+//   CC_CLIENT_ID              client that may use the client_credentials grant, for the egress
+//                             credential tests (default "tollgate-egress")
+//   CC_CLIENT_SECRET          its secret (optional: without it there is no such client)
+//
+// Client-credentials tokens are opaque, with scope "api:read" when asked; the introspection
+// endpoint (/token/introspection) answers for them to any confidential client.
 //
 // Users: any login name and any password (dev interactions). Claims by user:
 //   alice -> groups [dev, admins]; bob -> groups [dev]; anyone else -> groups [].
@@ -24,6 +30,8 @@ const POST_LOGOUT = list(process.env.POST_LOGOUT_REDIRECT_URIS);
 const CLIENT_ID = process.env.CLIENT_ID || 'tollgate';
 const CLIENT_SECRET = process.env.CLIENT_SECRET;
 const TTL = Number(process.env.TOKEN_TTL || 300);
+const CC_CLIENT_ID = process.env.CC_CLIENT_ID || 'tollgate-egress';
+const CC_CLIENT_SECRET = process.env.CC_CLIENT_SECRET;
 if (REDIRECTS.length === 0 || !CLIENT_SECRET) {
   console.error('provider.mjs: REDIRECT_URIS and CLIENT_SECRET are required');
   process.exit(2);
@@ -52,6 +60,18 @@ const provider = new Provider(ISSUER, {
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
     },
+    ...(CC_CLIENT_SECRET
+      ? [
+          {
+            client_id: CC_CLIENT_ID,
+            client_secret: CC_CLIENT_SECRET,
+            grant_types: ['client_credentials'],
+            response_types: [],
+            redirect_uris: [],
+            scope: 'api:read',
+          },
+        ]
+      : []),
   ],
   jwks: { keys: [jwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
@@ -72,14 +92,16 @@ const provider = new Provider(ISSUER, {
     profile: ['name', 'preferred_username'],
     groups: ['groups'],
   },
-  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', ...(CC_CLIENT_SECRET ? ['api:read'] : [])],
   conformIdTokenClaims: false, // put email/name/groups in the ID token, where the gateway reads them
   pkce: { required: () => true },
-  ttl: { AccessToken: TTL, IdToken: TTL, Interaction: 600, Session: 3600, Grant: 3600, RefreshToken: 3600 },
+  ttl: { AccessToken: TTL, IdToken: TTL, Interaction: 600, Session: 3600, Grant: 3600, RefreshToken: 3600, ClientCredentials: TTL },
   features: {
     devInteractions: { enabled: true }, // built-in login form: any login, any password
     rpInitiatedLogout: { enabled: true },
     revocation: { enabled: true },
+    clientCredentials: { enabled: Boolean(CC_CLIENT_SECRET) },
+    introspection: { enabled: Boolean(CC_CLIENT_SECRET) },
   },
 });
 
