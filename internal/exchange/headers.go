@@ -17,14 +17,18 @@ import (
 // extends X-Forwarded-For and sets X-Forwarded-Host/-Proto itself.
 var forwardingHeaders = []string{
 	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
-	"X-Forwarded-Prefix", "Forwarded", "X-Real-Ip", "X-Original-Forwarded-For",
+	"X-Forwarded-Prefix", "Forwarded", "X-Original-Forwarded-For",
 }
 
 // clientIPHeaders are the other "who is the client" headers applications and
-// frameworks read (CDNs and load balancers set them). Removed from untrusted
-// peers; a trusted proxy's are kept.
+// frameworks read (CDNs and load balancers set them). Removed from every
+// request, a trusted proxy's too: policy judged the client address from
+// X-Forwarded-For (remote.ip), which the gateway extends and the upstream
+// gets, and a second, different answer in X-Real-Ip or True-Client-Ip (which
+// a load balancer that only appends X-Forwarded-For passes on as the client
+// wrote it) would let the upstream believe another client than policy did.
 var clientIPHeaders = []string{
-	"True-Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip", "Cf-Connecting-Ip",
+	"X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip", "Cf-Connecting-Ip",
 	"Fastly-Client-Ip", "X-Originating-Ip", "X-Remote-Ip", "X-Remote-Addr",
 	"Client-Ip", "X-Host", "X-Forwarded-Server",
 }
@@ -43,12 +47,23 @@ var alwaysStripped = []string{
 	"X-Ssl-Client-Cert", "X-Ssl-Client-Verify", "X-Ssl-Client-S-Dn", "X-Ssl-Client-I-Dn",
 	"X-Client-Cert", "X-Client-Verify", "Ssl-Client-Cert", "Ssl-Client-Verify",
 	"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Envoy-Original-Path",
+	"X-Original-Host", "X-Original-Method",
+	// Kong, Keycloak's gatekeeper, Traefik forward auth and others.
+	"X-Authenticated-User", "X-Authenticated-Userid", "X-Authenticated-Scope",
+	"X-Auth-User", "X-Auth-Email", "X-Auth-Groups", "X-Userinfo", "X-Credential-Identifier",
 }
 
 // alwaysStrippedPrefixes are header-name prefixes only the gateway (or an Envoy
 // behind it, or an auth proxy's auth_request) may set. X-Tollgate- covers the
 // login's claim headers.
-var alwaysStrippedPrefixes = []string{"X-Tollgate-", "X-Envoy-", "X-Istio-", "X-Auth-Request-"}
+var alwaysStrippedPrefixes = []string{
+	"X-Tollgate-", "X-Envoy-", "X-Istio-", "X-Auth-Request-",
+	// Identity that cloud and product auth proxies assert: Grafana's auth
+	// proxy (X-WEBAUTH-USER), AWS ALB, Google IAP, Cloudflare Access, Azure
+	// App Service, Kong consumers.
+	"X-Webauth-", "X-Amzn-Oidc-", "X-Goog-Authenticated-", "X-Goog-Iap-", "Cf-Access-",
+	"X-Ms-Client-Principal", "X-Ms-Token-", "X-Consumer-",
+}
 
 // methodOverrideHeaders make frameworks (Rails, Laravel, Express's
 // method-override, Spring's HiddenHttpMethodFilter behind proxies) act on
@@ -86,12 +101,10 @@ const (
 
 var headerClasses = func() map[string]headerClass {
 	m := map[string]headerClass{}
-	for _, list := range [][]string{forwardingHeaders, clientIPHeaders} {
-		for _, k := range list {
-			m[k] = fromTrustedOnly
-		}
+	for _, k := range forwardingHeaders {
+		m[k] = fromTrustedOnly
 	}
-	for _, list := range [][]string{alwaysStripped, methodOverrideHeaders} {
+	for _, list := range [][]string{alwaysStripped, clientIPHeaders, methodOverrideHeaders} {
 		for _, k := range list {
 			m[k] = never
 		}

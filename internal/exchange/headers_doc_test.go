@@ -58,8 +58,16 @@ func TestDocumentedHeaderListsMatchTheCode(t *testing.T) {
 			t.Errorf("%s is stripped but not documented", h)
 		}
 	}
+	byPrefix := func(h string) bool {
+		for _, p := range alwaysStrippedPrefixes {
+			if strings.HasPrefix(h, strings.ToLower(p)) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, h := range documented {
-		if _, ok := slices.BinarySearch(code, h); !ok {
+		if _, ok := slices.BinarySearch(code, h); !ok && !byPrefix(h) {
 			t.Errorf("%s is documented as removed, but the code keeps it", h)
 		}
 	}

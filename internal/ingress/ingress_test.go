@@ -66,6 +66,15 @@ func TestSpoofedHeadersAreReplaced(t *testing.T) {
 		"X-Forwarded-Client-Cert", "By=spiffe://example.org/admin",
 		"X-Envoy-Original-Path", "/admin",
 		"X-Istio-Attributes", "xyz",
+		"True-Client-Ip", "6.6.6.6",
+		"X-Webauth-User", "admin",
+		"X-Amzn-Oidc-Identity", "admin",
+		"X-Goog-Authenticated-User-Email", "admin@example.com",
+		"Cf-Access-Authenticated-User-Email", "admin@example.com",
+		"X-Ms-Client-Principal-Name", "admin",
+		"X-Authenticated-Userid", "admin",
+		"X-Consumer-Username", "admin",
+		"X-Original-Method", "GET",
 	}
 	tests := []struct {
 		name        string
@@ -99,13 +108,18 @@ func TestSpoofedHeadersAreReplaced(t *testing.T) {
 				if tc.keepReqID != (gotID == "attacker-chosen") || gotID == "" {
 					t.Errorf("X-Request-Id = %q (keep=%v)", gotID, tc.keepReqID)
 				}
-				for _, k := range []string{"X-Tollgate-User", "X-Forwarded-Client-Cert", "X-Envoy-Original-Path", "X-Istio-Attributes"} {
+				// Identity and client-address headers never pass, a trusted
+				// proxy's included: the client address policy judged is the
+				// one X-Forwarded-For gives the upstream.
+				for _, k := range []string{"X-Tollgate-User", "X-Forwarded-Client-Cert", "X-Envoy-Original-Path", "X-Istio-Attributes",
+					"X-Real-Ip", "True-Client-Ip", "X-Webauth-User", "X-Amzn-Oidc-Identity", "X-Goog-Authenticated-User-Email",
+					"Cf-Access-Authenticated-User-Email", "X-Ms-Client-Principal-Name", "X-Authenticated-Userid", "X-Consumer-Username", "X-Original-Method"} {
 					if v := h.Values(k); len(v) != 0 {
 						t.Errorf("%s reached the upstream: %v", k, v)
 					}
 				}
 				if tc.trusted == nil {
-					for _, k := range []string{"Forwarded", "X-Real-Ip"} {
+					for _, k := range []string{"Forwarded"} {
 						if v := h.Values(k); len(v) != 0 {
 							t.Errorf("%s reached the upstream: %v", k, v)
 						}
