@@ -38,6 +38,7 @@ spec:
 		{host: "[admin.example.com]", wantStatus: http.StatusBadRequest},
 		{host: "admin.example.com..", wantStatus: http.StatusBadRequest},
 		{host: "admin.example.com:x", wantStatus: http.StatusBadRequest},
+		{host: "[::ffff:127.0.0.1]", wantStatus: http.StatusBadRequest},
 		// Go's client sends the A-labels of a Unicode host.
 		{host: "Bücher.example", wantStatus: http.StatusForbidden},
 	}

@@ -115,7 +115,7 @@ func refCanonicalHost(s string) (string, error) {
 	if strings.HasPrefix(s, "[") {
 		inner, ok := strings.CutSuffix(s[1:], "]")
 		a, err := netip.ParseAddr(inner)
-		if !ok || err != nil || !a.Is6() || a.Zone() != "" {
+		if !ok || err != nil || !a.Is6() || a.Zone() != "" || a.Is4In6() {
 			return "", ErrHost
 		}
 		return "[" + a.String() + "]", nil

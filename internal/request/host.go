@@ -247,6 +247,13 @@ func canonicalIPv6(s string) (string, error) {
 	if err != nil || !a.Is6() || a.Zone() != "" {
 		return "", fmt.Errorf("%w: %q is not an IPv6 literal", ErrHost, clip(s))
 	}
+	// An IPv4-mapped address is an IPv4 host in another spelling: a policy
+	// on hosts: ["127.0.0.1"] would not see "[::ffff:127.0.0.1]", which the
+	// upstream's stack reaches as 127.0.0.1. Refused, as non-canonical IPv4
+	// spellings are.
+	if a.Is4In6() {
+		return "", fmt.Errorf("%w: %q is an IPv4 address in IPv6 form (write it as IPv4)", ErrHost, clip(s))
+	}
 	var buf [64]byte
 	if c := a.AppendTo(buf[:0]); string(c) != inner {
 		return "[" + string(c) + "]", nil

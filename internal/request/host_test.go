@@ -30,6 +30,8 @@ func TestParseAuthority(t *testing.T) {
 		{name: "kelvin sign", in: "\u212a.example", want: Authority{Host: "k.example"}},
 
 		{name: "empty", in: "", wantErr: true},
+		{name: "IPv4-mapped IPv6", in: "[::ffff:127.0.0.1]", wantErr: true},
+		{name: "IPv4-mapped IPv6, hex", in: "[::ffff:7f00:1]:443", wantErr: true},
 		{name: "only dot", in: ".", wantErr: true},
 		{name: "two trailing dots", in: "a.example..", wantErr: true},
 		{name: "empty label", in: "a..example", wantErr: true},
