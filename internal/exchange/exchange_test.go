@@ -102,7 +102,9 @@ func TestBeginRefuses(t *testing.T) {
 		headers [][2]string
 		opts    Options
 		sni     string
-		want    int
+		// h2Target makes the request HTTP/2 with this :path.
+		h2Target string
+		want     int
 	}{
 		{name: "host not a reg-name", host: "a.example;x", want: 400},
 		{name: "brackets around a name", host: "[admin.example.com]", want: 400},
@@ -114,6 +116,7 @@ func TestBeginRefuses(t *testing.T) {
 		{name: "websocket on POST", method: "POST", host: "a.example", headers: [][2]string{{"Upgrade", "websocket"}}, want: 403},
 		{name: "two upgrades", host: "a.example", headers: [][2]string{{"Upgrade", "websocket"}, {"Upgrade", "h2c"}}, want: 403},
 		{name: "host field differs from authority", host: "a.example", headers: [][2]string{{"Host", "admin.example"}}, want: 400},
+		{name: "absolute :path over HTTP/2", host: "a.example", h2Target: "https://admin.example/x", want: 400},
 		{name: "misdirected", host: "admin.example", sni: "www.example",
 			opts: Options{Misdirected: func(sni, host string) bool { return sni != host }}, want: 421},
 	} {
@@ -128,6 +131,9 @@ func TestBeginRefuses(t *testing.T) {
 			}
 			if tc.sni != "" {
 				r.TLS = &tls.ConnectionState{ServerName: tc.sni}
+			}
+			if tc.h2Target != "" {
+				r.ProtoMajor, r.ProtoMinor, r.Proto, r.RequestURI = 2, 0, "HTTP/2.0", tc.h2Target
 			}
 			x, ok, w := begin(f, r, "198.51.100.1:1")
 			x.Finish()

@@ -142,6 +142,13 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request) (x *Exchange, ok b
 		r.Body = x.body
 	}
 
+	// HTTP/2 carries the authority in :authority alone: a :path that is not
+	// origin-form ("https://admin.example.com/x") is malformed (RFC 9113
+	// §8.3.1), and reading either authority would leave the other unjudged.
+	if r.ProtoMajor >= 2 && r.Method != http.MethodConnect && r.RequestURI != "*" && !strings.HasPrefix(r.RequestURI, "/") {
+		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "unsupported request target")
+		return x, false
+	}
 	if !hygiene(r.Header, trusted, f.opts.Underscores) {
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "header names with underscores are not accepted")
 		return x, false
