@@ -41,7 +41,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer sigs.stop()
-	env, err := dev.Start(sigs.ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Logger: log, Out: stderr, Audit: stdout})
+	env, err := dev.Start(sigs.ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Logger: log, Out: stderr, Audit: stdout, LogStats: sigs.logStats})
 	if err != nil {
 		sigs.flushLog()
 		fmt.Fprintln(stderr, devStartError(err))

@@ -581,6 +581,12 @@ func TestServingSurvivesBrokenPipes(t *testing.T) {
 			if m == nil || string(m[1]) == "0" {
 				t.Errorf("audit write errors not counted: %q", m)
 			}
+			// The log's own failures reach /metrics, since the log can't
+			// report them where its reader is gone.
+			m = regexp.MustCompile(`(?m)^tollgate_log_write_errors_total (\d+)$`).FindSubmatch(b)
+			if m == nil || string(m[1]) == "0" {
+				t.Errorf("log write errors not counted: %q", m)
+			}
 
 			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)

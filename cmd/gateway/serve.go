@@ -15,6 +15,7 @@ import (
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/oplog"
+	"tollgate.dev/tollgate/internal/telemetry"
 )
 
 // logFlags are the logging flags every serving command has.
@@ -120,7 +121,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		printConfigErrors(stderr, err)
 		return 1
 	}
-	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout})
+	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout, LogStats: sigs.logStats})
 	if err != nil {
 		sigs.flushLog()
 		printConfigErrors(stderr, err)
@@ -185,6 +186,12 @@ func (l *logFlags) startServing(stderr io.Writer) (*serveSignals, *slog.Logger, 
 	}
 	s.log = h
 	return s, log, nil
+}
+
+// logStats maps the operational log's counters for /metrics.
+func (s *serveSignals) logStats() telemetry.LogStats {
+	st := s.log.Stats()
+	return telemetry.LogStats{Written: st.Written, Dropped: st.Dropped, Suppressed: st.Suppressed, WriteErrors: st.WriteErrors}
 }
 
 // flushLog writes what the log has queued, for at most logFlushTimeout: a

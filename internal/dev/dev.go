@@ -17,6 +17,7 @@ import (
 	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/listener"
+	"tollgate.dev/tollgate/internal/telemetry"
 )
 
 // The dev trust domain and identities.
@@ -45,6 +46,8 @@ type Options struct {
 	Audit io.Writer
 	// Ready, if set, is called with the running environment once it serves.
 	Ready func(*Env)
+	// LogStats is the gateway's gateway.Options.LogStats.
+	LogStats func() telemetry.LogStats
 }
 
 // Env is a running dev environment.
@@ -144,7 +147,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		Audit:  config.Audit{Sinks: []config.AuditSink{{Stdout: true}}},
 	}
 	cfg.ApplyDefaults()
-	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: o.Logger, Identity: gwSrc, Certs: certs, Stdout: o.Audit})
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: o.Logger, Identity: gwSrc, Certs: certs, Stdout: o.Audit, LogStats: o.LogStats})
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,10 @@ type Options struct {
 	// EgressResolver, when set, replaces the system resolver for egress
 	// destinations (tests map names to loopback addresses).
 	EgressResolver egress.Resolver
+	// LogStats, when set, reports the operational log's counters for
+	// /metrics (the log can't report its own failures when its reader is
+	// gone).
+	LogStats func() telemetry.LogStats
 }
 
 // Gateway is one running gateway.
@@ -90,6 +94,9 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 		}
 	}()
 	g.metrics = telemetry.NewMetrics()
+	if opts.LogStats != nil {
+		g.metrics.SetLogStats(opts.LogStats)
+	}
 	g.health = telemetry.NewHealth()
 
 	if err := g.openAudit(); err != nil {

@@ -78,3 +78,47 @@ func (c *loginCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(loginReadyDesc, prometheus.GaugeValue, v, name)
 	}
 }
+
+var (
+	logWrittenDesc = prometheus.NewDesc("tollgate_log_lines_written_total",
+		"Operational log lines written.", nil, nil)
+	logDroppedDesc = prometheus.NewDesc("tollgate_log_lines_dropped_total",
+		"Operational log lines dropped because the queue to a slow or stalled reader of the log stayed full.", nil, nil)
+	logSuppressedDesc = prometheus.NewDesc("tollgate_log_lines_suppressed_total",
+		"Operational log lines held back by rate limiting of repeated records.", nil, nil)
+	logErrorsDesc = prometheus.NewDesc("tollgate_log_write_errors_total",
+		"Failed operational log writes (a reader of stderr that went away).", nil, nil)
+)
+
+// LogStats are the operational log's counters as the metrics read them (cmd
+// maps oplog.Stats onto this).
+type LogStats struct {
+	Written, Dropped, Suppressed, WriteErrors uint64
+}
+
+// SetLogStats makes the tollgate_log_* counters read fn at each scrape: the
+// operational log can't report its own failures when its reader is gone.
+func (m *Metrics) SetLogStats(fn func() LogStats) {
+	m.logStats.Store(&fn)
+}
+
+type logCollector struct{ m *Metrics }
+
+func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- logWrittenDesc
+	ch <- logDroppedDesc
+	ch <- logSuppressedDesc
+	ch <- logErrorsDesc
+}
+
+func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
+	fn := c.m.logStats.Load()
+	if fn == nil || *fn == nil {
+		return
+	}
+	s := (*fn)()
+	ch <- prometheus.MustNewConstMetric(logWrittenDesc, prometheus.CounterValue, float64(s.Written))
+	ch <- prometheus.MustNewConstMetric(logDroppedDesc, prometheus.CounterValue, float64(s.Dropped))
+	ch <- prometheus.MustNewConstMetric(logSuppressedDesc, prometheus.CounterValue, float64(s.Suppressed))
+	ch <- prometheus.MustNewConstMetric(logErrorsDesc, prometheus.CounterValue, float64(s.WriteErrors))
+}

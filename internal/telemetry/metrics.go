@@ -50,6 +50,7 @@ type Metrics struct {
 
 	svidExpiry atomic.Pointer[func() time.Time]
 	auditStats atomic.Pointer[func() AuditStats]
+	logStats   atomic.Pointer[func() LogStats]
 	loginReady atomic.Pointer[func() map[string]bool]
 
 	mu     sync.RWMutex
@@ -111,7 +112,7 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(
 		m.requests, m.duration, m.upstreamErrors, m.tlsErrors, m.connLimited, m.configReloads, m.configOK, m.certReloads,
 		m.loginEvents,
-		&svidCollector{m: m}, &auditCollector{m: m}, &loginCollector{m: m},
+		&svidCollector{m: m}, &auditCollector{m: m}, &loginCollector{m: m}, &logCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
