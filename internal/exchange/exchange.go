@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -110,6 +111,12 @@ func (x *Exchange) Admit() bool {
 // Classify, the cause in the log, a safe message to the client (nothing
 // when the client is gone).
 func (x *Exchange) Fail(ctx context.Context, err error) {
+	if errors.Is(err, ErrMethodOverrideInBody) {
+		// The multipart guard cut the body off at a part naming a method
+		// override: the client's request, not the upstream, is at fault.
+		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "method override in the request body")
+		return
+	}
 	status, kind := Classify(ctx, err)
 	x.Event.Error = kind
 	x.front.opts.Logger.Warn("upstream request failed",

@@ -187,6 +187,15 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request) (x *Exchange, ok b
 		x.Reject(http.StatusForbidden, audit.ErrBadRequest, "upgrade not allowed")
 		return x, false
 	}
+	switch checkFormBody(r) {
+	case 0:
+	case http.StatusRequestEntityTooLarge:
+		x.Reject(http.StatusRequestEntityTooLarge, audit.ErrBadRequest, "form body too large")
+		return x, false
+	default:
+		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "method override in the request body")
+		return x, false
+	}
 	return x, true
 }
 

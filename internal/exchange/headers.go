@@ -208,8 +208,7 @@ func stripMethodOverride(rawQuery string) string {
 	}
 	var b strings.Builder
 	for pair := range strings.SplitSeq(rawQuery, "&") {
-		key, _, _ := strings.Cut(pair, "=")
-		if isOverrideParam(key) {
+		if hasOverrideParam(pair) {
 			continue
 		}
 		if b.Len() > 0 {
@@ -226,12 +225,34 @@ func mayOverride(q string) bool {
 	return strings.Contains(strings.ToLower(q), "ethod") || strings.IndexByte(q, '%') >= 0
 }
 
+// hasOverrideParam reports whether a "key=value" pair, or any part of it
+// between ';' (which some backends read as a separator too), names a
+// method-override parameter.
+func hasOverrideParam(pair string) bool {
+	for part := range strings.SplitSeq(pair, ";") {
+		key, _, _ := strings.Cut(part, "=")
+		if isOverrideParam(key) {
+			return true
+		}
+	}
+	return false
+}
+
 func isOverrideParam(key string) bool {
 	if strings.IndexByte(key, '%') >= 0 || strings.IndexByte(key, '+') >= 0 {
 		if k, err := url.QueryUnescape(key); err == nil {
 			key = k
 		}
 	}
+	// PHP (Laravel reads _method from it) drops leading spaces of a name and
+	// turns ' ', '.' and '[' into '_': " _method" and ".method" are _method.
+	key = strings.TrimLeft(key, " ")
+	key = strings.Map(func(r rune) rune {
+		if r == ' ' || r == '.' || r == '[' {
+			return '_'
+		}
+		return r
+	}, key)
 	for _, p := range methodOverrideParams {
 		if strings.EqualFold(key, p) {
 			return true

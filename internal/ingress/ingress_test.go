@@ -479,3 +479,43 @@ func TestTrustedRequestIDMustBePlain(t *testing.T) {
 		}
 	}
 }
+
+// A form that names a method override is refused: policy judged a POST, and
+// Rails, Laravel and Spring would act on the method the form names.
+// URL-encoded: 400 before the upstream is called. Multipart: 400, and the
+// upstream never reads the body whole (it is cut off at the override's part
+// header). HTTP/1.1 and HTTP/2.
+func TestMethodOverrideFormsAreRefused(t *testing.T) {
+	var complete atomicCounter
+	tb := newTestbed(t, testbedOptions{upstreamHandler: func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err == nil {
+			complete.inc()
+		}
+		echoHandler(w, r)
+	}})
+	multipartBody := "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--B\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--B--\r\n"
+	tests := []struct {
+		name, contentType, body string
+		wantStatus              int
+	}{
+		{name: "urlencoded", contentType: "application/x-www-form-urlencoded", body: "a=1&_method=DELETE", wantStatus: 400},
+		{name: "multipart", contentType: "multipart/form-data; boundary=B", body: multipartBody, wantStatus: 400},
+		{name: "plain form", contentType: "application/x-www-form-urlencoded", body: "a=1&method=keep", wantStatus: 200},
+	}
+	for _, tc := range tests {
+		for _, p := range protocols {
+			t.Run(tc.name+"/"+p.name, func(t *testing.T) {
+				before := complete.get()
+				req, _ := http.NewRequest("POST", tb.front.URL+"/form", strings.NewReader(tc.body))
+				req.Header.Set("Content-Type", tc.contentType)
+				status, body, _ := tb.do(tb.client(p.h2), req)
+				if status != tc.wantStatus {
+					t.Fatalf("status %d, want %d: %s", status, tc.wantStatus, body)
+				}
+				if tc.wantStatus != 200 && complete.get() != before {
+					t.Error("the upstream read the refused body whole")
+				}
+			})
+		}
+	}
+}
