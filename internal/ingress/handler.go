@@ -150,11 +150,13 @@ func setURL(r *http.Request, path, rawQuery string) {
 }
 
 // unauthenticated answers a failed credential: 401 with a Bearer challenge, or
-// 403 for a token whose audience is not accepted. The client gets a short safe
-// reason; the log gets the cause (never the token).
+// 403 for a token whose audience is not accepted. A query the JWT rules can't
+// read one way only (oidc.ErrAmbiguousQuery) is a malformed request, as the
+// policy calls it: 400 "invalid query", no challenge, audited as bad_request.
+// The client gets a short safe reason; the log gets the cause (never the token).
 func unauthenticated(x *exchange.Exchange, err error) {
 	w := x.ResponseWriter()
-	status, reason := http.StatusUnauthorized, "invalid token"
+	status, reason, kind := http.StatusUnauthorized, "invalid token", audit.ErrUnauthenticated
 	var ae *oidc.Error
 	if errors.As(err, &ae) {
 		status, reason = ae.Status, ae.Reason
@@ -164,8 +166,14 @@ func unauthenticated(x *exchange.Exchange, err error) {
 	} else {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
+	if errors.Is(err, oidc.ErrAmbiguousQuery) {
+		// Whatever Status says: never a challenge for a request that is
+		// refused for its query, not its token.
+		w.Header().Del("WWW-Authenticate")
+		status, reason, kind = http.StatusBadRequest, "invalid query", audit.ErrBadRequest
+	}
 	x.Front().Logger().Info("authentication failed", "requestId", x.Event.RequestID, "route", x.Event.Route, "err", err)
-	x.Reject(status, audit.ErrUnauthenticated, reason)
+	x.Reject(status, kind, reason)
 }
 
 func unescapePath(p string) string {

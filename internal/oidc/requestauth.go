@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"tollgate.dev/tollgate/internal/policy/pathnorm"
 )
 
 // errUnreadableCredential: a header the listener reads tokens from is present
@@ -17,6 +18,15 @@ import (
 // it ("bearer <forged>" reaching a backend that matches the scheme
 // case-insensitively, as RFC 9110 §11.1 says it should).
 var errUnreadableCredential = errors.New("unreadable credential")
+
+// ErrAmbiguousQuery: a rule reads tokens from query parameters and the query
+// can't be read one way only: an unescaped ';', which some upstreams split
+// pairs on and others don't (parameter cloaking: "access_token=<forged>;x=1"
+// is no token to pathnorm.ParseQuery and one to a backend that splits on ';').
+// No parameter is read from such a query and the request is refused, as a
+// malformed request (400, the status the policy gives the same query), not a
+// bad token. It wraps the pathnorm error (pathnorm.ErrQuerySemicolon, ...).
+var ErrAmbiguousQuery = errors.New("query can't be read one way only")
 
 type locKind uint8
 
@@ -126,12 +136,18 @@ type foundToken struct {
 // would read is not ours to guess. So is a header that is present and not
 // empty but that no location of its name can read (errUnreadableCredential):
 // Envoy calls that "no token" and forwards the header unverified.
+//
+// A query that can't be read one way only is ErrAmbiguousQuery, returned once
+// every other location has been looked at: a credential found unreadable or
+// repeated there is reported as such (401), else the query is (400). No token
+// is returned with it: the request is refused whatever the others hold.
 func extract(r *http.Request, locs []location) ([]foundToken, error) {
 	var (
-		found   []foundToken
-		query   url.Values
-		cookies map[string][]string
-		unread  []string // headers present that a location could not read
+		found    []foundToken
+		query    map[string][]string
+		queryErr error
+		cookies  map[string][]string
+		unread   []string // headers present that a location could not read
 	)
 	for _, l := range locs {
 		var vals []string
@@ -156,17 +172,22 @@ func extract(r *http.Request, locs []location) ([]foundToken, error) {
 				continue
 			}
 		case locParam:
-			if r.URL.RawQuery == "" {
+			if r.URL.RawQuery == "" || queryErr != nil {
 				continue
 			}
 			if query == nil {
-				var err error
-				// A query url.ParseQuery can't read (a ';' separator, a bad
-				// escape) may still carry a token for an upstream that reads it
-				// differently: refuse it rather than skip the token unverified.
-				if query, err = url.ParseQuery(r.URL.RawQuery); err != nil {
-					return nil, fmt.Errorf("%w: query parameters can't be read: %v", errMultipleTokens, err)
+				// Read as the policy reads it (exchange.Authorize), so both
+				// see the same parameters. A query it can't read (a ';'
+				// separator, a bad escape) may still carry a token for an
+				// upstream that reads it differently: never skip it as "no
+				// token"; the request is refused once the other locations
+				// have been judged.
+				q, err := pathnorm.ParseQuery(r.URL.RawQuery)
+				if err != nil {
+					queryErr = fmt.Errorf("%w: %w", ErrAmbiguousQuery, err)
+					continue
 				}
+				query = q
 			}
 			vals = query[l.name]
 		case locCookie:
@@ -189,6 +210,9 @@ func extract(r *http.Request, locs []location) ([]foundToken, error) {
 		if !readHeader(found, name) {
 			return nil, fmt.Errorf("%w: header %s is in none of the configured forms", errUnreadableCredential, name)
 		}
+	}
+	if queryErr != nil {
+		return nil, queryErr
 	}
 	return found, nil
 }
