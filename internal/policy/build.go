@@ -207,15 +207,11 @@ func (b *builder) nonEmpty(path string, vals []string) bool {
 // hosts compiles hosts/notHosts; exact names key the rule index.
 func (b *builder) hosts(path string, vals []string) (matcher, bool) {
 	m := matcher{attr: aHost, keyed: true}
-	ok := true
-	for i, v := range vals {
-		h, err := parseHostValue(v)
-		if err != nil {
-			b.d.Errorf(fmt.Sprintf("%s[%d]", path, i), "%v", err)
-			ok = false
-			continue
-		}
-		m.hosts = append(m.hosts, h)
+	// The values of request.headers[:authority] and [host] conditions are
+	// compiled the same way (conditionValues).
+	var ok bool
+	m.hosts, ok = parseEach(b, path, vals, parseHostValue)
+	for _, h := range m.hosts {
 		if h.name.kind == smExact {
 			m.keys = appendKey(m.keys, h.name.v)
 		} else {
@@ -223,4 +219,20 @@ func (b *builder) hosts(path string, vals []string) (matcher, bool) {
 		}
 	}
 	return m, ok
+}
+
+// parseEach compiles every value of a list with parse and reports each one it
+// refuses at its position; ok says whether all were accepted.
+func parseEach[T any](b *builder, path string, vals []string, parse func(string) (T, error)) (out []T, ok bool) {
+	ok = true
+	for i, v := range vals {
+		x, err := parse(v)
+		if err != nil {
+			b.d.Errorf(fmt.Sprintf("%s[%d]", path, i), "%v", err)
+			ok = false
+			continue
+		}
+		out = append(out, x)
+	}
+	return out, ok
 }

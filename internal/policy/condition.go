@@ -157,10 +157,20 @@ func (b *builder) conditionValues(path string, proto matcher, vals []string) (ma
 		m = b.requestPrincipals(vals)
 	case aHeader, aQuery:
 		m = proto
+		if proto.pseudo == psAuthority {
+			// The request's host is canonical and its port apart; a raw
+			// "Upper.Example.com" or "host:port" value would never equal it, and
+			// a DENY on it would let every spelling through.
+			m.hosts, ok = parseEach(b, path, vals, parseHostValue)
+			break
+		}
 		for _, v := range vals {
 			m.strs = append(m.strs, parseStr(v, smPresent))
 		}
-	default: // audiences, presenter, claims, SNI
+	case aSNI:
+		m = proto
+		m.strs, ok = parseEach(b, path, vals, parseSNIValue)
+	default: // audiences, presenter, claims
 		m = proto
 		for _, v := range vals {
 			m.strs = append(m.strs, parseStr(v, smNonEmpty))

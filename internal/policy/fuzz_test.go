@@ -33,6 +33,8 @@ var (
 	fzPaths   = []string{"/a", "/a/*", "/b/x", "*.png", "/a/{*}", "/", "/b/*", "/{*}/x", "*", "/a*", "/c/{**}"}
 	fzMethods = []string{"GET", "POST", "*", "P*"}
 	fzReqHost = []string{"a.example", "A.EXAMPLE", "b.example", "x.example", "a.example:80", "[::1]:80", "c.example:8443", "", "apx", "\u212a.example", "A.example:"}
+	fzSNIs    = []string{"a.example", "A.Example.", "*.example", "ap*", "*", "bücher.example", "*.EXAMPLE."}
+	fzReqSNI  = []string{"", "a.example", "b.example", "apx", "bücher.example", "xn--bcher-kva.example", "BÜCHER.example"}
 	fzReqPath = []string{"/a", "/a/", "/a/b", "/b/x", "/x.png", "/", "", "/q/x", "a", "/c/d/e", "/ab"}
 )
 
@@ -84,7 +86,15 @@ func genPolicies(p *picker) string {
 				b.WriteString("], ")
 			}
 			if p.n(3) == 0 {
-				fmt.Fprintf(&b, "when: [{key: %q, %s: [%q]}]", p.pick("request.headers[x]", "request.query[q]", "request.auth.claims[g]"), p.pick("values", "notValues"), p.pick("v", "v*", "*"))
+				key := p.pick("request.headers[x]", "request.query[q]", "request.auth.claims[g]", "request.headers[:authority]", "request.headers[host]", "connection.sni")
+				val := p.pick("v", "v*", "*")
+				switch key {
+				case "request.headers[:authority]", "request.headers[host]":
+					val = p.pick(fzHosts...)
+				case "connection.sni":
+					val = p.pick(fzSNIs...)
+				}
+				fmt.Fprintf(&b, "when: [{key: %q, %s: [%q]}]", key, p.pick("values", "notValues"), val)
 			}
 			b.WriteString("}\n")
 		}
@@ -106,6 +116,7 @@ func genRequest(p *picker) request.Request {
 	if p.n(2) == 0 {
 		r.Protocol = request.TCP
 	}
+	r.SNI = p.pick(fzReqSNI...)
 	if p.n(2) == 0 {
 		r.Source = request.Peer{Principal: p.pick("spiffe://td/ns/a/sa/b", "spiffe://x/sa/b", "td/ns/a/sa/b"), IP: netip.MustParseAddr("10.0.0.1")}
 	}
@@ -156,15 +167,23 @@ func FuzzCompile(f *testing.F) {
 	f.Add(pol("p", `{rules: [{to: [{operation: {hosts: [a], paths: ["/a/{*}"]}}]}]}`))
 	f.Add(pol("p", `{action: DENY, rules: [{from: [{source: {principals: ["*"], ipBlocks: [10.0.0.0/8]}}], when: [{key: "request.auth.claims[a][b]", values: [x]}]}]}`))
 	f.Add(ext("p", `{rules: [{to: [{operation: {pathRegex: ["/v[0-9]+"]}}], when: [{key: "request.query[a]", notValues: ["*"]}]}]}`))
+	f.Add(pol("p", `{action: DENY, rules: [{when: [{key: "request.headers[:authority]", values: [Upper.Example.com, "a.example:*"]}, {key: connection.sni, notValues: ["localhost."]}]}]}`))
 	f.Add(pol("p", `{action: CUSTOM, rules: [{}]}`))
 	f.Add(pol("p", `{rules: [{from: [{source: {serviceAccounts: [a/b]}}], to: [{operation: {ports: ["99999"]}}]}]}`))
 	f.Add("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: &m {name: a}\nspec: {rules: [*m]}\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		s, err := compileYAML(t, src, Options{TrustDomain: "td", TrustDomainAliases: []string{"old"}})
 		if err != nil {
+			// Compile reports config.Errors; a document that is no mapping is
+			// refused before it, by config.DocumentOf, with one config.Error.
 			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error %T is not config.Errors: %v", err, err)
+			var one config.Error
+			switch {
+			case errors.As(err, &es):
+			case errors.As(err, &one):
+				es = config.Errors{one}
+			default:
+				t.Fatalf("error %T is neither config.Errors nor config.Error: %v", err, err)
 			}
 			for _, e := range es {
 				if e.File != "p.yaml" || e.Msg == "" {

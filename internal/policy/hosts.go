@@ -15,9 +15,11 @@ const (
 	exactPort                 // "name:8443"
 )
 
-// hostMatch is one compiled hosts value. Values are matched against the
-// request's canonical authority (request.ParseAuthority), which the router
-// reads too, so a spelling the router treats as one host ("Admin.Example.com.",
+// hostMatch is one compiled hosts value, or one value of a
+// request.headers[:authority] or [host] condition: the same attribute, so the
+// same judgment, and a DENY written either way catches the same requests.
+// Values are matched against the request's canonical authority
+// (request.ParseAuthority), which the router reads too, so a spelling the router treats as one host ("Admin.Example.com.",
 // "admin.example.com:8443") is one host for policy as well. Istio compares the
 // authority as received instead, so there "admin.example.com" misses
 // "admin.example.com:443" and "admin.example.com." — the DENY bypasses Istio's
@@ -64,27 +66,69 @@ func parseHostValue(v string) (hostMatch, error) {
 		}
 		h.port, h.n = exactPort, n
 	}
-	h.name = parseStr(name, smPresent)
-	switch h.name.kind {
+	var err error
+	if h.name, err = hostPattern(parseStr(name, smPresent), v); err != nil {
+		return hostMatch{}, err
+	}
+	return h, nil
+}
+
+// hostPattern puts the name part of a host value into the form the request's
+// canonical host is compared in. An exact name is canonicalized as requests are
+// (request.CanonicalHost: lower case, no trailing dot, A-labels) or refused; a
+// prefix or suffix is lower-cased (a suffix also loses its trailing dot) and
+// refused when it holds a character no canonical host has, since it could
+// never match: a DENY on it would silently let everything through. v is the
+// whole value, for messages.
+func hostPattern(m strMatch, v string) (strMatch, error) {
+	switch m.kind {
 	case smExact:
-		c, err := request.CanonicalHost(name)
+		c, err := request.CanonicalHost(m.v)
 		if err != nil {
-			return hostMatch{}, fmt.Errorf("%v (want a host name, an IP literal, or one with a leading or trailing '*')", err)
+			return strMatch{}, fmt.Errorf("%v (want a host name, an IP literal, or one with a leading or trailing '*')", err)
 		}
-		h.name.v = c
+		m.v = c
 	case smPrefix, smSuffix:
-		lit := strings.ToLower(h.name.v)
-		if h.name.kind == smSuffix {
+		lit := strings.ToLower(m.v)
+		if m.kind == smSuffix {
 			lit = strings.TrimSuffix(lit, ".")
 		}
 		for i := 0; i < len(lit); i++ {
-			if lit[i] >= 0x80 {
-				return hostMatch{}, fmt.Errorf("host %q: write internationalized names in A-labels (xn--) when they carry a '*'", v)
+			switch c := lit[i]; {
+			case c >= 0x80:
+				return strMatch{}, fmt.Errorf("host %q: write internationalized names in A-labels (xn--) when they carry a '*'", v)
+			case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '[', c == ']', c == ':':
+			default:
+				return strMatch{}, fmt.Errorf("host %q: character %q never occurs in a host, so the value could never match", v, c)
 			}
 		}
-		h.name.v = lit
+		m.v = lit
 	}
-	return h, nil
+	return m, nil
+}
+
+// parseSNIValue compiles one connection.sni value. The request's SNI is a
+// host name without port (RFC 6066), judged in canonical form (matchSNI), so
+// the value is canonicalized as a host is: "LOCALHOST" and "localhost." mean
+// localhost, "bücher.example" means xn--bcher-kva.example.
+func parseSNIValue(v string) (strMatch, error) {
+	m := parseStr(v, smNonEmpty)
+	if !strings.HasPrefix(v, "[") && strings.IndexByte(v, ':') >= 0 {
+		return strMatch{}, fmt.Errorf("invalid server name %q: an SNI carries no port (want a host name)", v)
+	}
+	return hostPattern(m, v)
+}
+
+// matchSNI judges the request's SNI in canonical form. The exchange only
+// lower-cases ASCII and drops the trailing dot, while a client may send a
+// Unicode name ("BÜCHER.example") that routing and certificates know as
+// xn--bcher-kva.example; the canonical SNI costs nothing when it already is.
+// An SNI that is no valid host keeps its spelling: no canonical value equals it.
+func matchSNI(ms []strMatch, sni string) bool {
+	if c, err := request.CanonicalHost(sni); err == nil {
+		sni = c
+	}
+	return anyStr(ms, sni)
 }
 
 // match judges the request's canonical authority.

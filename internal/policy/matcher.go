@@ -139,7 +139,7 @@ func (m *matcher) eval(c *evalCtx) bool {
 	case aDestIP:
 		hit = m.matchIP(r.Destination.IP)
 	case aSNI:
-		hit = r.SNI != "" && anyStr(m.strs, r.SNI)
+		hit = r.SNI != "" && matchSNI(m.strs, r.SNI)
 	case aPresenter:
 		hit = r.Auth != nil && r.Auth.Presenter != "" && anyStr(m.strs, r.Auth.Presenter)
 	case aAudiences:
@@ -291,6 +291,13 @@ func (m *matcher) anySpaceToken(s string) bool {
 func (m *matcher) evalRepeated(c *evalCtx) bool {
 	var anyHit, allHit bool
 	switch {
+	case m.attr == aHeader && m.pseudo == psAuthority:
+		// Judged as hosts are (hostMatch): the canonical host that routing
+		// reads, and its port the way Istio's "name", "name:port" and "name:*"
+		// ask for it. Comparing the text "host:port" instead let
+		// "Host: a.example:443" past a DENY on a.example.
+		anyHit = c.r.Host != "" && anyHost(m.hosts, c.r)
+		allHit = anyHit
 	case m.attr == aHeader && m.pseudo != psNone:
 		v, ok := m.pseudoValue(c.r)
 		if ok {
@@ -342,15 +349,6 @@ func (m *matcher) pseudoValue(r *request.Request) (string, bool) {
 	switch m.pseudo {
 	case psMethod:
 		return r.Method, r.Method != ""
-	case psAuthority:
-		// The canonical authority, as the upstream receives it in Host.
-		if r.Host == "" {
-			return "", false
-		}
-		if r.HostPort == 0 {
-			return r.Host, true
-		}
-		return r.Authority().String(), true
 	case psPath:
 		if r.Path == "" {
 			return "", false

@@ -110,16 +110,8 @@ func (b *builder) namespaces(vals []string) matcher {
 
 func (b *builder) ips(path string, a attr, vals []string) (matcher, bool) {
 	m := matcher{attr: a}
-	ok := true
-	for i, v := range vals {
-		p, err := parseIPBlock(v)
-		if err != nil {
-			b.d.Errorf(fmt.Sprintf("%s[%d]", path, i), "%v", err)
-			ok = false
-			continue
-		}
-		m.nets = append(m.nets, p)
-	}
+	var ok bool
+	m.nets, ok = parseEach(b, path, vals, parseIPBlock)
 	return m, ok
 }
 
