@@ -162,6 +162,10 @@ ingress:
   listen: 127.0.0.1:0
   tls:
     certificates: [{cert: tls.crt, key: tls.key}]
+  # Generous: the suite runs with -race beside every other package on two
+  # cores, where a handshake can take seconds; a timeout here would count as
+  # a failed request that rotation did not cause.
+  timeouts: {dial: 30s, readHeader: 30s, upstream: 30s}
   routes:
   - name: up
     host: "*"
@@ -204,7 +208,7 @@ func rotationClient(t *testing.T, roots *x509.CertPool, h2 bool) *http.Client {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return &http.Client{Transport: tr, Timeout: 45 * time.Second}
 }
 
 // protoName names a protocol choice for subtests.
