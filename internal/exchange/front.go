@@ -117,7 +117,7 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request) (x *Exchange, ok b
 		ev.TraceID = traceID(tp[0])
 	}
 	if r.TLS != nil {
-		q.SNI = lowerASCII(strings.TrimSuffix(r.TLS.ServerName, "."))
+		q.SNI = canonicalSNI(r.TLS.ServerName)
 		ev.SNI, ev.TLSVersion = q.SNI, tls.VersionName(r.TLS.Version)
 		ev.TLSCipher = cipherNames[r.TLS.CipherSuite]
 		if len(r.TLS.PeerCertificates) > 0 {
@@ -237,4 +237,19 @@ func lowerASCII(s string) string {
 		}
 	}
 	return s
+}
+
+// canonicalSNI is the TLS server name in the one canonical host form that
+// routing and policy use (lower case, no trailing dot, A-labels), so that the
+// audit event and the misdirected check name what policy judges. A name that
+// can't be canonicalized is kept lower-cased: it can match no certificate or
+// rule written for a real name.
+func canonicalSNI(sni string) string {
+	if sni == "" {
+		return ""
+	}
+	if h, err := request.CanonicalHost(sni); err == nil {
+		return h
+	}
+	return lowerASCII(strings.TrimSuffix(sni, "."))
 }

@@ -41,7 +41,7 @@ func (f *Front) Refused(pe listener.ProtocolError) []byte {
 		ev.Listener = audit.Endpoint{Address: f.listenerAddr(local.Addr()), Port: int(local.Port())}
 	}
 	if pe.TLS != nil {
-		ev.SNI = lowerASCII(strings.TrimSuffix(pe.TLS.ServerName, "."))
+		ev.SNI = canonicalSNI(pe.TLS.ServerName)
 		ev.TLSVersion = tls.VersionName(pe.TLS.Version)
 		ev.TLSCipher = cipherNames[pe.TLS.CipherSuite]
 	}
