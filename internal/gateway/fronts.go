@@ -145,6 +145,7 @@ func (g *Gateway) openFront(f *front, spec frontSpec) error {
 		Logger:              g.log,
 		OnTLSHandshakeError: func() { metrics.TLSHandshakeError(f.name) },
 		OnConnectionLimit:   func() { metrics.ConnectionLimitReached(f.name) },
+		OnHTTP2Error:        func(errType string) { metrics.HTTP2Error(f.name, errType) },
 		// Requests net/http refuses unparsed get the gateway's JSON error,
 		// a request id and an audit event like every other.
 		OnProtocolError: f.ex.Refused,

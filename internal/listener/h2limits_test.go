@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +49,18 @@ func TestHeaderBytesLimitH2(t *testing.T) {
 // server's limits, and returns the response status or the GOAWAY error code.
 func h2Raw(t *testing.T, pool *x509.CertPool, addr net.Addr, fields [][2]string) (int, http2.ErrCode) {
 	t.Helper()
+	pseudo := [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.example.com"}, {":path", "/"}}
+	status, goAway, reset := h2RawPseudo(t, pool, addr, pseudo, fields)
+	if reset != 0 {
+		t.Fatalf("stream reset: %v", reset)
+	}
+	return status, goAway
+}
+
+// h2RawPseudo is h2Raw with the pseudo-header fields given, and a stream
+// reset returned rather than fatal.
+func h2RawPseudo(t *testing.T, pool *x509.CertPool, addr net.Addr, pseudo, fields [][2]string) (int, http2.ErrCode, http2.ErrCode) {
+	t.Helper()
 	conn, err := tls.Dial("tcp", addr.String(), &tls.Config{RootCAs: pool, ServerName: "a.example.com", NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +80,7 @@ func h2Raw(t *testing.T, pool *x509.CertPool, addr net.Addr, fields [][2]string)
 	}
 	var block bytes.Buffer
 	enc := hpack.NewEncoder(&block)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.example.com"}, {":path", "/"}} {
+	for _, f := range pseudo {
 		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	for _, f := range fields {
@@ -93,12 +106,36 @@ func h2Raw(t *testing.T, pool *x509.CertPool, addr net.Addr, fields [][2]string)
 				if err != nil {
 					t.Fatalf("status %q", f.PseudoValue("status"))
 				}
-				return status, 0
+				return status, 0, 0
 			}
 		case *http2.RSTStreamFrame:
-			t.Fatalf("stream reset: %v", f.ErrCode)
+			return 0, 0, f.ErrCode
 		case *http2.GoAwayFrame:
-			return 0, f.ErrCode
+			return 0, f.ErrCode, 0
 		}
+	}
+}
+
+// HTTP/2 requests Go's HTTP/2 server refuses without a handler (here one
+// without :path) get no request id and no audit event, as net/http has no
+// hook for them; they are counted through OnHTTP2Error instead.
+func TestHTTP2ErrorsAreCounted(t *testing.T) {
+	store, ca := newTestStore(t)
+	var mu sync.Mutex
+	var got []string
+	srv := startServer(t, Config{Certs: store, OnHTTP2Error: func(errType string) {
+		mu.Lock()
+		got = append(got, errType)
+		mu.Unlock()
+	}})
+	// No :path: the stream is reset (PROTOCOL_ERROR) before any handler.
+	_, _, reset := h2RawPseudo(t, ca.Pool(), srv.Addr(), [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.example.com"}}, nil)
+	if reset != http2.ErrCodeProtocol {
+		t.Fatalf("reset %v, want PROTOCOL_ERROR", reset)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) == 0 {
+		t.Error("the refused stream was not counted")
 	}
 }

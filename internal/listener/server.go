@@ -95,6 +95,13 @@ type Config struct {
 	// OnConnectionLimit, if set, is called each time accepting pauses at
 	// MaxConnections.
 	OnConnectionLimit func()
+	// OnHTTP2Error, if set, is called with a short word for each HTTP/2
+	// stream or connection the server refuses without a Handler (a header
+	// list over the advertised limit, connection-specific or upper-case
+	// fields, a malformed pseudo-header, a content-length mismatch, ...).
+	// Go's HTTP/2 server gives no hook to answer those in the gateway's own
+	// words or to see their request: this is how they are counted.
+	OnHTTP2Error func(errType string)
 	// OnConnState, if set, is called on each connection state change, as
 	// http.Server.ConnState, after the handshake has completed. The
 	// net.Conn is the *tls.Conn for HTTP/2 and a wrapper of it for
@@ -246,6 +253,7 @@ func New(cfg Config) (*Server, error) {
 		Protocols: &protocols,
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+			CountError:           cfg.OnHTTP2Error,
 		},
 	}
 	return &Server{

@@ -46,6 +46,7 @@ type Metrics struct {
 	configReloads  *prometheus.CounterVec
 	configOK       *prometheus.GaugeVec
 	certReloads    *prometheus.CounterVec
+	http2Errors    *prometheus.CounterVec
 	loginEvents    *prometheus.CounterVec
 
 	svidExpiry atomic.Pointer[func() time.Time]
@@ -104,6 +105,10 @@ func NewMetrics() *Metrics {
 			Name: "tollgate_login_events_total",
 			Help: "Browser login outcomes, by provider, event (login, refresh, logout) and result.",
 		}, []string{"provider", "event", "result"}),
+		http2Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_http2_protocol_errors_total",
+			Help: "HTTP/2 streams or connections refused by the HTTP/2 server without a handler, by listener and error (they get no request id and no audit event).",
+		}, []string{"listener", "type"}),
 		certReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_cert_reloads_total",
 			Help: "Certificate and trust bundle reloads, by result and kind.",
@@ -111,7 +116,7 @@ func NewMetrics() *Metrics {
 	}
 	m.reg.MustRegister(
 		m.requests, m.duration, m.upstreamErrors, m.tlsErrors, m.connLimited, m.configReloads, m.configOK, m.certReloads,
-		m.loginEvents,
+		m.loginEvents, m.http2Errors,
 		&svidCollector{m: m}, &auditCollector{m: m}, &loginCollector{m: m}, &logCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -168,6 +173,12 @@ func (m *Metrics) ObserveRequest(kind, route string, code int, d time.Duration) 
 // TLSHandshakeError counts a failed client handshake on the named listener.
 func (m *Metrics) TLSHandshakeError(listener string) {
 	m.tlsErrors.WithLabelValues(listener).Inc()
+}
+
+// HTTP2Error counts an HTTP/2 stream or connection the named listener's
+// HTTP/2 server refused without a handler.
+func (m *Metrics) HTTP2Error(listener, errType string) {
+	m.http2Errors.WithLabelValues(listener, errType).Inc()
 }
 
 // ConnectionLimitReached counts a pause in accepting on the named listener.
