@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/exchange"
+	"tollgate.dev/tollgate/internal/request"
 )
 
 // DialFunc dials a destination address ("host:port"). The SSRF guard's
@@ -47,6 +49,8 @@ type ProxyOptions struct {
 	// the wait for its response headers.
 	DialTimeout, ResponseHeaderTimeout time.Duration
 	Logger                             *slog.Logger
+	// Tunnel runs CONNECT tunnels; the zero value takes the defaults.
+	Tunnel Tunnel
 }
 
 // Proxy is the egress listener's handler: a forward proxy on the shared
@@ -154,7 +158,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev := &x.Event
 	if r.Method == http.MethodConnect {
-		refuse(x, http.StatusMethodNotAllowed, "connect_not_supported", "CONNECT is not served by this gateway yet")
+		p.connect(x, snap, w, r)
 		return
 	}
 	// A workload asks for http:// (the gateway originates TLS); an https://
@@ -305,4 +309,84 @@ func refuse(x *exchange.Exchange, status int, reason, msg string) {
 		kind = audit.ErrDestinationDenied
 	}
 	x.Reject(status, kind, msg)
+}
+
+// connect serves a CONNECT to a passthrough destination: the workload speaks
+// TLS to the destination itself, inside the tunnel. The call is judged with
+// Istio's TCP rules (ALLOW rules that need HTTP fields don't match; DENY
+// rules widen) on the destination port, the caller, and connection.sni,
+// which is the CONNECT host: the tunnel then refuses a ClientHello that names
+// another (or hides its name with ECH) before anything is dialled.
+func (p *Proxy) connect(x *exchange.Exchange, snap *Snapshot, w http.ResponseWriter, r *http.Request) {
+	q := &x.Req
+	if q.HostPort == 0 {
+		refuse(x, http.StatusBadRequest, "target", "CONNECT needs host:port")
+		return
+	}
+	port := q.HostPort
+	q.Protocol, q.Method, q.Path, q.RawQuery = request.TCP, "", "", ""
+	q.Destination.Port, q.Destination.IP = port, netip.Addr{}
+	// The name the tunnel will require of the ClientHello.
+	q.SNI = q.Host
+	x.Event.SNI = q.Host
+	dest, dp, found := snap.Destinations.Lookup(q.Host, port)
+	switch {
+	case !found:
+		refuse(x, http.StatusForbidden, "destination_not_registered", "destination not allowed")
+		return
+	case dp.Mode != ModePassthrough:
+		// A port the gateway originates TLS to (and judges by method, path
+		// and query) is never reachable by a raw tunnel that would skip
+		// those rules.
+		refuse(x, http.StatusForbidden, "destination_not_passthrough", "destination takes HTTP requests only; send http:// through this proxy")
+		return
+	}
+	x.Event.Route = dest.Ref
+	target := net.JoinHostPort(q.Host, strconv.Itoa(dp.Target))
+	x.Event.Upstream.URL = "tls://" + target
+	if snap.Authorize != nil && !x.Authorize(snap.Authorize) {
+		return
+	}
+	if !x.Admit() {
+		return
+	}
+	var stream TunnelStream
+	if r.ProtoMajor == 1 {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			x.Fail(r.Context(), err)
+			return
+		}
+		if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection Established\r\n"+exchange.HeaderRequestID+": "+x.Event.RequestID+"\r\n\r\n"); err != nil {
+			conn.Close()
+			return
+		}
+		stream = ConnStream(conn, brw.Reader)
+	} else {
+		x.ResponseWriter().Header().Set(exchange.HeaderRequestID, x.Event.RequestID)
+		x.ResponseWriter().WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		stream = RequestStream(r.Body, w)
+	}
+	dial := func(ctx context.Context) (net.Conn, error) {
+		conn, err := p.opts.Dial(ctx, "tcp", target)
+		if err == nil {
+			x.Event.Upstream.Address = conn.RemoteAddr().String()
+		}
+		return conn, err
+	}
+	res := p.opts.Tunnel.Run(r.Context(), stream, q.Host, dial)
+	// The audit event counts from the client (in) and to it (out).
+	x.SetTunnelBytes(res.BytesOut, res.BytesIn)
+	if res.Err != nil && !errors.Is(res.Err, io.EOF) {
+		var mismatch *SNIMismatchError
+		var denied *DeniedError
+		switch {
+		case errors.As(res.Err, &mismatch), errors.Is(res.Err, ErrECH), errors.Is(res.Err, ErrNoSNI), errors.As(res.Err, &denied):
+			x.Event.Error = audit.ErrDestinationDenied
+		case errors.Is(res.Err, ErrHelloTimeout), errors.Is(res.Err, ErrTunnelIdle):
+			x.Event.Error = audit.ErrTimeout
+		}
+		p.opts.Logger.Info("egress tunnel ended", "requestId", x.Event.RequestID, "host", q.Host, "err", res.Err)
+	}
 }

@@ -291,8 +291,8 @@ func TestProxyOriginatesJudgedCalls(t *testing.T) {
 }
 
 // Requests the proxy can't judge one way only are refused before any dial:
-// userinfo in the target, an https:// target, CONNECT (until the tunnel is
-// served). An absolute-form target's authority wins over a Host header that
+// userinfo in the target, an https:// target, a CONNECT to a port the gateway
+// originates TLS to. An absolute-form target's authority wins over a Host header that
 // differs (RFC 9112 §3.2.2: a proxy ignores it): policy judges that
 // authority, and the destination gets it as Host.
 func TestProxyRefusesAmbiguousTargets(t *testing.T) {
@@ -305,7 +305,9 @@ func TestProxyRefusesAmbiguousTargets(t *testing.T) {
 		{name: "authority and Host differ", raw: "GET http://api.example.test/v1/x HTTP/1.1\r\nHost: other.example.test\r\n\r\n", wantStatus: 200, wantHost: "api.example.test"},
 		{name: "userinfo", raw: "GET http://api.example.test@other.example.test/ HTTP/1.1\r\nHost: other.example.test\r\n\r\n", wantStatus: 400},
 		{name: "https target", raw: "GET https://api.example.test/v1/x HTTP/1.1\r\nHost: api.example.test\r\n\r\n", wantStatus: 400},
-		{name: "CONNECT", raw: "CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test:443\r\n\r\n", wantStatus: 405},
+		// A raw tunnel never reaches a port whose calls are judged at L7.
+		{name: "CONNECT to an originated port", raw: "CONNECT api.example.test:80 HTTP/1.1\r\nHost: api.example.test:80\r\n\r\n", wantStatus: 403},
+		{name: "CONNECT without a port", raw: "CONNECT api.example.test HTTP/1.1\r\nHost: api.example.test\r\n\r\n", wantStatus: 400},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,7 +30,14 @@ type Exchange struct {
 	w       Response
 	body    *countingReader
 	trusted bool
+	// tunnel holds the byte counts of a tunnel (CONNECT), which bypasses the
+	// counting writer and reader once the connection is handed over.
+	tunnel *[2]int64
 }
+
+// SetTunnelBytes records what a tunnel carried each way, for the audit
+// event: in from the client, out to it.
+func (x *Exchange) SetTunnelBytes(in, out int64) { x.tunnel = &[2]int64{in, out} }
 
 // ResponseWriter is the counting writer the front answers through.
 func (x *Exchange) ResponseWriter() *Response { return &x.w }
@@ -141,6 +148,9 @@ func (x *Exchange) Finish() {
 	ev.BytesOut = x.w.bytes
 	if x.body != nil {
 		ev.BytesIn = x.body.n
+	}
+	if t := x.tunnel; t != nil {
+		ev.BytesIn, ev.BytesOut = t[0], t[1]
 	}
 	f := x.front
 	if m := f.opts.Metrics; m != nil {

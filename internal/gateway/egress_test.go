@@ -1,8 +1,10 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -75,6 +77,9 @@ type egressEnv struct {
 	*env
 	canary   *canary
 	external *httptest.Server
+	extRoots *x509.CertPool // trusts the external server
+	// lastTunnelID is the request id of the last CONNECT answered 200.
+	lastTunnelID string
 }
 
 func startEgressEnv(t *testing.T) *egressEnv {
@@ -89,7 +94,7 @@ func startEgressEnv(t *testing.T) *egressEnv {
 		t.Fatal(err)
 	}
 	ext.Listener = ln
-	ext.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "api.example.test", "internal.example.test")}}
+	ext.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "api.example.test", "internal.example.test", "tls.example.test")}}
 	ext.StartTLS()
 	t.Cleanup(ext.Close)
 	extPort := ln.Addr().(*net.TCPAddr).Port
@@ -105,6 +110,26 @@ spec:
   ports: [{number: 80, name: http, protocol: HTTP, targetPort: %[1]d}]
   resolution: DNS
   location: MESH_EXTERNAL
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tls, namespace: egress}
+spec:
+  hosts: [tls.example.test]
+  ports: [{number: %[1]d, name: tls, protocol: TLS}]
+  resolution: DNS
+  location: MESH_EXTERNAL
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: cart-tunnels, namespace: egress}
+spec:
+  selector: {matchLabels: {tollgate.dev/listener: egress}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["example.org/ns/shop/sa/cart"]}}]
+    to: [{operation: {ports: ["%[1]d"]}}]
+    when: [{key: connection.sni, values: ["tls.example.test"]}]
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -137,9 +162,10 @@ spec:
 		egressResolver: mapResolver{
 			"api.example.test":      {netip.MustParseAddr("127.0.0.10")},
 			"internal.example.test": {netip.MustParseAddr("127.0.0.77")},
+			"tls.example.test":      {netip.MustParseAddr("127.0.0.10")},
 		},
 	})
-	return &egressEnv{env: e, canary: can, external: ext}
+	return &egressEnv{env: e, canary: can, external: ext, extRoots: ca.Pool()}
 }
 
 // workload returns an HTTP client for the workload with SPIFFE ID id, using
@@ -242,3 +268,111 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
+
+// connect opens a CONNECT tunnel through the egress listener as the
+// workload id and returns the status and, on 200, the tunnel.
+func (e *egressEnv) connect(t *testing.T, id, authority string) (int, net.Conn) {
+	t.Helper()
+	pki := filepath.Join(e.dir, "pki")
+	name := id[strings.LastIndex(id, "/")+1:]
+	src, err := identity.NewFiles(identity.FilesOptions{
+		Cert: filepath.Join(pki, name+".crt"), Key: filepath.Join(pki, name+".key"), Bundle: filepath.Join(pki, "ca.crt"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	gw, _ := identity.ParseMatcher([]string{gatewayID})
+	cfg := identity.ClientTLSConfig(src, gw, identity.ClientOptions{})
+	cfg.NextProtos = []string{"http/1.1"}
+	conn, err := tls.Dial("tcp", e.gw.EgressAddr().String(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(15 * time.Second))
+	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", authority, authority)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		conn.Close()
+		return resp.StatusCode, nil
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.lastTunnelID = resp.Header.Get("X-Request-Id")
+	return 200, bufferedConn{conn, br}
+}
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CONNECT reaches only passthrough ports, is judged with Istio's TCP rules
+// on the port, the caller and connection.sni (the CONNECT host), and the
+// tunnel carries only a ClientHello for that host: the workload's own TLS
+// runs end to end with the destination.
+func TestEgressConnectTunnels(t *testing.T) {
+	e := startEgressEnv(t)
+	port := e.external.Listener.Addr().(*net.TCPAddr).Port
+	tlsHost := fmt.Sprintf("tls.example.test:%d", port)
+	t.Run("allowed, end to end TLS", func(t *testing.T) {
+		status, tun := e.connect(t, cartID, tlsHost)
+		if status != 200 {
+			t.Fatalf("CONNECT: %d", status)
+		}
+		c := tls.Client(tun, &tls.Config{ServerName: "tls.example.test", RootCAs: e.extRoots})
+		fmt.Fprintf(c, "GET /through HTTP/1.1\r\nHost: tls.example.test\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"uri":"/through"`) {
+			t.Fatalf("through the tunnel: %d %s", resp.StatusCode, b)
+		}
+		c.Close()
+		ev := e.auditEvent(e.lastTunnelID)
+		in, _ := ev["bytesIn"].(float64)
+		out, _ := ev["bytesOut"].(float64)
+		up, _ := ev["upstream"].(map[string]any)
+		if ev["method"] != "CONNECT" || ev["status"] != float64(200) || in < 200 || out < int64f(len(b)) || up["address"] != e.external.Listener.Addr().String() || ev["sni"] != "tls.example.test" {
+			t.Errorf("audit event %v", ev)
+		}
+	})
+	t.Run("ClientHello for another name", func(t *testing.T) {
+		status, tun := e.connect(t, cartID, tlsHost)
+		if status != 200 {
+			t.Fatalf("CONNECT: %d", status)
+		}
+		c := tls.Client(tun, &tls.Config{ServerName: "internal.example.test", RootCAs: e.extRoots})
+		if err := c.Handshake(); err == nil {
+			t.Fatal("a ClientHello for another name went through the tunnel")
+		}
+	})
+	for _, tc := range []struct {
+		name, id, authority string
+		want                int
+	}{
+		{name: "originated port", id: cartID, authority: "api.example.test:80", want: 403},
+		{name: "not registered", id: cartID, authority: fmt.Sprintf("evil.example.test:%d", port), want: 403},
+		{name: "IP literal", id: cartID, authority: fmt.Sprintf("127.0.0.77:%d", port), want: 403},
+		{name: "caller not allowed", id: otherID, authority: tlsHost, want: 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, _ := e.connect(t, tc.id, tc.authority); status != tc.want {
+				t.Errorf("CONNECT %s: %d, want %d", tc.authority, status, tc.want)
+			}
+		})
+	}
+	if n := e.canary.accepted.Load(); n != 0 {
+		t.Errorf("the canary accepted %d connections", n)
+	}
+}
+
+func int64f(n int) float64 { return float64(n) }
