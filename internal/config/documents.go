@@ -143,3 +143,26 @@ func DocumentOf(file string, n *yaml.Node) (Document, error) {
 	}
 	return doc, nil
 }
+
+// ObjectMeta is the Kubernetes metadata that Istio's documents carry, as
+// `kubectl get -o yaml` writes it: the fields that name and select a document,
+// and the ones the API server adds, accepted and ignored so exported
+// documents load unchanged. Every loader of a Kubernetes-shaped document
+// (AuthorizationPolicy, RequestAuthentication, ServiceEntry, DestinationRule)
+// decodes its metadata into it.
+type ObjectMeta struct {
+	Name                       string            `yaml:"name"`
+	Namespace                  string            `yaml:"namespace"`
+	Labels                     map[string]string `yaml:"labels"`
+	Annotations                map[string]string `yaml:"annotations"`
+	UID                        any               `yaml:"uid"`
+	ResourceVersion            any               `yaml:"resourceVersion"`
+	Generation                 any               `yaml:"generation"`
+	CreationTimestamp          any               `yaml:"creationTimestamp"`
+	DeletionTimestamp          any               `yaml:"deletionTimestamp"`
+	DeletionGracePeriodSeconds any               `yaml:"deletionGracePeriodSeconds"`
+	GenerateName               any               `yaml:"generateName"`
+	ManagedFields              any               `yaml:"managedFields"`
+	OwnerReferences            any               `yaml:"ownerReferences"`
+	Finalizers                 any               `yaml:"finalizers"`
+}

@@ -26,24 +26,12 @@ func Owns(doc config.Document) bool {
 	return doc.Kind == KindServiceEntry || doc.Kind == KindDestinationRule
 }
 
-type objMeta struct {
-	Name              string            `yaml:"name"`
-	Namespace         string            `yaml:"namespace"`
-	Labels            map[string]string `yaml:"labels"`
-	Annotations       map[string]string `yaml:"annotations"`
-	UID               any               `yaml:"uid"`
-	ResourceVersion   any               `yaml:"resourceVersion"`
-	Generation        any               `yaml:"generation"`
-	CreationTimestamp any               `yaml:"creationTimestamp"`
-	ManagedFields     any               `yaml:"managedFields"`
-}
-
 type serviceEntryDoc struct {
-	APIVersion string           `yaml:"apiVersion"`
-	Kind       string           `yaml:"kind"`
-	Metadata   objMeta          `yaml:"metadata"`
-	Spec       serviceEntrySpec `yaml:"spec"`
-	Status     any              `yaml:"status"`
+	APIVersion string            `yaml:"apiVersion"`
+	Kind       string            `yaml:"kind"`
+	Metadata   config.ObjectMeta `yaml:"metadata"`
+	Spec       serviceEntrySpec  `yaml:"spec"`
+	Status     any               `yaml:"status"`
 }
 
 type serviceEntrySpec struct {
@@ -68,7 +56,7 @@ type portDoc struct {
 type destinationRuleDoc struct {
 	APIVersion string              `yaml:"apiVersion"`
 	Kind       string              `yaml:"kind"`
-	Metadata   objMeta             `yaml:"metadata"`
+	Metadata   config.ObjectMeta   `yaml:"metadata"`
 	Spec       destinationRuleSpec `yaml:"spec"`
 	Status     any                 `yaml:"status"`
 }
@@ -187,7 +175,7 @@ func checkVersion(d *config.Decoder, kind, got string) {
 	d.Errorf("apiVersion", "unsupported apiVersion for %s (got %q, want one of %s)", kind, got, strings.Join(networkingVersions, ", "))
 }
 
-func checkMeta(d *config.Decoder, m objMeta) {
+func checkMeta(d *config.Decoder, m config.ObjectMeta) {
 	if m.Name == "" {
 		d.Errorf("metadata.name", "required")
 	}
@@ -198,7 +186,7 @@ func checkMeta(d *config.Decoder, m objMeta) {
 	}
 }
 
-func ref(m objMeta) string {
+func ref(m config.ObjectMeta) string {
 	ns := m.Namespace
 	if ns == "" {
 		ns = "default"

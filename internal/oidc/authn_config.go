@@ -33,29 +33,13 @@ func OwnsDocument(d config.Document) bool {
 	return false
 }
 
-// objectMeta is the Kubernetes metadata Istio documents carry. Fields that
-// kubectl adds on export are accepted and ignored.
-type objectMeta struct {
-	Name              string            `yaml:"name"`
-	Namespace         string            `yaml:"namespace"`
-	Labels            map[string]string `yaml:"labels"`
-	Annotations       map[string]string `yaml:"annotations"`
-	UID               string            `yaml:"uid"`
-	ResourceVersion   string            `yaml:"resourceVersion"`
-	Generation        int64             `yaml:"generation"`
-	CreationTimestamp any               `yaml:"creationTimestamp"`
-	ManagedFields     any               `yaml:"managedFields"`
-	Finalizers        []string          `yaml:"finalizers"`
-	OwnerReferences   any               `yaml:"ownerReferences"`
-}
-
 // requestAuthDoc is a RequestAuthentication document; R is istioJWTRule for
 // Istio's apiVersions and tollgateJWTRule for the extension, so that Istio
 // documents reject the extension's fields.
 type requestAuthDoc[R any] struct {
-	APIVersion string     `yaml:"apiVersion"`
-	Kind       string     `yaml:"kind"`
-	Metadata   objectMeta `yaml:"metadata"`
+	APIVersion string            `yaml:"apiVersion"`
+	Kind       string            `yaml:"kind"`
+	Metadata   config.ObjectMeta `yaml:"metadata"`
 	Spec       struct {
 		Selector *struct {
 			MatchLabels map[string]string `yaml:"matchLabels"`

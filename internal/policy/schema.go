@@ -25,28 +25,11 @@ func Owns(doc config.Document) bool {
 // ObjectMeta that do not affect authorization are accepted and ignored, so that
 // `kubectl get -o yaml` output loads unchanged.
 type apDoc struct {
-	APIVersion string  `yaml:"apiVersion"`
-	Kind       string  `yaml:"kind"`
-	Metadata   objMeta `yaml:"metadata"`
-	Spec       apSpec  `yaml:"spec"`
-	Status     any     `yaml:"status"`
-}
-
-type objMeta struct {
-	Name                       string            `yaml:"name"`
-	Namespace                  string            `yaml:"namespace"`
-	Labels                     map[string]string `yaml:"labels"`
-	Annotations                map[string]string `yaml:"annotations"`
-	UID                        any               `yaml:"uid"`
-	ResourceVersion            any               `yaml:"resourceVersion"`
-	Generation                 any               `yaml:"generation"`
-	CreationTimestamp          any               `yaml:"creationTimestamp"`
-	DeletionTimestamp          any               `yaml:"deletionTimestamp"`
-	DeletionGracePeriodSeconds any               `yaml:"deletionGracePeriodSeconds"`
-	GenerateName               any               `yaml:"generateName"`
-	ManagedFields              any               `yaml:"managedFields"`
-	OwnerReferences            any               `yaml:"ownerReferences"`
-	Finalizers                 any               `yaml:"finalizers"`
+	APIVersion string            `yaml:"apiVersion"`
+	Kind       string            `yaml:"kind"`
+	Metadata   config.ObjectMeta `yaml:"metadata"`
+	Spec       apSpec            `yaml:"spec"`
+	Status     any               `yaml:"status"`
 }
 
 type apSpec struct {
