@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"time"
 )
 
 // Egress is the way out of the mesh: workloads connect with their SVIDs (mTLS)
@@ -30,6 +32,40 @@ type Egress struct {
 	// although they are loopback, private, link-local or otherwise internal.
 	// Empty (the default): only public addresses are dialled.
 	AllowCIDRs []string `yaml:"allowCIDRs"`
+	// Credentials are secrets the gateway adds to calls to a destination, so
+	// that workloads never hold them.
+	Credentials []EgressCredential `yaml:"credentials"`
+}
+
+// EgressCredential injects secrets into every HTTP call to one destination,
+// after the call is authorized; client-sent copies of its headers are
+// removed before policy judges the call.
+type EgressCredential struct {
+	// Host is a destination host as its ServiceEntry names it
+	// (api.example.com, or *.example.com).
+	Host    string             `yaml:"host"`
+	Headers []CredentialHeader `yaml:"headers"`
+	OAuth2  *CredentialOAuth2  `yaml:"oauth2"`
+}
+
+// CredentialHeader is a header whose value is read from a file (reloaded when
+// it changes).
+type CredentialHeader struct {
+	Name   string `yaml:"name"`
+	File   string `yaml:"file"`
+	Prefix string `yaml:"prefix"` // e.g. "Bearer "
+}
+
+// CredentialOAuth2 obtains an access token with the client-credentials grant
+// and sends it in Header (Authorization by default) as "Bearer <token>".
+type CredentialOAuth2 struct {
+	TokenURL         string   `yaml:"tokenURL"`
+	ClientID         string   `yaml:"clientID"`
+	ClientSecretFile string   `yaml:"clientSecretFile"`
+	Scopes           []string `yaml:"scopes"`
+	Header           string   `yaml:"header"`
+	// RefreshBefore is how long before expiry a token is replaced.
+	RefreshBefore time.Duration `yaml:"refreshBefore"`
 }
 
 // Workload is the scope policy documents are chosen by for the egress
@@ -62,6 +98,39 @@ func (v *validator) egress(e *Egress) {
 		}
 	}
 	v.limits("egress.limits", e.Limits)
+	for i, c := range e.Credentials {
+		p := fmt.Sprintf("egress.credentials[%d]", i)
+		if c.Host == "" {
+			v.errorf(p+".host", "required: the destination host the credential is for")
+		}
+		if len(c.Headers) == 0 && c.OAuth2 == nil {
+			v.errorf(p, "set headers, oauth2, or both")
+		}
+		for j, h := range c.Headers {
+			hp := fmt.Sprintf("%s.headers[%d]", p, j)
+			if h.Name == "" {
+				v.errorf(hp+".name", "required")
+			}
+			if h.File == "" {
+				v.errorf(hp+".file", "required: the file holding the value")
+			} else if _, err := os.Stat(h.File); err != nil {
+				v.errorf(hp+".file", "cannot read %s: %v", h.File, unwrapPathError(err))
+			}
+		}
+		if o := c.OAuth2; o != nil {
+			if o.TokenURL == "" {
+				v.errorf(p+".oauth2.tokenURL", "required")
+			}
+			if o.ClientID == "" {
+				v.errorf(p+".oauth2.clientID", "required")
+			}
+			if o.ClientSecretFile == "" {
+				v.errorf(p+".oauth2.clientSecretFile", "required")
+			} else if _, err := os.Stat(o.ClientSecretFile); err != nil {
+				v.errorf(p+".oauth2.clientSecretFile", "cannot read %s: %v", o.ClientSecretFile, unwrapPathError(err))
+			}
+		}
+	}
 	for i, c := range e.AllowCIDRs {
 		if _, err := parsePrefix(c); err != nil {
 			v.errorf(fmt.Sprintf("egress.allowCIDRs[%d]", i), "want an IP or CIDR (got %q)", c)

@@ -101,6 +101,17 @@ func (g *Gateway) resolvePaths(dir string) {
 	for i := range g.Audit.Sinks {
 		abs(&g.Audit.Sinks[i].File)
 	}
+	if e := g.Egress; e != nil {
+		for i := range e.Credentials {
+			c := &e.Credentials[i]
+			for j := range c.Headers {
+				abs(&c.Headers[j].File)
+			}
+			if c.OAuth2 != nil {
+				abs(&c.OAuth2.ClientSecretFile)
+			}
+		}
+	}
 	for i := range g.Policy.Files {
 		abs(&g.Policy.Files[i])
 	}

@@ -212,6 +212,10 @@ func (r *Registry) Len() int {
 	return len(r.exact) + len(r.wild)
 }
 
+// CanonicalPattern is canonicalPattern for callers outside the package (a
+// credential's host names a destination as the registry keys it).
+func CanonicalPattern(h string) (string, error) { return canonicalPattern(h) }
+
 // canonicalPattern canonicalizes a destination host pattern with the one
 // host canonicalizer requests go through, so that a pattern and the requests
 // for it can't disagree on a spelling. IP literals are refused: the outside

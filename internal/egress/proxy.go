@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,9 @@ type ProxyOptions struct {
 	Logger                             *slog.Logger
 	// Tunnel runs CONNECT tunnels; the zero value takes the defaults.
 	Tunnel Tunnel
+	// Credentials are injected into HTTP calls to a destination, by the
+	// destination's host pattern (Destination.Host).
+	Credentials map[string]*Credentials
 }
 
 // Proxy is the egress listener's handler: a forward proxy on the shared
@@ -206,11 +210,33 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Route = dest.Ref
 	ev.Upstream.URL = "https://" + net.JoinHostPort(q.Host, strconv.Itoa(dp.Target))
+	creds := p.opts.Credentials[dest.Host]
+	if creds != nil {
+		// The workload's own copies go before policy judges the call: the
+		// destination gets the gateway's value, never a client's.
+		for _, name := range creds.Names() {
+			for k := range r.Header {
+				if strings.EqualFold(k, name) {
+					delete(r.Header, k)
+				}
+			}
+		}
+	}
 	if snap.Authorize != nil && !x.Authorize(snap.Authorize) {
 		return
 	}
 	if !x.Admit() {
 		return
+	}
+	if creds != nil {
+		// Added after authorization: policy never sees the secret, and a
+		// call it refused never carries it.
+		if err := creds.Apply(r.Context(), r.Header); err != nil {
+			p.opts.Logger.Error("egress credential unavailable; refusing the call", "requestId", ev.RequestID, "destination", dest.Ref, "err", err)
+			x.ResponseWriter().Header().Set(exchange.HeaderError, "credential_unavailable")
+			x.Reject(http.StatusServiceUnavailable, audit.ErrInternal, "credential unavailable")
+			return
+		}
 	}
 	r.Header.Set(exchange.HeaderRequestID, ev.RequestID)
 	c := &call{x: x, dest: dest, port: dp}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"fmt"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -35,6 +36,10 @@ func (g *Gateway) openEgress(norm ingress.Normalizer) error {
 	if err != nil {
 		return config.Errors{g.cfg.ErrorFor("egress", err)}
 	}
+	creds, err := g.openCredentials()
+	if err != nil {
+		return err
+	}
 	mtls := identity.ServerTLSConfig(g.src, allowed)
 	// Workloads are not proxies whose forwarding headers we'd trust, and the
 	// listener has one certificate (the SVID) for every name.
@@ -46,6 +51,7 @@ func (g *Gateway) openEgress(norm ingress.Normalizer) error {
 		DialTimeout:           e.Timeouts.Dial,
 		ResponseHeaderTimeout: e.Timeouts.Upstream,
 		Logger:                g.log,
+		Credentials:           creds,
 	}, &egress.Snapshot{})
 	return g.openFront(&front{frontConfig: g.frontConfig("egress"), ex: ex, handler: egressHandler{g.egress}}, frontSpec{
 		certs: certFunc(mtls.GetCertificate),
@@ -63,4 +69,51 @@ func (h egressHandler) swap(c *Compiled, name string, w config.Workload) []any {
 	engine := c.Policies.EngineFor(w)
 	h.Swap(&egress.Snapshot{Destinations: c.Destinations, Authorize: authorizer{engine}})
 	return []any{name + "Policies", engine.Len(), name + "Destinations", c.Destinations.Len()}
+}
+
+// openCredentials builds the injected credentials of egress.credentials, by
+// the destination host pattern they are for.
+func (g *Gateway) openCredentials() (map[string]*egress.Credentials, error) {
+	out := map[string]*egress.Credentials{}
+	var errs config.Errors
+	for i, c := range g.cfg.Egress.Credentials {
+		path := fmt.Sprintf("egress.credentials[%d]", i)
+		host, err := egress.CanonicalPattern(c.Host)
+		if err != nil {
+			errs = append(errs, g.cfg.ErrorFor(path+".host", err))
+			continue
+		}
+		if _, dup := out[host]; dup {
+			errs = append(errs, g.cfg.ErrorAt(path+".host", "host "+host+" has credentials already"))
+			continue
+		}
+		opts := egress.CredentialOptions{OnReload: func(file string, err error) {
+			g.metrics.CertReload("egress-credential", err)
+			if err != nil {
+				g.log.Error("egress credential file changed but could not be used; keeping the previous value", "file", file, "err", err)
+			}
+		}}
+		for _, h := range c.Headers {
+			opts.Headers = append(opts.Headers, egress.HeaderFromFile{Name: h.Name, File: h.File, Prefix: h.Prefix})
+		}
+		if o := c.OAuth2; o != nil {
+			opts.OAuth2 = &egress.OAuth2Options{TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecretFile: o.ClientSecretFile,
+				Scopes: o.Scopes, Header: o.Header, RefreshBefore: o.RefreshBefore}
+		}
+		cr, err := egress.NewCredentials(opts)
+		if err != nil {
+			errs = append(errs, g.cfg.ErrorFor(path, err))
+			continue
+		}
+		out[host] = cr
+		g.credentials = append(g.credentials, cr)
+	}
+	if err := errs.Err(); err != nil {
+		for _, cr := range out {
+			cr.Close()
+		}
+		g.credentials = nil
+		return nil, err
+	}
+	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +28,9 @@ import (
 const (
 	cartID  = "spiffe://example.org/ns/shop/sa/cart"
 	otherID = "spiffe://example.org/ns/shop/sa/other"
+	// apiKey is the secret the gateway injects into calls to
+	// api.example.test; no workload holds it.
+	apiKey = "s3cr3t-api-key-0123456789"
 )
 
 // mapResolver answers names from a map, as DNS would; the network rule keeps
@@ -102,6 +106,10 @@ func startEgressEnv(t *testing.T) *egressEnv {
 
 	caDir := t.TempDir()
 	caFile := ca.WriteRoot(t, caDir, "ca.pem")
+	keyFile := filepath.Join(caDir, "api-key")
+	if err := os.WriteFile(keyFile, []byte(apiKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	policies := fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: api, namespace: egress}
@@ -158,7 +166,8 @@ spec:
 `, extPort, caFile)
 	e := startEnvOpts(t, policies, envOptions{
 		svids: map[string]string{"cart": cartID, "other": otherID},
-		top:   fmt.Sprintf("egress: {listen: 127.0.0.1:0, allowCIDRs: [127.0.0.10/32], timeouts: {dial: 2s, upstream: 5s}}\n"),
+		top: fmt.Sprintf("egress: {listen: 127.0.0.1:0, allowCIDRs: [127.0.0.10/32], timeouts: {dial: 2s, upstream: 5s},\n"+
+			"  credentials: [{host: api.example.test, headers: [{name: X-Api-Key, file: %s, prefix: \"Key \"}]}]}\n", keyFile),
 		egressResolver: mapResolver{
 			"api.example.test":      {netip.MustParseAddr("127.0.0.10")},
 			"internal.example.test": {netip.MustParseAddr("127.0.0.77")},
@@ -217,6 +226,8 @@ func TestEgressJudgesAndOriginates(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(cmpOr(tc.method, "GET"), tc.url, nil)
+			// A workload's own copy of the injected header never gets through.
+			req.Header.Set("X-Api-Key", "workload-chosen")
 			resp, err := tc.client.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -234,6 +245,11 @@ func TestEgressJudgesAndOriginates(t *testing.T) {
 				t.Errorf("audit event %v", ev)
 			}
 			if tc.wantStatus == 200 {
+				var seen struct{ Headers map[string][]string }
+				json.Unmarshal(body, &seen)
+				if got := seen.Headers["X-Api-Key"]; len(got) != 1 || got[0] != "Key "+apiKey {
+					t.Errorf("destination got X-Api-Key %q, want the injected one", got)
+				}
 				up, _ := ev["upstream"].(map[string]any)
 				if up["address"] != e.external.Listener.Addr().String() || up["tlsVersion"] != "TLS 1.3" || ev["sourcePrincipal"] != cartID {
 					t.Errorf("audit event %v", ev)
@@ -243,6 +259,14 @@ func TestEgressJudgesAndOriginates(t *testing.T) {
 	}
 	if n := e.canary.accepted.Load(); n != 0 {
 		t.Errorf("the canary accepted %d connections", n)
+	}
+	// The secret is in no audit record.
+	b, err := os.ReadFile(filepath.Join(e.dir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), apiKey) {
+		t.Error("the injected credential reached the audit log")
 	}
 }
 

@@ -60,13 +60,15 @@ type Gateway struct {
 	files     []*audit.FileSink
 	// fronts are the listeners with their per-request plumbing: the ingress
 	// first, then the mesh listener (ingress.mesh) when configured.
-	fronts   []*front
-	handler  *ingress.Handler
-	egress   *egress.Proxy // nil without an egress section
-	router   *ingress.Router
-	policies *policyWatcher
-	keys     *oidc.KeyCache
-	logins   []*oidc.Login
+	fronts  []*front
+	handler *ingress.Handler
+	egress  *egress.Proxy // nil without an egress section
+	// credentials are the egress credentials, closed with the gateway.
+	credentials []*egress.Credentials
+	router      *ingress.Router
+	policies    *policyWatcher
+	keys        *oidc.KeyCache
+	logins      []*oidc.Login
 
 	draining chan struct{}
 	// rotationDone closes when watchRotation returns; nil until Start.
@@ -386,6 +388,9 @@ func (g *Gateway) closeParts() {
 	}
 	if g.egress != nil {
 		g.egress.Close()
+	}
+	for _, c := range g.credentials {
+		c.Close()
 	}
 	if g.router != nil {
 		for _, r := range g.router.Routes() {
