@@ -44,6 +44,32 @@ func RedactQuery(raw string, sensitive []string) string {
 	if sensitive == nil {
 		sensitive = defaultSensitive
 	}
+	return redactQuery(raw, func(key, val string) bool { return mustRedact(key, val, sensitive) })
+}
+
+// RedactQueryExcept redacts the value of every query parameter except those
+// named in keep (matched without case, after decoding), whose values are
+// kept unless they look like a JWT: the keys of a call are recorded, its
+// values only where the operator listed them. For egress, where a query may
+// carry anything the workload sends out. Otherwise as RedactQuery.
+func RedactQueryExcept(raw string, keep []string) string {
+	return redactQuery(raw, func(key, val string) bool {
+		name, err := url.QueryUnescape(key)
+		if err != nil {
+			return true
+		}
+		for _, k := range keep {
+			if strings.EqualFold(name, k) {
+				return looksLikeJWT(val)
+			}
+		}
+		return true
+	})
+}
+
+// redactQuery replaces the value of every parameter for which redact says
+// so, keeping separators, order and everything else byte for byte.
+func redactQuery(raw string, redact func(key, val string) bool) string {
 	if !strings.Contains(raw, "=") {
 		return raw
 	}
@@ -60,7 +86,7 @@ func RedactQuery(raw string, sensitive []string) string {
 		seg := raw[start:end]
 		if eq := strings.IndexByte(seg, '='); eq >= 0 {
 			val := seg[eq+1:]
-			if val != "" && val != Redacted && mustRedact(seg[:eq], val, sensitive) {
+			if val != "" && val != Redacted && redact(seg[:eq], val) {
 				if done == 0 {
 					b.Grow(len(raw) + len(Redacted))
 				}

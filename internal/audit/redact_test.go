@@ -123,3 +123,23 @@ func BenchmarkRedactQuery(b *testing.B) {
 		})
 	}
 }
+
+func TestRedactQueryExcept(t *testing.T) {
+	keep := []string{"page", "per_page"}
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"page=2&per_page=50", "page=2&per_page=50"},
+		{"page=2&q=secret+search&token=abc", "page=2&q=REDACTED&token=REDACTED"},
+		{"PAGE=2;id=7", "PAGE=2;id=REDACTED"},
+		{"p%61ge=3&x", "p%61ge=3&x"}, // a key without a value has nothing to hide
+		{"page=eyJhbGciOi.eyJzdWIi.sig", "page=REDACTED"},
+		{"%zz=1&page=1", "%zz=REDACTED&page=1"},
+	} {
+		if got := RedactQueryExcept(tc.in, keep); got != tc.want {
+			t.Errorf("RedactQueryExcept(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if got := RedactQueryExcept(RedactQueryExcept(tc.in, keep), keep); got != tc.want {
+			t.Errorf("not idempotent on %q: %q", tc.in, got)
+		}
+	}
+}

@@ -35,6 +35,9 @@ type Egress struct {
 	// Credentials are secrets the gateway adds to calls to a destination, so
 	// that workloads never hold them.
 	Credentials []EgressCredential `yaml:"credentials"`
+	// AuditQueryValues names the query parameters whose values audit events
+	// record; every other value is redacted (the keys are kept).
+	AuditQueryValues []string `yaml:"auditQueryValues"`
 }
 
 // EgressCredential injects secrets into every HTTP call to one destination,

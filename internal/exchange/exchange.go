@@ -54,7 +54,12 @@ func (x *Exchange) Front() *Front { return x.front }
 func (x *Exchange) SetTarget(path, rawQuery string) {
 	rawQuery = stripMethodOverride(rawQuery)
 	x.Req.Path, x.Req.RawQuery = path, rawQuery
-	x.Event.Path, x.Event.Query = path, audit.RedactQuery(rawQuery, nil)
+	x.Event.Path = path
+	if o := &x.front.opts; o.RedactQueryValues {
+		x.Event.Query = audit.RedactQueryExcept(rawQuery, o.KeepQueryValues)
+	} else {
+		x.Event.Query = audit.RedactQuery(rawQuery, nil)
+	}
 }
 
 // Reject answers with the gateway's own JSON error: status, a short safe

@@ -46,9 +46,15 @@ type Options struct {
 	// Misdirected, when set, reports a request whose Host would have been
 	// served another certificate than its SNI chose (domain fronting): 421.
 	Misdirected func(sni, host string) bool
-	Recorder    Recorder
-	Metrics     Observer
-	Logger      *slog.Logger
+	// RedactQueryValues records only the keys of a request's query in the
+	// audit event, and the values of KeepQueryValues (egress, where a query
+	// may carry anything a workload sends out). Off: only the values of
+	// sensitive parameters are redacted (audit.RedactQuery).
+	RedactQueryValues bool
+	KeepQueryValues   []string
+	Recorder          Recorder
+	Metrics           Observer
+	Logger            *slog.Logger
 }
 
 // Front is the per-request plumbing of one front (one listener).

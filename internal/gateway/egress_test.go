@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/testkit"
 )
@@ -167,7 +168,7 @@ spec:
 	e := startEnvOpts(t, policies, envOptions{
 		svids: map[string]string{"cart": cartID, "other": otherID},
 		top: fmt.Sprintf("egress: {listen: 127.0.0.1:0, allowCIDRs: [127.0.0.10/32], timeouts: {dial: 2s, upstream: 5s},\n"+
-			"  credentials: [{host: api.example.test, headers: [{name: X-Api-Key, file: %s, prefix: \"Key \"}]}]}\n", keyFile),
+			"  credentials: [{host: api.example.test, headers: [{name: X-Api-Key, file: %s, prefix: \"Key \"}]}], auditQueryValues: [page]}\n", keyFile),
 		egressResolver: mapResolver{
 			"api.example.test":      {netip.MustParseAddr("127.0.0.10")},
 			"internal.example.test": {netip.MustParseAddr("127.0.0.77")},
@@ -213,7 +214,9 @@ func TestEgressJudgesAndOriginates(t *testing.T) {
 		wantStatus int
 		wantReason string
 	}{
-		{name: "allowed", client: cart, url: "http://api.example.test/v1/items?mode=fast", wantStatus: 200},
+		{name: "allowed", client: cart, url: "http://api.example.test/v1/items?mode=fast&page=2", wantStatus: 200},
+		{name: "host spelling", client: cart, url: "http://API.Example.TEST./v1/items", wantStatus: 200},
+		{name: "duplicate query parameters, one denied", client: cart, url: "http://api.example.test/v1/items?mode=fast&mode=debug", wantStatus: 403},
 		{name: "wrong caller", client: other, url: "http://api.example.test/v1/items", wantStatus: 403},
 		{name: "wrong method", client: cart, method: "DELETE", url: "http://api.example.test/v1/items", wantStatus: 403},
 		{name: "denied path", client: cart, url: "http://api.example.test/admin", wantStatus: 403},
@@ -250,6 +253,10 @@ func TestEgressJudgesAndOriginates(t *testing.T) {
 				if got := seen.Headers["X-Api-Key"]; len(got) != 1 || got[0] != "Key "+apiKey {
 					t.Errorf("destination got X-Api-Key %q, want the injected one", got)
 				}
+				// Query keys are recorded, values only where listed.
+				if q, _ := ev["query"].(string); strings.Contains(q, "fast") {
+					t.Errorf("audit query %q records an unlisted value", q)
+				}
 				up, _ := ev["upstream"].(map[string]any)
 				if up["address"] != e.external.Listener.Addr().String() || up["tlsVersion"] != "TLS 1.3" || ev["sourcePrincipal"] != cartID {
 					t.Errorf("audit event %v", ev)
@@ -270,8 +277,8 @@ func TestEgressJudgesAndOriginates(t *testing.T) {
 	}
 }
 
-// A client without an SVID, or with one the egress listener's allowed
-// callers don't admit, can't even complete the handshake.
+// A client without an SVID, or with one of another trust domain, can't even
+// complete the handshake.
 func TestEgressRequiresCallerSVID(t *testing.T) {
 	e := startEgressEnv(t)
 	conn, err := tls.Dial("tcp", e.gw.EgressAddr().String(), &tls.Config{InsecureSkipVerify: true}) // no client certificate
@@ -283,6 +290,28 @@ func TestEgressRequiresCallerSVID(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("a client without a certificate got through")
+	}
+
+	// An SVID of another trust domain, with a path a policy might allow.
+	foreign, err := identity.NewDevCA("other.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := identity.NewDevSource(foreign, spiffeid.RequireFromString("spiffe://other.org/ns/shop/sa/cart"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	gw, _ := identity.ParseMatcher([]string{gatewayID})
+	cfg := identity.ClientTLSConfig(src, gw, identity.ClientOptions{})
+	conn, err = tls.Dial("tcp", e.gw.EgressAddr().String(), cfg)
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatal("a client of another trust domain got through")
 	}
 }
 

@@ -101,6 +101,9 @@ func (g *Gateway) newExchange(name string, trusted bool, misdirected func(sni, h
 	if trusted {
 		opts.TrustedProxies = config.ParsePrefixes(in.TrustedProxies)
 	}
+	if e := g.cfg.Egress; name == "egress" && e != nil {
+		opts.RedactQueryValues, opts.KeepQueryValues = true, e.AuditQueryValues
+	}
 	return exchange.New(opts)
 }
 
