@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -35,6 +37,11 @@ type Egress struct {
 	// Credentials are secrets the gateway adds to calls to a destination, so
 	// that workloads never hold them.
 	Credentials []EgressCredential `yaml:"credentials"`
+	// Resolvers are DNS servers ("ip" or "ip:port") the SSRF guard asks
+	// instead of the system's resolver; answers are cached no longer than
+	// their TTL (at most 5 minutes). ResolverTimeout bounds each query.
+	Resolvers       []string      `yaml:"resolvers"`
+	ResolverTimeout time.Duration `yaml:"resolverTimeout"`
 	// AuditQueryValues names the query parameters whose values audit events
 	// record; every other value is redacted (the keys are kept).
 	AuditQueryValues []string `yaml:"auditQueryValues"`
@@ -101,6 +108,15 @@ func (v *validator) egress(e *Egress) {
 		}
 	}
 	v.limits("egress.limits", e.Limits)
+	for i, r := range e.Resolvers {
+		host := r
+		if h, _, err := net.SplitHostPort(r); err == nil {
+			host = h
+		}
+		if _, err := netip.ParseAddr(host); err != nil {
+			v.errorf(fmt.Sprintf("egress.resolvers[%d]", i), "want an IP address, optionally with :port (got %q)", r)
+		}
+	}
 	for i, c := range e.Credentials {
 		p := fmt.Sprintf("egress.credentials[%d]", i)
 		if c.Host == "" {

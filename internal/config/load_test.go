@@ -158,6 +158,21 @@ func TestLoadBadInput(t *testing.T) {
 			},
 		},
 		{
+			name: "egress problems",
+			edit: func(s string) string {
+				return s + "egress: {listen: nowhere, allowCIDRs: [0.0.0.0/0, x], resolvers: [dns.example, 127.0.0.53:53],\n" +
+					"  credentials: [{host: api.example.com}, {host: b.example.com, headers: [{name: X-Key, file: missing-key}]}]}\n"
+			},
+			wants: []string{
+				`egress.listen: want "host:port" or ":port" (got "nowhere")`,
+				`egress.allowCIDRs[0]: 0.0.0.0/0 admits every address: it turns the SSRF guard off`,
+				`egress.allowCIDRs[1]: want an IP or CIDR (got "x")`,
+				`egress.resolvers[0]: want an IP address, optionally with :port (got "dns.example")`,
+				`egress.credentials[0]: set headers, oauth2, or both`,
+				`egress.credentials[1].headers[0].file: cannot read `,
+			},
+		},
+		{
 			name:  "wrong kind",
 			edit:  func(s string) string { return strings.Replace(s, "kind: Gateway", "kind: Gatway", 1) },
 			wants: []string{`gateway.yaml:2:7: kind: must be "Gateway" (got "Gatway")`},

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/tls"
 	"fmt"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -28,8 +29,17 @@ func (g *Gateway) openEgress(norm ingress.Normalizer) error {
 	if err != nil {
 		return config.Errors{g.cfg.ErrorFor("egress.allowedCallers", err)}
 	}
+	resolver := g.opts.EgressResolver
+	if resolver == nil && len(e.Resolvers) > 0 {
+		dns, err := egress.NewDNSResolver(e.Resolvers, e.ResolverTimeout)
+		if err != nil {
+			return config.Errors{g.cfg.ErrorFor("egress.resolvers", err)}
+		}
+		// Answers are kept no longer than their TTL, and never past the cap.
+		resolver = egress.NewCache(dns, egressDNSMaxAge)
+	}
 	guard, err := egress.NewGuard(egress.GuardOptions{
-		Resolver:    g.opts.EgressResolver,
+		Resolver:    resolver,
 		Allow:       config.ParsePrefixes(e.AllowCIDRs),
 		DialTimeout: e.Timeouts.Dial,
 	})
@@ -117,3 +127,7 @@ func (g *Gateway) openCredentials() (map[string]*egress.Credentials, error) {
 	}
 	return out, nil
 }
+
+// egressDNSMaxAge caps how long an answer of the configured DNS servers is
+// kept (the TTL, when shorter, wins).
+const egressDNSMaxAge = 5 * time.Minute
