@@ -37,6 +37,10 @@ type Egress struct {
 	// Credentials are secrets the gateway adds to calls to a destination, so
 	// that workloads never hold them.
 	Credentials []EgressCredential `yaml:"credentials"`
+	// OutboundTrafficPolicy is Istio's: mode REGISTRY_ONLY (the default)
+	// refuses hosts no ServiceEntry declares; ALLOW_ANY lets them be called,
+	// still judged by policy and the SSRF guard.
+	OutboundTrafficPolicy OutboundTrafficPolicy `yaml:"outboundTrafficPolicy"`
 	// Resolvers are DNS servers ("ip" or "ip:port") the SSRF guard asks
 	// instead of the system's resolver; answers are cached no longer than
 	// their TTL (at most 5 minutes). ResolverTimeout bounds each query.
@@ -45,6 +49,11 @@ type Egress struct {
 	// AuditQueryValues names the query parameters whose values audit events
 	// record; every other value is redacted (the keys are kept).
 	AuditQueryValues []string `yaml:"auditQueryValues"`
+}
+
+// OutboundTrafficPolicy is Istio's MeshConfig.OutboundTrafficPolicy.
+type OutboundTrafficPolicy struct {
+	Mode string `yaml:"mode"`
 }
 
 // EgressCredential injects secrets into every HTTP call to one destination,
@@ -85,6 +94,9 @@ func (e *Egress) Workload() Workload {
 }
 
 func (e *Egress) applyDefaults() {
+	if e.OutboundTrafficPolicy.Mode == "" {
+		e.OutboundTrafficPolicy.Mode = "REGISTRY_ONLY"
+	}
 	if e.Labels == nil {
 		e.Labels = map[string]string{"tollgate.dev/listener": "egress"}
 	}
@@ -108,6 +120,9 @@ func (v *validator) egress(e *Egress) {
 		}
 	}
 	v.limits("egress.limits", e.Limits)
+	if m := e.OutboundTrafficPolicy.Mode; m != "REGISTRY_ONLY" && m != "ALLOW_ANY" {
+		v.errorf("egress.outboundTrafficPolicy.mode", "want REGISTRY_ONLY or ALLOW_ANY (got %q)", m)
+	}
 	for i, r := range e.Resolvers {
 		host := r
 		if h, _, err := net.SplitHostPort(r); err == nil {

@@ -3,6 +3,7 @@ package egress
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -55,6 +56,16 @@ type ProxyOptions struct {
 	// Credentials are injected into HTTP calls to a destination, by the
 	// destination's host pattern (Destination.Host).
 	Credentials map[string]*Credentials
+	// AllowAny (Istio's outboundTrafficPolicy ALLOW_ANY) lets calls go to
+	// hosts no ServiceEntry declares: HTTP is originated over TLS verified
+	// against the system roots (port 80 to 443, other ports as asked), and a
+	// CONNECT tunnels to the port asked. Policy and the SSRF guard still
+	// judge every call. Off (REGISTRY_ONLY), an undeclared host is a 403.
+	AllowAny bool
+	// RootCAs verify destinations whose DestinationRule names no
+	// caCertificates (and every ALLOW_ANY destination); nil: the system
+	// roots.
+	RootCAs *x509.CertPool
 }
 
 // Proxy is the egress listener's handler: a forward proxy on the shared
@@ -71,6 +82,9 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	pools map[*Port]*http.Transport // one keep-alive pool per destination port
+	// anyDests are the destinations made for hosts the registry doesn't
+	// declare, under AllowAny.
+	anyDests map[anyKey]*Destination
 }
 
 // NewProxy returns a proxy serving snap.
@@ -78,7 +92,7 @@ func NewProxy(opts ProxyOptions, snap *Snapshot) *Proxy {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{opts: opts, front: opts.Front, pools: map[*Port]*http.Transport{}}
+	p := &Proxy{opts: opts, front: opts.Front, pools: map[*Port]*http.Transport{}, anyDests: map[anyKey]*Destination{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},
@@ -197,7 +211,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The destination port is what the workload asked for, not the
 	// listener's: policy's `ports` and destination.port judge it.
 	q.Destination.Port, q.Destination.IP = port, netip.Addr{}
-	dest, dp, found := snap.Destinations.Lookup(q.Host, port)
+	dest, dp, found := p.lookup(snap, q.Host, port, false)
 	switch {
 	case !found:
 		refuse(x, http.StatusForbidden, "destination_not_registered", "destination not allowed")
@@ -308,6 +322,9 @@ func (p *Proxy) pool(port *Port) *http.Transport {
 	if port.tlsConfig != nil {
 		tlsCfg = port.tlsConfig.Clone()
 	}
+	if tlsCfg.RootCAs == nil {
+		tlsCfg.RootCAs = p.opts.RootCAs
+	}
 	if port.TLS != nil && port.TLS.SNI != "" {
 		tlsCfg.ServerName = port.TLS.SNI
 	}
@@ -355,7 +372,7 @@ func (p *Proxy) connect(x *exchange.Exchange, snap *Snapshot, w http.ResponseWri
 	// The name the tunnel will require of the ClientHello.
 	q.SNI = q.Host
 	x.Event.SNI = q.Host
-	dest, dp, found := snap.Destinations.Lookup(q.Host, port)
+	dest, dp, found := p.lookup(snap, q.Host, port, true)
 	switch {
 	case !found:
 		refuse(x, http.StatusForbidden, "destination_not_registered", "destination not allowed")
@@ -416,3 +433,52 @@ func (p *Proxy) connect(x *exchange.Exchange, snap *Snapshot, w http.ResponseWri
 		p.opts.Logger.Info("egress tunnel ended", "requestId", x.Event.RequestID, "host", q.Host, "err", res.Err)
 	}
 }
+
+// lookup finds the destination port of a call: the registry's, or, with
+// AllowAny, one made for a host it doesn't declare (never for a declared
+// host whose port is undeclared: the declaration says which ports there
+// are). An IP literal is never a destination.
+func (p *Proxy) lookup(snap *Snapshot, host string, port int, tunnel bool) (*Destination, *Port, bool) {
+	d, dp, found := snap.Destinations.Lookup(host, port)
+	if found || d != nil || !p.opts.AllowAny || isIP(host) {
+		return d, dp, found
+	}
+	key := anyKey{host, port, tunnel}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d, ok := p.anyDests[key]; ok {
+		return d, &d.Ports[0], true
+	}
+	if len(p.anyDests) >= maxAnyDestinations {
+		// Bounded: a workload asking for ever new names must not grow the
+		// destinations and their pools without end. Start over; calls in
+		// flight keep their pools, which close once idle.
+		for _, old := range p.anyDests {
+			if t, ok := p.pools[&old.Ports[0]]; ok {
+				t.CloseIdleConnections()
+				delete(p.pools, &old.Ports[0])
+			}
+		}
+		clear(p.anyDests)
+	}
+	pt := Port{Number: port, Target: port, Protocol: "TLS", Mode: ModePassthrough}
+	if !tunnel {
+		pt.Protocol, pt.Mode = "HTTP", ModeOriginate
+		if port == 80 {
+			pt.Target = 443
+		}
+	}
+	d = &Destination{Host: host, Ports: []Port{pt}, Ref: "ALLOW_ANY"}
+	p.anyDests[key] = d
+	return d, &d.Ports[0], true
+}
+
+// anyKey names a destination made for ALLOW_ANY.
+type anyKey struct {
+	host   string
+	port   int
+	tunnel bool
+}
+
+// maxAnyDestinations bounds the destinations (and pools) made for ALLOW_ANY.
+const maxAnyDestinations = 1024

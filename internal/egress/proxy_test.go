@@ -341,3 +341,67 @@ func TestProxyRefusesAmbiguousTargets(t *testing.T) {
 		t.Errorf("the destination was dialled %d times, want 1", n)
 	}
 }
+
+// Under ALLOW_ANY a host no ServiceEntry declares is reached (HTTP
+// originated over TLS, port 80 to 443), still judged by policy; a declared
+// host's undeclared port and an IP literal stay refused.
+func TestProxyAllowAny(t *testing.T) {
+	ca := testkit.NewCA(t)
+	ext := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(seen{Host: r.Host, RequestURI: r.RequestURI, TLSServerName: r.TLS.ServerName})
+	}))
+	ext.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "any.example.test")}}
+	ext.StartTLS()
+	t.Cleanup(ext.Close)
+	dir := t.TempDir()
+	ca.WriteRoot(t, dir, "ca.pem")
+	file := filepath.Join(dir, "egress.yaml")
+	os.WriteFile(file, []byte(istioEgress), 0o644)
+	reg, err := LoadDestinations(docsFromFile(t, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dials := &counter{n: map[string]int{}}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.add(addr)
+		var d net.Dialer
+		return d.DialContext(ctx, network, ext.Listener.Addr().String())
+	}
+	p := NewProxy(ProxyOptions{
+		Front: exchange.New(exchange.Options{Name: "egress"}), Dial: dial, AllowAny: true, RootCAs: ca.Pool(),
+		DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 5 * time.Second,
+		Normalize: func(target string) (string, string, error) {
+			res, err := pathnorm.Normalize(target, pathnorm.Default())
+			return res.Path, res.RawQuery, err
+		},
+	}, &Snapshot{Destinations: reg, Authorize: denyAdmin{}})
+	t.Cleanup(p.Close)
+	srv := httptest.NewTLSServer(p)
+	t.Cleanup(srv.Close)
+	proxyURL, _ := url.Parse(srv.URL)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for _, tc := range []struct {
+		url        string
+		wantStatus int
+	}{
+		{url: "http://any.example.test/v1/x", wantStatus: 200},
+		{url: "http://any.example.test/admin", wantStatus: 403},
+		{url: "http://api.example.test:8080/", wantStatus: 403},
+		{url: "http://127.0.0.1/", wantStatus: 403},
+	} {
+		resp, err := c.Get(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.wantStatus {
+			t.Errorf("%s: %d, want %d: %s", tc.url, resp.StatusCode, tc.wantStatus, b)
+		}
+	}
+	if dials.get("any.example.test:443") != 1 || dials.get("127.0.0.1:80") != 0 || dials.get("127.0.0.1:443") != 0 {
+		t.Errorf("dials %v", dials.n)
+	}
+}

@@ -50,6 +50,9 @@ func (g *Gateway) openEgress(norm ingress.Normalizer) error {
 	if err != nil {
 		return err
 	}
+	if e.OutboundTrafficPolicy.Mode == "ALLOW_ANY" {
+		g.log.Warn("egress.outboundTrafficPolicy is ALLOW_ANY: workloads may call hosts no ServiceEntry declares (policy and the SSRF guard still judge each call)")
+	}
 	mtls := identity.ServerTLSConfig(g.src, allowed)
 	// Workloads are not proxies whose forwarding headers we'd trust, and the
 	// listener has one certificate (the SVID) for every name.
@@ -62,6 +65,7 @@ func (g *Gateway) openEgress(norm ingress.Normalizer) error {
 		ResponseHeaderTimeout: e.Timeouts.Upstream,
 		Logger:                g.log,
 		Credentials:           creds,
+		AllowAny:              e.OutboundTrafficPolicy.Mode == "ALLOW_ANY",
 	}, &egress.Snapshot{})
 	return g.openFront(&front{frontConfig: g.frontConfig("egress"), ex: ex, handler: egressHandler{g.egress}}, frontSpec{
 		certs: certFunc(mtls.GetCertificate),
