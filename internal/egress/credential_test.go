@@ -353,11 +353,16 @@ func TestCredentialsHeaderFileRotation(t *testing.T) {
 	tests := []struct {
 		name  string
 		write func(t *testing.T, path, content string)
+		// torn: the write truncates first, so a watcher on a loaded machine
+		// may settle on the empty file in between: that report (refused,
+		// the last good value kept) may come before the one for the
+		// content.
+		torn bool
 	}{
 		{name: "atomic rename", write: func(t *testing.T, path, content string) {
 			testkit.WriteFileAtomic(t, path, []byte(content))
 		}},
-		{name: "in-place write", write: func(t *testing.T, path, content string) {
+		{name: "in-place write", torn: true, write: func(t *testing.T, path, content string) {
 			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -404,6 +409,12 @@ func TestCredentialsHeaderFileRotation(t *testing.T) {
 			for _, s := range steps {
 				s.do()
 				err := waitReload(t, reloads, file)
+				for i := 0; tt.torn && i < 5 && err != nil && strings.Contains(err.Error(), ": empty") && !strings.Contains(s.wantErr, ": empty"); i++ {
+					if got := injected(); got == "" || strings.Contains(got, "\r") {
+						t.Fatalf("%s: a torn read was injected: %q", s.name, got)
+					}
+					err = waitReload(t, reloads, file)
+				}
 				switch {
 				case s.wantErr == "" && err != nil:
 					t.Fatalf("%s: reload error %v", s.name, err)
