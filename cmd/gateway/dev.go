@@ -22,10 +22,11 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 			return cmdDevEcho(args[1:], stderr)
 		}
 	}
-	fs := newFlagSet("dev", "dev [flags]\n\nRuns a complete gateway with a dev trust domain, a demo mTLS upstream and a demo policy.\nNothing is needed from you; files go to -dir. SIGHUP reloads the policy at once; Ctrl-C stops it.\n\n  gateway dev pki -out DIR     write a throwaway CA, SVIDs and a localhost certificate (for examples/quickstart)\n  gateway dev echo ...         run the demo mTLS echo upstream with SVID files", stderr)
-	dir := fs.String("dir", ".tollgate-dev", "directory for the dev CA certificate and the demo policy")
+	fs := newFlagSet("dev", "dev [flags]\n\nRuns a complete gateway with a dev trust domain, a demo mTLS upstream and a demo policy,\nand an egress listener with a demo external API and a workload SVID for curl.\nNothing is needed from you; files go to -dir. SIGHUP reloads the policy at once; Ctrl-C stops it.\n\n  gateway dev pki -out DIR     write a throwaway CA, SVIDs and a localhost certificate (for examples/)\n  gateway dev echo ...         run the demo mTLS echo upstream with SVID files", stderr)
+	dir := fs.String("dir", ".tollgate-dev", "directory for the dev CA certificate, the curl workload's SVID and the demo policies")
 	listen := fs.String("listen", "127.0.0.1:8443", "ingress address")
 	admin := fs.String("admin", "127.0.0.1:9901", "admin address (health, readiness, metrics)")
+	egress := fs.String("egress", "127.0.0.1:15443", "egress address (mTLS proxy for workloads)")
 	var lf logFlags
 	lf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -41,7 +42,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer sigs.stop()
-	env, err := dev.Start(sigs.ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Logger: log, Out: stderr, Audit: stdout, LogStats: sigs.logStats})
+	env, err := dev.Start(sigs.ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Egress: *egress, Logger: log, Out: stderr, Audit: stdout, LogStats: sigs.logStats})
 	if err != nil {
 		sigs.flushLog()
 		fmt.Fprintln(stderr, devStartError(err))
@@ -75,10 +76,10 @@ func devStartError(err error) string {
 }
 
 // devListenFlags are the flags of dev that set each listen address.
-var devListenFlags = map[string]string{"ingress.listen": "-listen", "admin.listen": "-admin"}
+var devListenFlags = map[string]string{"ingress.listen": "-listen", "admin.listen": "-admin", "egress.listen": "-egress"}
 
 func cmdDevPKI(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("dev pki", "dev pki -out DIR [-trust-domain TD]\n\nWrites a throwaway CA (ca.crt, also the SPIFFE bundle), SVIDs for the gateway\n(gateway.crt/key) and a demo upstream (echo.crt/key), and a localhost server\ncertificate (tls.crt/key). Keys are written 0600. For trying Tollgate only.", stderr)
+	fs := newFlagSet("dev pki", "dev pki -out DIR [-trust-domain TD]\n\nWrites a throwaway CA (ca.crt, also the SPIFFE bundle), SVIDs for the gateway\n(gateway.crt/key), a demo upstream (echo.crt/key) and a workload calling out\nthrough the egress listener (runner.crt/key), and a localhost server\ncertificate (tls.crt/key). Keys are written 0600. For trying Tollgate only.", stderr)
 	out := fs.String("out", "", "directory to write (required)")
 	td := fs.String("trust-domain", "example.org", "trust domain of the SVIDs")
 	ttl := fs.Duration("ttl", 30*24*time.Hour, "lifetime of the certificates")
@@ -92,13 +93,15 @@ func cmdDevPKI(args []string, stdout, stderr io.Writer) int {
 	ids := map[string]string{
 		"gateway": "spiffe://" + *td + "/ns/tollgate/sa/gateway",
 		"echo":    "spiffe://" + *td + "/ns/demo/sa/echo",
+		"runner":  "spiffe://" + *td + "/ns/ci/sa/runner",
 	}
 	p, err := dev.WritePKI(*out, *td, *ttl, ids)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway dev pki: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "wrote %s: ca.crt, gateway.crt/key (%s), echo.crt/key (%s), tls.crt/key (localhost)\n", p.Dir, ids["gateway"], ids["echo"])
+	fmt.Fprintf(stdout, "wrote %s: ca.crt, gateway.crt/key (%s), echo.crt/key (%s), runner.crt/key (%s), tls.crt/key (localhost)\n",
+		p.Dir, ids["gateway"], ids["echo"], ids["runner"])
 	return 0
 }
 

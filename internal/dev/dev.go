@@ -34,11 +34,14 @@ var demoPolicy []byte
 
 // Options configure dev mode.
 type Options struct {
-	// Dir receives the CA certificate and the demo policy.
+	// Dir receives the CA certificate, the curl workload's SVID and the demo
+	// policies.
 	Dir string
-	// Listen is the ingress address; Admin the admin listener's.
+	// Listen is the ingress address; Admin the admin listener's; Egress the
+	// egress listener's ("" picks a free loopback port).
 	Listen string
 	Admin  string
+	Egress string
 	Logger *slog.Logger
 	// Out receives the instructions (copy-paste curl lines).
 	Out io.Writer
@@ -55,10 +58,17 @@ type Env struct {
 	Gateway *gateway.Gateway
 	CAFile  string
 	URL     string
+	// EgressURL is the egress listener as a proxy URL (https://localhost:port).
+	EgressURL string
+	// CurlCert and CurlKey are the SVID files of the demo workload CurlID.
+	CurlCert, CurlKey string
+	// APIAddr is where the demo external API (APIHost) listens.
+	APIAddr string
 	// Token is a JWT for DevUser from the dev issuer, accepted on /api/*.
 	Token   string
 	ca      *identity.DevCA
 	closers []func() error
+	egress  *egressDemo
 }
 
 // Start brings dev mode up and returns once it serves. Close the Env to stop
@@ -123,6 +133,16 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	}
 	env.closers = append(env.closers, echo.Close)
 
+	eg, err := startEgressDemo(o.Dir, ca, env.CAFile, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	env.closers = append(env.closers, eg.api.Close)
+	env.egress, env.CurlCert, env.CurlKey, env.APIAddr = eg, eg.curlCert, eg.curlKey, eg.api.Addr()
+	if o.Egress == "" {
+		o.Egress = "127.0.0.1:0"
+	}
+
 	cert, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, 30*24*time.Hour)
 	if err != nil {
 		return nil, err
@@ -142,12 +162,14 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 				Upstream: config.Upstream{URL: "https://" + echo.Addr(), SPIFFEIDs: []string{EchoID}},
 			}},
 		},
+		Egress: eg.config(o.Egress),
 		Admin:  config.Admin{Listen: o.Admin},
 		Policy: config.Policy{Files: []string{filepath.Join(o.Dir, "policies")}, PollInterval: time.Second},
 		Audit:  config.Audit{Sinks: []config.AuditSink{{Stdout: true}}},
 	}
 	cfg.ApplyDefaults()
-	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: o.Logger, Identity: gwSrc, Certs: certs, Stdout: o.Audit, LogStats: o.LogStats})
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: o.Logger, Identity: gwSrc, Certs: certs, Stdout: o.Audit, LogStats: o.LogStats,
+		EgressResolver: resolver{}})
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +180,10 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	env.Gateway = gw
 	_, port, _ := net.SplitHostPort(gw.IngressAddr().String())
 	env.URL = "https://localhost:" + port
+	_, port, _ = net.SplitHostPort(gw.EgressAddr().String())
+	env.EgressURL = "https://localhost:" + port
 	env.printInstructions(o.Out, policyFile)
+	env.printEgress(o.Out, ProxyVerifiable(gwSrc))
 	if o.Ready != nil {
 		o.Ready(env)
 	}
@@ -205,9 +230,6 @@ Try:
 
   # a token that does not verify: refused by authentication (401)
   %s -H "Authorization: Bearer not-a-jwt" %s/api/items
-
-Audit events are printed to standard output, one JSON line per request.
-Ctrl-C stops the gateway.
 
 `, e.URL, e.CAFile, e.Gateway.AdminAddr(), GatewayID, SVIDTTL, EchoID, policyFile, c, e.URL, c, e.URL,
 		DevUser, DevTokenTTL, c, e.Token, e.URL, c, e.URL, c, e.URL)
