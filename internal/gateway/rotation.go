@@ -258,10 +258,16 @@ func (rt *rotatingTransport) nextExpiry(now time.Time) time.Time {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	var next time.Time
-	for _, p := range append(rt.pruneLocked(), rt.cur.Load()) {
+	// pruneLocked reuses the list's array and clears its tail: the list
+	// must be the one it returns (iterating the old one met nil pools).
+	rt.retired = rt.pruneLocked()
+	for _, p := range rt.retired {
 		if t := p.notAfter; t.After(now) && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
+	}
+	if t := rt.cur.Load().notAfter; t.After(now) && (next.IsZero() || t.Before(next)) {
+		next = t
 	}
 	return next
 }
