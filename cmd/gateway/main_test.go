@@ -518,7 +518,7 @@ func TestServingSurvivesBrokenPipes(t *testing.T) {
 		{
 			name: "dev",
 			args: func(t *testing.T, ingress, admin string) []string {
-				return []string{"dev", "-dir", t.TempDir(), "-listen", ingress, "-admin", admin}
+				return []string{"dev", "-dir", t.TempDir(), "-listen", ingress, "-admin", admin, "-egress", "127.0.0.1:0"}
 			},
 			// A token that does not verify: 401 and "authentication failed".
 			path: "/api/items", token: "not-a-jwt", wantStatus: http.StatusUnauthorized,
@@ -672,7 +672,7 @@ func TestShutdownIsBoundedWhenStdoutStalls(t *testing.T) {
 func TestDevReloadsOnSIGHUP(t *testing.T) {
 	ingress, admin := freeAddr(t), freeAddr(t)
 	var stderr testkit.Buffer
-	p := startGateway(t, io.Discard, &stderr, "dev", "-dir", t.TempDir(), "-listen", ingress, "-admin", admin)
+	p := startGateway(t, io.Discard, &stderr, "dev", "-dir", t.TempDir(), "-listen", ingress, "-admin", admin, "-egress", "127.0.0.1:0")
 	p.waitReady(t, admin)
 	for range 2 {
 		before := strings.Count(stderr.String(), "msg=reloaded")
@@ -731,14 +731,14 @@ func TestBusyPortIsOneClearLine(t *testing.T) {
 		{
 			name: "dev ingress",
 			args: func(t *testing.T) []string {
-				return []string{"dev", "-dir", t.TempDir(), "-listen", taken, "-admin", "127.0.0.1:0"}
+				return []string{"dev", "-dir", t.TempDir(), "-listen", taken, "-admin", "127.0.0.1:0", "-egress", "127.0.0.1:0"}
 			},
 			want: `^gateway dev: ` + q + ` is already in use \(is another gateway running\?\): choose another address with -listen \(-listen 127\.0\.0\.1:0 picks a free port\)$`,
 		},
 		{
 			name: "dev admin",
 			args: func(t *testing.T) []string {
-				return []string{"dev", "-dir", t.TempDir(), "-listen", "127.0.0.1:0", "-admin", taken}
+				return []string{"dev", "-dir", t.TempDir(), "-listen", "127.0.0.1:0", "-admin", taken, "-egress", "127.0.0.1:0"}
 			},
 			want: `^gateway dev: ` + q + ` is already in use .*: choose another address with -admin `,
 		},
