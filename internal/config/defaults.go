@@ -65,15 +65,7 @@ func (g *Gateway) ApplyDefaults() {
 	}
 	in.Timeouts.applyDefaults()
 	in.Limits.applyDefaults()
-	if in.Normalization.Mode == "" {
-		in.Normalization.Mode = DefaultNormalizationMode
-	}
-	if in.Normalization.EscapedSlashes == "" {
-		in.Normalization.EscapedSlashes = DefaultEscapedSlashes
-	}
-	if in.Normalization.PathParameters == "" {
-		in.Normalization.PathParameters = DefaultPathParameters
-	}
+	in.Normalization.applyDefaults()
 	if in.HeadersWithUnderscores == "" {
 		in.HeadersWithUnderscores = DefaultHeadersWithUnderscores
 	}
@@ -130,5 +122,18 @@ func (l *Limits) applyDefaults() {
 	}
 	if l.MaxHeaderCount == 0 {
 		l.MaxHeaderCount = DefaultMaxHeaderCount
+	}
+}
+
+// applyDefaults fills a front's unset normalization settings.
+func (n *Normalization) applyDefaults() {
+	if n.Mode == "" {
+		n.Mode = DefaultNormalizationMode
+	}
+	if n.EscapedSlashes == "" {
+		n.EscapedSlashes = DefaultEscapedSlashes
+	}
+	if n.PathParameters == "" {
+		n.PathParameters = DefaultPathParameters
 	}
 }

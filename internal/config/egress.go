@@ -30,6 +30,10 @@ type Egress struct {
 	// destination's response headers; dial: TCP + TLS to a destination).
 	Timeouts Timeouts `yaml:"timeouts"`
 	Limits   Limits   `yaml:"limits"`
+	// Normalization and HeadersWithUnderscores are as the ingress's, for the
+	// calls workloads make.
+	Normalization          Normalization `yaml:"normalization"`
+	HeadersWithUnderscores string        `yaml:"headersWithUnderscores"`
 	// AllowCIDRs are addresses the SSRF guard lets destinations resolve to
 	// although they are loopback, private, link-local or otherwise internal.
 	// Empty (the default): only public addresses are dialled.
@@ -102,6 +106,10 @@ func (e *Egress) applyDefaults() {
 	}
 	e.Timeouts.applyDefaults()
 	e.Limits.applyDefaults()
+	e.Normalization.applyDefaults()
+	if e.HeadersWithUnderscores == "" {
+		e.HeadersWithUnderscores = DefaultHeadersWithUnderscores
+	}
 }
 
 func (v *validator) egress(e *Egress) {
@@ -120,6 +128,8 @@ func (v *validator) egress(e *Egress) {
 		}
 	}
 	v.limits("egress.limits", e.Limits)
+	v.normalization("egress.normalization", e.Normalization)
+	v.underscores("egress.headersWithUnderscores", e.HeadersWithUnderscores)
 	if m := e.OutboundTrafficPolicy.Mode; m != "REGISTRY_ONLY" && m != "ALLOW_ANY" {
 		v.errorf("egress.outboundTrafficPolicy.mode", "want REGISTRY_ONLY or ALLOW_ANY (got %q)", m)
 	}

@@ -173,6 +173,14 @@ func TestLoadBadInput(t *testing.T) {
 			},
 		},
 		{
+			name: "nothing to serve",
+			edit: func(s string) string {
+				i, j := strings.Index(s, "ingress:"), len(s)
+				return s[:i] + s[j:]
+			},
+			wants: []string{"gateway.yaml:1:1: nothing to serve: add an ingress section, an egress section, or both"},
+		},
+		{
 			name:  "wrong kind",
 			edit:  func(s string) string { return strings.Replace(s, "kind: Gateway", "kind: Gatway", 1) },
 			wants: []string{`gateway.yaml:2:7: kind: must be "Gateway" (got "Gatway")`},

@@ -137,7 +137,9 @@ func (v *validator) listenAddr(path, addr string) {
 func (v *validator) ingress() {
 	in := v.g.Ingress
 	if in == nil {
-		v.errorf("", "nothing to serve: add an ingress section")
+		if v.g.Egress == nil {
+			v.errorf("", "nothing to serve: add an ingress section, an egress section, or both")
+		}
 		return
 	}
 	v.listenAddr("ingress.listen", in.Listen)
@@ -161,18 +163,8 @@ func (v *validator) ingress() {
 			v.errorf(fmt.Sprintf("ingress.trustedProxies[%d]", i), "want an IP or CIDR (got %q)", c)
 		}
 	}
-	if !contains(NormalizationModes, in.Normalization.Mode) {
-		v.errorf("ingress.normalization.mode", "want one of %s (got %q)", strings.Join(NormalizationModes, ", "), in.Normalization.Mode)
-	}
-	if !contains(EscapedSlashActions, in.Normalization.EscapedSlashes) {
-		v.errorf("ingress.normalization.escapedSlashes", "want one of %s (got %q)", strings.Join(EscapedSlashActions, ", "), in.Normalization.EscapedSlashes)
-	}
-	if !contains(PathParameterActions, in.Normalization.PathParameters) {
-		v.errorf("ingress.normalization.pathParameters", "want one of %s (got %q)", strings.Join(PathParameterActions, ", "), in.Normalization.PathParameters)
-	}
-	if !contains(UnderscoreHeaderActions, in.HeadersWithUnderscores) {
-		v.errorf("ingress.headersWithUnderscores", "want one of %s (got %q)", strings.Join(UnderscoreHeaderActions, ", "), in.HeadersWithUnderscores)
-	}
+	v.normalization("ingress.normalization", in.Normalization)
+	v.underscores("ingress.headersWithUnderscores", in.HeadersWithUnderscores)
 	if !contains(MisdirectedActions, in.MisdirectedRequests) {
 		v.errorf("ingress.misdirectedRequests", "want one of %s (got %q)", strings.Join(MisdirectedActions, ", "), in.MisdirectedRequests)
 	}
@@ -346,5 +338,25 @@ func (v *validator) limits(path string, l Limits) {
 		if f.v < 0 {
 			v.errorf(path+"."+f.name, "must not be negative (got %d)", f.v)
 		}
+	}
+}
+
+// normalization validates a front's path normalization settings, under path.
+func (v *validator) normalization(path string, n Normalization) {
+	if !contains(NormalizationModes, n.Mode) {
+		v.errorf(path+".mode", "want one of %s (got %q)", strings.Join(NormalizationModes, ", "), n.Mode)
+	}
+	if !contains(EscapedSlashActions, n.EscapedSlashes) {
+		v.errorf(path+".escapedSlashes", "want one of %s (got %q)", strings.Join(EscapedSlashActions, ", "), n.EscapedSlashes)
+	}
+	if !contains(PathParameterActions, n.PathParameters) {
+		v.errorf(path+".pathParameters", "want one of %s (got %q)", strings.Join(PathParameterActions, ", "), n.PathParameters)
+	}
+}
+
+// underscores validates a front's headersWithUnderscores, at path.
+func (v *validator) underscores(path, action string) {
+	if !contains(UnderscoreHeaderActions, action) {
+		v.errorf(path, "want one of %s (got %q)", strings.Join(UnderscoreHeaderActions, ", "), action)
 	}
 }

@@ -39,7 +39,11 @@ func Check(cfg *config.Gateway) (warnings []string, _ error) {
 	if cfg.Ingress != nil {
 		_, err := compileUpstreams(cfg)
 		add(err)
-		_, err = normalizer(cfg)
+		_, err = normalizer(cfg, "ingress.normalization", cfg.Ingress.Normalization)
+		add(err)
+	}
+	if e := cfg.Egress; e != nil {
+		_, err := normalizer(cfg, "egress.normalization", e.Normalization)
 		add(err)
 	}
 	add(checkLogins(cfg))

@@ -89,6 +89,12 @@ type egressEnv struct {
 
 func startEgressEnv(t *testing.T) *egressEnv {
 	t.Helper()
+	return startEgressEnvOpts(t, false)
+}
+
+// startEgressEnvOpts is startEgressEnv, egress-only when noIngress.
+func startEgressEnvOpts(t *testing.T, noIngress bool) *egressEnv {
+	t.Helper()
 	ca := testkit.NewCA(t)
 	ext := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -169,6 +175,7 @@ spec:
 		svids: map[string]string{"cart": cartID, "other": otherID},
 		top: fmt.Sprintf("egress: {listen: 127.0.0.1:0, allowCIDRs: [127.0.0.10/32], timeouts: {dial: 2s, upstream: 5s},\n"+
 			"  credentials: [{host: api.example.test, headers: [{name: X-Api-Key, file: %s, prefix: \"Key \"}]}], auditQueryValues: [page]}\n", keyFile),
+		noIngress: noIngress,
 		egressResolver: mapResolver{
 			"api.example.test":      {netip.MustParseAddr("127.0.0.10")},
 			"internal.example.test": {netip.MustParseAddr("127.0.0.77")},
@@ -429,3 +436,30 @@ func TestEgressConnectTunnels(t *testing.T) {
 }
 
 func int64f(n int) float64 { return float64(n) }
+
+// A gateway may serve egress alone, for teams that only control what leaves
+// the network: no ingress section, no ingress listener, the same egress.
+func TestEgressOnlyGateway(t *testing.T) {
+	e := startEgressEnvOpts(t, true)
+	if e.gw.IngressAddr() != nil {
+		t.Fatal("an ingress listener without an ingress section")
+	}
+	resp, err := e.workload(t, cartID).Get("http://api.example.test/v1/items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	admin := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	defer admin.CloseIdleConnections()
+	r, err := admin.Get("http://" + e.gw.AdminAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != 200 {
+		t.Fatalf("readyz: %d", r.StatusCode)
+	}
+}

@@ -89,20 +89,21 @@ type frontSpec struct {
 // ingress.trustedProxies (callers in the mesh are not proxies);
 // misdirected is its domain-fronting check, or nil.
 func (g *Gateway) newExchange(name string, trusted bool, misdirected func(sni, host string) bool) *exchange.Front {
-	in := g.cfg.Ingress
 	opts := exchange.Options{
 		Name:        name,
-		Underscores: underscoreAction(in.HeadersWithUnderscores),
 		Misdirected: misdirected,
 		Recorder:    g.audit,
 		Metrics:     metricsAdapter{g.metrics},
 		Logger:      g.log,
 	}
-	if trusted {
-		opts.TrustedProxies = config.ParsePrefixes(in.TrustedProxies)
-	}
 	if e := g.cfg.Egress; name == "egress" && e != nil {
+		opts.Underscores = underscoreAction(e.HeadersWithUnderscores)
 		opts.RedactQueryValues, opts.KeepQueryValues = true, e.AuditQueryValues
+	} else if in := g.cfg.Ingress; in != nil {
+		opts.Underscores = underscoreAction(in.HeadersWithUnderscores)
+		if trusted {
+			opts.TrustedProxies = config.ParsePrefixes(in.TrustedProxies)
+		}
 	}
 	return exchange.New(opts)
 }

@@ -112,22 +112,30 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 		return nil, err
 	}
 	g.router = router
-	norm, err := normalizer(cfg)
-	if err != nil {
-		return nil, err
+	if in := cfg.Ingress; in != nil {
+		norm, err := normalizer(cfg, "ingress.normalization", in.Normalization)
+		if err != nil {
+			return nil, err
+		}
+		logins, err := g.openLogins()
+		if err != nil {
+			return nil, err
+		}
+		if err := g.openIngress(norm, logins); err != nil {
+			return nil, err
+		}
+		if err := g.openMesh(norm); err != nil {
+			return nil, err
+		}
 	}
-	logins, err := g.openLogins()
-	if err != nil {
-		return nil, err
-	}
-	if err := g.openIngress(norm, logins); err != nil {
-		return nil, err
-	}
-	if err := g.openMesh(norm); err != nil {
-		return nil, err
-	}
-	if err := g.openEgress(norm); err != nil {
-		return nil, err
+	if e := cfg.Egress; e != nil {
+		norm, err := normalizer(cfg, "egress.normalization", e.Normalization)
+		if err != nil {
+			return nil, err
+		}
+		if err := g.openEgress(norm); err != nil {
+			return nil, err
+		}
 	}
 
 	g.keys = oidc.NewKeyCache(oidc.KeyCacheOptions{Logger: g.log})
@@ -215,6 +223,10 @@ func (g *Gateway) openIdentity(ctx context.Context) error {
 // the gateway's SVID and accepts only the configured SPIFFE IDs.
 func (g *Gateway) buildRoutes() (*ingress.Router, error) {
 	in := g.cfg.Ingress
+	if in == nil {
+		// An egress-only gateway: no routes.
+		return ingress.NewRouter(nil), nil
+	}
 	ups, err := compileUpstreams(g.cfg)
 	if err != nil {
 		return nil, err
@@ -238,19 +250,24 @@ func (g *Gateway) buildRoutes() (*ingress.Router, error) {
 // normalizer's options: the one place that parses them, for the gateway and
 // for `gateway policy eval -c` alike.
 func NormalizationOptions(cfg *config.Gateway) (pathnorm.Options, error) {
-	n := cfg.Ingress.Normalization
+	return normalizationOptions(cfg, "ingress.normalization", cfg.Ingress.Normalization)
+}
+
+// normalizationOptions maps one front's normalization settings, configured
+// at path.
+func normalizationOptions(cfg *config.Gateway, path string, n config.Normalization) (pathnorm.Options, error) {
 	var errs config.Errors
 	mode, err := pathnorm.ParseMode(n.Mode)
 	if err != nil {
-		errs = append(errs, cfg.ErrorFor("ingress.normalization.mode", err))
+		errs = append(errs, cfg.ErrorFor(path+".mode", err))
 	}
 	esc, err := pathnorm.ParseEscapedSlashes(n.EscapedSlashes)
 	if err != nil {
-		errs = append(errs, cfg.ErrorFor("ingress.normalization.escapedSlashes", err))
+		errs = append(errs, cfg.ErrorFor(path+".escapedSlashes", err))
 	}
 	params, err := pathnorm.ParsePathParameters(n.PathParameters)
 	if err != nil {
-		errs = append(errs, cfg.ErrorFor("ingress.normalization.pathParameters", err))
+		errs = append(errs, cfg.ErrorFor(path+".pathParameters", err))
 	}
 	if err := errs.Err(); err != nil {
 		return pathnorm.Options{}, err
@@ -258,8 +275,8 @@ func NormalizationOptions(cfg *config.Gateway) (pathnorm.Options, error) {
 	return pathnorm.Options{Mode: mode, EscapedSlashes: esc, PathParameters: params}, nil
 }
 
-func normalizer(cfg *config.Gateway) (ingress.Normalizer, error) {
-	opts, err := NormalizationOptions(cfg)
+func normalizer(cfg *config.Gateway, path string, n config.Normalization) (ingress.Normalizer, error) {
+	opts, err := normalizationOptions(cfg, path, n)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +437,11 @@ func Summary(cfg *config.Gateway) string {
 	if cfg.Ingress != nil {
 		n = len(cfg.Ingress.Routes)
 	}
-	return cfg.File + ": ok (" + strconv.Itoa(n) + " routes, " + strconv.Itoa(len(cfg.Policy.Files)) + " policy paths)"
+	egress := ""
+	if cfg.Egress != nil {
+		egress = ", egress"
+	}
+	return cfg.File + ": ok (" + strconv.Itoa(n) + " routes" + egress + ", " + strconv.Itoa(len(cfg.Policy.Files)) + " policy paths)"
 }
 
 type metricsAdapter struct{ m *telemetry.Metrics }

@@ -97,6 +97,8 @@ type envOptions struct {
 	top string
 	// egressResolver replaces the system resolver for egress destinations.
 	egressResolver egress.Resolver
+	// noIngress drops the ingress section (an egress-only gateway).
+	noIngress bool
 	// svids are more SVIDs to write into pki/ (name -> SPIFFE ID).
 	svids map[string]string
 }
@@ -134,6 +136,10 @@ audit: {sinks: [{file: audit.log}]}
 policy: {files: [policies/], pollInterval: 50ms}
 `, echo.Addr(), echoID, o.ingress)
 	cfgText += o.top
+	if o.noIngress {
+		i, j := strings.Index(cfgText, "ingress:\n"), strings.Index(cfgText, "admin:")
+		cfgText = cfgText[:i] + cfgText[j:]
+	}
 	if o.ingressOverride != "" {
 		cfgText = strings.Replace(cfgText, "  tls:\n    certificates: [{cert: pki/tls.crt, key: pki/tls.key}]\n", o.ingressOverride, 1)
 	}
@@ -152,7 +158,9 @@ policy: {files: [policies/], pollInterval: 50ms}
 	}
 	t.Cleanup(func() { gw.Shutdown(context.Background()) })
 	e.gw = gw
-	e.base = "https://" + gw.IngressAddr().String()
+	if a := gw.IngressAddr(); a != nil {
+		e.base = "https://" + a.String()
+	}
 	pem, _ := os.ReadFile(pki.CA)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
