@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"tollgate.dev/tollgate/internal/config"
@@ -70,6 +72,27 @@ type Port struct {
 	TLS *TLS
 	// tlsConfig is TLS made usable (files read once, at load).
 	tlsConfig *tls.Config
+	// hostPort is "host:Target" of an exact host, formatted once at load
+	// ("" for a wildcard destination, whose host is the request's).
+	hostPort string
+	// origin is "https://" + hostPort, for the audit record.
+	origin string
+}
+
+// targetOrigin is the URL origin a call to host on this port is sent to.
+func (p *Port) targetOrigin(host string) string {
+	if p.origin != "" {
+		return p.origin
+	}
+	return "https://" + p.targetHostPort(host)
+}
+
+// targetHostPort is the "host:port" a call to host on this port dials.
+func (p *Port) targetHostPort(host string) string {
+	if p.hostPort != "" {
+		return p.hostPort
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p.Target))
 }
 
 // clientConfig reads t's files and returns the TLS client settings for a

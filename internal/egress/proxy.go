@@ -160,9 +160,10 @@ func (p *Proxy) Close() {
 // call is what the proxy decided for one request, for the rewrite and the
 // round trip.
 type call struct {
-	x    *exchange.Exchange
-	dest *Destination
-	port *Port
+	x     *exchange.Exchange
+	dest  *Destination
+	port  *Port
+	trace httptrace.ClientTrace
 }
 
 type callKey struct{}
@@ -223,7 +224,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.Route = dest.Ref
-	ev.Upstream.URL = "https://" + net.JoinHostPort(q.Host, strconv.Itoa(dp.Target))
+	ev.Upstream.URL = dp.targetOrigin(q.Host)
 	creds := p.opts.Credentials[dest.Host]
 	if creds != nil {
 		// The workload's own copies go before policy judges the call: the
@@ -254,8 +255,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Header.Set(exchange.HeaderRequestID, ev.RequestID)
 	c := &call{x: x, dest: dest, port: dp}
-	ctx := context.WithValue(r.Context(), callKey{}, c)
-	p.rp.ServeHTTP(x.ResponseWriter(), x.WithContext(r.WithContext(ctx)))
+	// The address the request went to, pooled connection or new, for the
+	// audit record.
+	c.trace.GotConn = func(info httptrace.GotConnInfo) {
+		ev.Upstream.Address = info.Conn.RemoteAddr().String()
+	}
+	// One clone of the request carries all three: the exchange, the call,
+	// the trace.
+	ctx := httptrace.WithClientTrace(context.WithValue(x.Context(r.Context()), callKey{}, c), &c.trace)
+	p.rp.ServeHTTP(x.ResponseWriter(), r.WithContext(ctx))
 }
 
 // rewrite sends the judged request to the destination over TLS: the
@@ -264,7 +272,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	c := pr.In.Context().Value(callKey{}).(*call)
 	q := &c.x.Req
 	pr.Out.URL.Scheme = "https"
-	pr.Out.URL.Host = net.JoinHostPort(q.Host, strconv.Itoa(c.port.Target))
+	pr.Out.URL.Host = c.port.targetHostPort(q.Host)
 	pr.Out.URL.Path = pr.In.URL.Path
 	pr.Out.URL.RawPath = q.Path
 	pr.Out.URL.RawQuery = q.RawQuery
@@ -301,12 +309,6 @@ type roundTripper struct{ p *Proxy }
 
 func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := req.Context().Value(callKey{}).(*call)
-	// The address the request went to, pooled connection or new, for the
-	// audit record.
-	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
-		c.x.Event.Upstream.Address = info.Conn.RemoteAddr().String()
-	}}
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	return rt.p.pool(c.port).RoundTrip(req)
 }
 

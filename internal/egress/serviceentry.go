@@ -3,7 +3,9 @@ package egress
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"tollgate.dev/tollgate/internal/config"
@@ -395,6 +397,10 @@ func loadServiceEntry(doc config.Document, d *config.Decoder, rules map[string]*
 			default:
 				d.Errorf(path+".protocol", "want HTTP, HTTP2, HTTPS or TLS (got %q)", p.Protocol)
 				continue
+			}
+			if !strings.HasPrefix(host, "*.") {
+				port.hostPort = net.JoinHostPort(host, strconv.Itoa(port.Target))
+				port.origin = "https://" + port.hostPort
 			}
 			dest.Ports = append(dest.Ports, port)
 		}

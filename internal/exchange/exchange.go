@@ -178,7 +178,13 @@ type exchangeKey struct{}
 // WithContext returns r carrying x, for callbacks (a ReverseProxy's
 // ModifyResponse and ErrorHandler) that only get the request.
 func (x *Exchange) WithContext(r *http.Request) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	return r.WithContext(x.Context(r.Context()))
+}
+
+// Context returns ctx carrying x (see WithContext), for a front that adds
+// values of its own before it clones the request once.
+func (x *Exchange) Context(ctx context.Context) context.Context {
+	return context.WithValue(ctx, exchangeKey{}, x)
 }
 
 // FromContext returns the exchange a context carries, or nil.
