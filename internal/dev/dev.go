@@ -116,7 +116,10 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 
-	gwSrc, err := identity.NewDevSource(ca, spiffeid.RequireFromString(GatewayID), SVIDTTL)
+	// The gateway's SVID also names localhost, so that curl, which checks a
+	// proxy by name, can verify the egress listener with the dev CA.
+	gwSrc, err := identity.NewDevSourceWithNames(ca, spiffeid.RequireFromString(GatewayID), SVIDTTL,
+		identity.SVIDNames{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}})
 	if err != nil {
 		return nil, err
 	}

@@ -83,16 +83,25 @@ func (ca *DevCA) RootPEM() []byte {
 // one-second resolution: NotAfter may be up to a second earlier than asked.
 // The id must belong to the CA's trust domain.
 func (ca *DevCA) IssueSVID(id spiffeid.ID, ttl time.Duration) (*x509svid.SVID, error) {
+	return ca.IssueSVIDWithNames(id, ttl, SVIDNames{})
+}
+
+// IssueSVIDWithNames is IssueSVID with names beside the SPIFFE ID.
+func (ca *DevCA) IssueSVIDWithNames(id spiffeid.ID, ttl time.Duration, names SVIDNames) (*x509svid.SVID, error) {
 	if ttl <= 0 {
 		return nil, fmt.Errorf("identity: SVID ttl must be positive (got %s)", ttl)
 	}
 	now := time.Now()
-	return ca.IssueSVIDValidity(id, now.Add(-min(devBackdate, ttl/10)), now.Add(ttl))
+	return ca.issueValidity(id, now.Add(-min(devBackdate, ttl/10)), now.Add(ttl), names)
 }
 
 // IssueSVIDValidity issues an X.509 SVID for id with an explicit validity
 // window. Tests use it to make SVIDs that are expired or not yet valid.
 func (ca *DevCA) IssueSVIDValidity(id spiffeid.ID, notBefore, notAfter time.Time) (*x509svid.SVID, error) {
+	return ca.issueValidity(id, notBefore, notAfter, SVIDNames{})
+}
+
+func (ca *DevCA) issueValidity(id spiffeid.ID, notBefore, notAfter time.Time, names SVIDNames) (*x509svid.SVID, error) {
 	if id.IsZero() {
 		return nil, errors.New("identity: cannot issue an SVID for an empty SPIFFE ID")
 	}
@@ -101,11 +110,23 @@ func (ca *DevCA) IssueSVIDValidity(id spiffeid.ID, notBefore, notAfter time.Time
 	if !id.MemberOf(ca.td) {
 		return nil, fmt.Errorf("identity: dev CA for %s cannot issue an SVID for %s", ca.td, id)
 	}
-	return ca.issueSVID(id, notBefore, notAfter)
+	return ca.issueSVIDNames(id, notBefore, notAfter, names)
+}
+
+// SVIDNames are names an SVID may carry besides its one SPIFFE ID: the
+// X509-SVID specification allows DNS and IP SANs, which clients that check a
+// server by name (curl, as a proxy's client) need.
+type SVIDNames struct {
+	DNSNames []string
+	IPs      []net.IP
 }
 
 // issueSVID signs an SVID for id without checking its trust domain.
 func (ca *DevCA) issueSVID(id spiffeid.ID, notBefore, notAfter time.Time) (*x509svid.SVID, error) {
+	return ca.issueSVIDNames(id, notBefore, notAfter, SVIDNames{})
+}
+
+func (ca *DevCA) issueSVIDNames(id spiffeid.ID, notBefore, notAfter time.Time, names SVIDNames) (*x509svid.SVID, error) {
 	if !notAfter.After(notBefore) {
 		return nil, fmt.Errorf("identity: SVID validity ends (%s) before it starts (%s)", notAfter, notBefore)
 	}
@@ -118,6 +139,8 @@ func (ca *DevCA) issueSVID(id spiffeid.ID, notBefore, notAfter time.Time) (*x509
 	tmpl := &x509.Certificate{
 		Subject:               pkix.Name{Organization: []string{"Tollgate dev SVID"}},
 		URIs:                  []*url.URL{id.URL()},
+		DNSNames:              names.DNSNames,
+		IPAddresses:           names.IPs,
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageKeyAgreement,

@@ -153,3 +153,37 @@ func TestNewDevSourceErrors(t *testing.T) {
 		t.Error("federated bundle for the CA's own trust domain accepted")
 	}
 }
+
+// An SVID may carry DNS and IP names beside its one SPIFFE ID (X509-SVID
+// §2): it still parses as an SVID, and a client checking a server by name
+// (curl as a proxy's client) accepts it.
+func TestDevCAIssueSVIDWithNames(t *testing.T) {
+	ca, err := identity.NewDevCA("example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := spiffeid.RequireFromString("spiffe://example.org/gw")
+	svid, err := ca.IssueSVIDWithNames(id, time.Hour, identity.SVIDNames{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := svid.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := x509svid.Parse(certPEM, keyPEM)
+	if err != nil || parsed.ID != id {
+		t.Fatalf("not an SVID of %s: %v", id, err)
+	}
+	leaf := parsed.Certificates[0]
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Root())
+	for _, name := range []string{"localhost", "127.0.0.1"} {
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: pool}); err != nil {
+			t.Errorf("verify as %s: %v", name, err)
+		}
+	}
+	if _, err := ca.IssueSVIDWithNames(id, 0, identity.SVIDNames{}); err == nil {
+		t.Error("a zero ttl was accepted")
+	}
+}

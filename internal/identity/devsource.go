@@ -20,6 +20,7 @@ type DevSource struct {
 	holder
 	ca      *DevCA
 	id      spiffeid.ID
+	names   SVIDNames
 	ttl     time.Duration
 	bundles *x509bundle.Set
 	mu      sync.Mutex // serializes Rotate
@@ -35,6 +36,12 @@ var _ Source = (*DevSource)(nil)
 // half-life (half of each SVID's remaining validity, about ttl/2). The bundle set holds the CA's bundle plus any federated bundles
 // given (for peers in other trust domains). Close stops the rotation.
 func NewDevSource(ca *DevCA, id spiffeid.ID, ttl time.Duration, federated ...*x509bundle.Bundle) (*DevSource, error) {
+	return NewDevSourceWithNames(ca, id, ttl, SVIDNames{}, federated...)
+}
+
+// NewDevSourceWithNames is NewDevSource whose SVIDs also carry names (dev
+// mode's gateway SVID names localhost, so curl can check it as a proxy).
+func NewDevSourceWithNames(ca *DevCA, id spiffeid.ID, ttl time.Duration, names SVIDNames, federated ...*x509bundle.Bundle) (*DevSource, error) {
 	if ca == nil {
 		return nil, fmt.Errorf("identity: dev source needs a CA")
 	}
@@ -52,6 +59,7 @@ func NewDevSource(ca *DevCA, id spiffeid.ID, ttl time.Duration, federated ...*x5
 		holder:  holder{kind: "dev"},
 		ca:      ca,
 		id:      id,
+		names:   names,
 		ttl:     ttl,
 		bundles: set,
 		stop:    make(chan struct{}),
@@ -69,7 +77,7 @@ func NewDevSource(ca *DevCA, id spiffeid.ID, ttl time.Duration, federated ...*x5
 func (s *DevSource) Rotate() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	svid, err := s.ca.IssueSVID(s.id, s.ttl)
+	svid, err := s.ca.IssueSVIDWithNames(s.id, s.ttl, s.names)
 	if err != nil {
 		s.storeErr(err)
 		return err
