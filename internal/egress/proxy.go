@@ -95,6 +95,7 @@ func NewProxy(opts ProxyOptions, snap *Snapshot) *Proxy {
 	p := &Proxy{opts: opts, front: opts.Front, pools: map[*Port]*http.Transport{}, anyDests: map[anyKey]*Destination{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
+		BufferPool:     &exchange.CopyBuffers,
 		Transport:      roundTripper{p},
 		ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 		ModifyResponse: modifyResponse,

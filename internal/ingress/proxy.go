@@ -47,8 +47,9 @@ func newProxy(route *Route, log *slog.Logger) *proxy {
 			}
 			pr.SetXForwarded()
 		},
-		Transport: route.Transport,
-		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Transport:  route.Transport,
+		BufferPool: &exchange.CopyBuffers,
+		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ModifyResponse: func(resp *http.Response) error {
 			x := exchange.FromContext(resp.Request.Context())
 			if x == nil {
