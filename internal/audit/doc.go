@@ -22,11 +22,13 @@
 //     digits ("2026-09-24T10:13:20.123Z").
 //   - id: unique event id, a UUIDv7 (time-ordered); filled by the Logger when empty.
 //     Sinks with at-least-once delivery repeat an event with the same id.
-//   - seq: per-Logger sequence number, assigned in write order from 1; a gap means
-//     events were dropped (see [Stats]).
+//   - seq: sequence number, assigned in write order from 1. With a journal it is
+//     the journal's and goes on across restarts; without one it is per Logger.
+//     Lost events never leave a silent hole: a record of kind "audit" with a gap
+//     says how many were lost and why.
 //   - requestId: the request id the gateway gave the client and its own logs.
 //   - traceId: the W3C trace id, when there is one.
-//   - kind: "ingress" or "egress".
+//   - kind: "ingress", "mesh" or "egress"; "audit" for the trail's own records (gap).
 //   - client.address, client.port: the direct peer's IP and source port.
 //   - listener.address, listener.port: the gateway address the request arrived on.
 //   - sni: the TLS server name the client sent.
@@ -67,6 +69,15 @@
 //   - error: why no normal upstream response was served, one of the [ErrorKind]
 //     values ("no_route", "upstream_unreachable", "upstream_tls", "timeout", ...).
 //   - truncated: the Logger shortened an over-long field (Config.MaxFieldBytes).
+//   - phase: "decision" on the record a fail-closed gateway journals before it
+//     forwards the request; the completed record follows without a phase.
+//   - gap.dropped, gap.reason: on an "audit" record, how many events were lost and
+//     why: "queue_full", "journal_unavailable", "journal_full" (never journaled), or
+//     "quota" (removed from the journal before gap.sink delivered them, seq
+//     gap.fromSeq to gap.toSeq).
+//   - prev: SHA-256 (hex) of the journal line before this one, the hash chain that
+//     `gateway audit verify` checks; absent on the journal's first line and without
+//     a journal.
 //
 // Zero-valued strings, objects and flags are omitted; time, kind, status, bytesIn,
 // bytesOut and durationMs are always present, and so is decision.allow.

@@ -70,6 +70,24 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	if e.Truncated {
 		b = append(b, `,"truncated":true`...)
 	}
+	b = appendStr(b, "phase", e.Phase, true)
+	if g := e.Gap; g != nil {
+		b = append(b, `,"gap":{"dropped":`...)
+		b = strconv.AppendUint(b, g.Dropped, 10)
+		b = appendStr(b, "reason", g.Reason, false)
+		b = appendStr(b, "sink", g.Sink, true)
+		if g.FromSeq != 0 {
+			b = append(b, `,"fromSeq":`...)
+			b = strconv.AppendUint(b, g.FromSeq, 10)
+		}
+		if g.ToSeq != 0 {
+			b = append(b, `,"toSeq":`...)
+			b = strconv.AppendUint(b, g.ToSeq, 10)
+		}
+		b = append(b, '}')
+	}
+	// Last, so that the journal's hash covers everything before it.
+	b = appendStr(b, "prev", e.Prev, true)
 	return append(b, '}')
 }
 

@@ -108,6 +108,38 @@ type Event struct {
 	// Truncated is set by the Logger when it shortened an over-long field so that a
 	// line stays within what log shippers accept.
 	Truncated bool `json:"truncated,omitempty"`
+
+	// Phase is "decision" for the record a fail-closed gateway journals
+	// before it forwards a request; the request's completed record follows
+	// with the same requestId and no phase.
+	Phase string `json:"phase,omitempty"`
+	// Gap, on a record of kind "audit", says that records were lost.
+	Gap *Gap `json:"gap,omitempty"`
+	// Prev is the SHA-256 (hex) of the journal line before this one: the
+	// hash chain Verify checks. Set by the journal.
+	Prev string `json:"prev,omitempty"`
+}
+
+// Audit is the kind of the trail's own records (gaps).
+const Audit Kind = "audit"
+
+// PhaseDecision marks the pre-forward record of fail-closed mode.
+const PhaseDecision = "decision"
+
+// Gap records lost events: dropped before they reached the journal (the
+// queue stayed full, the journal could not append), or removed from it
+// before a sink delivered them.
+type Gap struct {
+	// Dropped is how many records were lost.
+	Dropped uint64 `json:"dropped"`
+	// Reason: "queue_full", "journal_unavailable", "journal_full" or
+	// "quota" (removed from the journal before Sink delivered them).
+	Reason string `json:"reason"`
+	// Sink names the sink that lost them (quota only).
+	Sink string `json:"sink,omitempty"`
+	// FromSeq and ToSeq bound the removed records (quota only).
+	FromSeq uint64 `json:"fromSeq,omitempty"`
+	ToSeq   uint64 `json:"toSeq,omitempty"`
 }
 
 // Endpoint is a network address split for SIEM indexing.

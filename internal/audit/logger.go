@@ -1,10 +1,12 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,13 +27,32 @@ const (
 type Config struct {
 	// Sinks receive every event, in order. At least one is required.
 	Sinks []Sink
+	// SinkNames name the sinks' journal cursors, one per sink; empty means
+	// "sink-0", "sink-1", ... A name must stay with its sink across restarts.
+	SinkNames []string
+	// Journal, if set, makes delivery durable and at least once: every event
+	// is appended to the journal (group commit, fsync) and each sink is fed
+	// from it by a delivery loop of its own, from a cursor that moves on only
+	// when the sink accepted a record. The Logger closes the journal.
+	Journal *Journal
+	// FailClosed (with a Journal): Decided journals a decision record and
+	// waits for its fsync; if that fails the request is refused. Without it
+	// Decided never refuses.
+	FailClosed bool
 	// QueueSize bounds the events waiting for the writer goroutine.
 	QueueSize int
 	// BlockTimeout is how long Record waits for room in a full queue before it drops
 	// the event and counts the drop.
 	BlockTimeout time.Duration
-	// WriteTimeout bounds each Sink.Write through its context.
+	// WriteTimeout bounds each Sink.Write through its context, and how long
+	// Decided waits for the journal.
 	WriteTimeout time.Duration
+	// DrainTimeout bounds how long Close waits for the sinks to deliver what
+	// the journal holds; what is left is delivered after the next start.
+	DrainTimeout time.Duration
+	// Backoff is the first retry delay of a sink that failed (doubling, with
+	// jitter, up to MaxBackoff).
+	Backoff, MaxBackoff time.Duration
 	// SensitiveParams are the query parameters redacted before any sink sees an
 	// event; nil means DefaultSensitiveParams.
 	SensitiveParams []string
@@ -46,31 +67,65 @@ type Config struct {
 
 // Stats are the Logger's delivery counters since New.
 type Stats struct {
-	// Written counts events every sink accepted.
+	// Written counts events every sink accepted (with a journal: events
+	// committed to it).
 	Written uint64
-	// Dropped counts events discarded because the queue stayed full for
-	// BlockTimeout, or recorded after Close.
+	// Dropped counts events lost before they were written: the queue stayed
+	// full for BlockTimeout, the journal could not append, or they were
+	// recorded after Close. Each loss is also a gap record in the trail.
 	Dropped uint64
-	// Errors counts failed sink writes (one event failing on two sinks counts two).
+	// Errors counts failed sink writes (one event failing on two sinks counts
+	// two; with a journal, every failed attempt).
 	Errors uint64
+	// Sinks are the delivery counters of each sink fed from the journal.
+	Sinks []SinkStats `json:",omitempty"`
 }
 
-// Logger takes events from the request path and writes them to its sinks from one
-// background goroutine, through a bounded queue. Record does not wait for I/O.
+// SinkStats is one journal-fed sink's delivery.
+type SinkStats struct {
+	Name string
+	// Delivered counts records the sink accepted; Retries, failed attempts.
+	Delivered, Retries uint64
+	// Dropped counts records the journal's quota removed before the sink
+	// delivered them.
+	Dropped uint64
+	// LagEvents is how many committed records the sink has not delivered;
+	// LagSeconds, how old the oldest of them was when last seen.
+	LagEvents  uint64
+	LagSeconds float64
+}
+
+// Logger takes events from the request path and writes them from one
+// background goroutine, through a bounded queue. Record does not wait for
+// I/O.
 //
-// Delivery is best effort: a full queue makes Record wait up to BlockTimeout and
-// then drop the event, counted in Stats and visible as a gap in Sequence. Durable,
-// at-least-once delivery (a disk spool, per-sink cursors, fail-closed mode) is the
-// SIEM pipeline's job and will sit behind the same Record call.
+// Without a journal, the writer hands each event to every sink in turn:
+// best effort. With one (Config.Journal), it appends events to the journal in
+// batches, one write and one fsync each, and every sink is fed from the
+// journal by its own loop, with retries and backoff, so a slow or failing
+// sink holds back neither the others nor the request path, and what a sink
+// has not acknowledged is delivered after a restart.
+//
+// A full queue makes Record wait up to BlockTimeout and then drop the event;
+// drops are counted in Stats and written into the trail as a gap record.
 type Logger struct {
-	queue        chan *Event
+	queue        chan queued
 	blockTimeout time.Duration
 	writeTimeout time.Duration
+	drainTimeout time.Duration
+	backoff      [2]time.Duration
 	sensitive    []string
 	maxField     int
 	sinks        []Sink
 	line         []byte // the writer goroutine's encoding buffer
 	log          *slog.Logger
+	journal      *Journal
+	failClosed   bool
+	readers      []*JournalReader
+	sinkStats    []sinkCounters
+	deliverCtx   context.Context
+	stopDeliver  context.CancelFunc
+	delivering   sync.WaitGroup
 
 	// mu guards closed and the send on queue against Close closing it: Record holds
 	// the read lock while sending so a send never races the close.
@@ -81,9 +136,36 @@ type Logger struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	seq                      uint64 // writer goroutine only
+	seq                      uint64 // writer goroutine only, without a journal
 	written, dropped, errors atomic.Uint64
+	// lost counts drops not yet written as a gap record, by reason.
+	lostQueue, lostJournal, lostFull atomic.Uint64
 }
+
+// queued is an event on its way to the writer; done, if set, hears whether
+// it is durable (fail-closed decision records).
+type queued struct {
+	ev   *Event
+	done chan error
+	// swap, instead of an event: run on the writer goroutine once what was
+	// queued before is committed (tests change the journal's file with it).
+	swap func()
+}
+
+type sinkCounters struct {
+	name                        string
+	delivered, retries, dropped atomic.Uint64
+	lagNanos                    atomic.Int64
+}
+
+// Defaults for the journal-fed delivery.
+const (
+	DefaultDrainTimeout = 5 * time.Second
+	DefaultBackoff      = 100 * time.Millisecond
+	DefaultMaxBackoff   = 30 * time.Second
+	// maxBatch bounds one group commit.
+	maxBatch = 1024
+)
 
 // New starts a Logger. Call Close to flush and stop it.
 func New(cfg Config) (*Logger, error) {
@@ -95,20 +177,59 @@ func New(cfg Config) (*Logger, error) {
 			return nil, fmt.Errorf("audit: sink %d is nil", i)
 		}
 	}
-	if cfg.QueueSize < 0 || cfg.BlockTimeout < 0 || cfg.WriteTimeout < 0 || cfg.MaxFieldBytes < 0 {
-		return nil, errors.New("audit: negative queue size, timeout or field limit")
+	if cfg.QueueSize < 0 || cfg.BlockTimeout < 0 || cfg.WriteTimeout < 0 || cfg.MaxFieldBytes < 0 ||
+		cfg.DrainTimeout < 0 || cfg.Backoff < 0 || cfg.MaxBackoff < 0 {
+		return nil, errors.New("audit: negative queue size, timeout, backoff or field limit")
+	}
+	if cfg.SinkNames != nil && len(cfg.SinkNames) != len(cfg.Sinks) {
+		return nil, fmt.Errorf("audit: %d sink names for %d sinks", len(cfg.SinkNames), len(cfg.Sinks))
+	}
+	if cfg.FailClosed && cfg.Journal == nil {
+		return nil, errors.New("audit: fail-closed needs a journal")
 	}
 	l := &Logger{
-		queue:        make(chan *Event, orDefault(cfg.QueueSize, DefaultQueueSize)),
+		queue:        make(chan queued, orDefault(cfg.QueueSize, DefaultQueueSize)),
 		blockTimeout: orDefault(cfg.BlockTimeout, DefaultBlockTimeout),
 		writeTimeout: orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
+		drainTimeout: orDefault(cfg.DrainTimeout, DefaultDrainTimeout),
+		backoff:      [2]time.Duration{orDefault(cfg.Backoff, DefaultBackoff), orDefault(cfg.MaxBackoff, DefaultMaxBackoff)},
 		sensitive:    cfg.SensitiveParams,
 		maxField:     orDefault(cfg.MaxFieldBytes, DefaultMaxFieldBytes),
 		sinks:        append([]Sink(nil), cfg.Sinks...),
 		log:          cfg.Log,
+		journal:      cfg.Journal,
+		failClosed:   cfg.FailClosed,
 		done:         make(chan struct{}),
 	}
-	go l.run()
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.journal == nil {
+		go l.run()
+		return l, nil
+	}
+	l.sinkStats = make([]sinkCounters, len(l.sinks))
+	for i := range l.sinks {
+		name := fmt.Sprintf("sink-%d", i)
+		if cfg.SinkNames != nil {
+			name = cfg.SinkNames[i]
+		}
+		r, err := l.journal.NewReader(name)
+		if err != nil {
+			for _, r := range l.readers {
+				_ = r.Close()
+			}
+			return nil, err
+		}
+		l.readers = append(l.readers, r)
+		l.sinkStats[i].name = name
+	}
+	l.deliverCtx, l.stopDeliver = context.WithCancel(context.Background())
+	for i := range l.sinks {
+		l.delivering.Add(1)
+		go l.deliver(i)
+	}
+	go l.runJournal()
 	return l, nil
 }
 
@@ -126,33 +247,65 @@ func (l *Logger) Record(ev *Event) {
 	if ev == nil {
 		return
 	}
+	switch l.enqueue(queued{ev: ev}) {
+	case errQueueFull:
+		l.dropped.Add(1)
+		l.lostQueue.Add(1) // the writer records the gap
+	case errLoggerClosed:
+		l.dropped.Add(1) // nothing is written any more: counted only
+	}
+}
+
+var (
+	errQueueFull    = errors.New("audit: queue full")
+	errLoggerClosed = errors.New("audit: logger closed")
+)
+
+// enqueue sends q to the writer, waiting at most BlockTimeout for room.
+func (l *Logger) enqueue(q queued) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		l.dropped.Add(1)
-		return
+		return errLoggerClosed
 	}
 	select {
-	case l.queue <- ev:
-		return
+	case l.queue <- q:
+		return nil
 	default:
 	}
 	t := time.NewTimer(l.blockTimeout)
 	defer t.Stop()
 	select {
-	case l.queue <- ev:
+	case l.queue <- q:
+		return nil
 	case <-t.C:
-		l.dropped.Add(1)
+		return errQueueFull
 	}
 }
 
 // Stats returns the delivery counters.
 func (l *Logger) Stats() Stats {
-	return Stats{Written: l.written.Load(), Dropped: l.dropped.Load(), Errors: l.errors.Load()}
+	s := Stats{Written: l.written.Load(), Dropped: l.dropped.Load(), Errors: l.errors.Load()}
+	if l.journal == nil {
+		return s
+	}
+	committed := l.journal.Committed()
+	for i := range l.sinkStats {
+		c := &l.sinkStats[i]
+		ss := SinkStats{Name: c.name, Delivered: c.delivered.Load(), Retries: c.retries.Load(), Dropped: c.dropped.Load()}
+		if acked := l.journal.cursor(l.readers[i]); committed > acked {
+			ss.LagEvents = committed - acked
+			ss.LagSeconds = time.Duration(c.lagNanos.Load()).Seconds()
+		}
+		s.Sinks = append(s.Sinks, ss)
+	}
+	return s
 }
 
-// Close stops accepting events, writes every queued event, then closes the sinks.
-// It is idempotent: later calls wait for the first and return its result.
+// Close stops accepting events, writes every queued event, then closes the
+// sinks. With a journal it waits up to DrainTimeout for the sinks to deliver
+// what the journal holds. It is idempotent: later calls wait for the first
+// and return its result.
 func (l *Logger) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
@@ -161,6 +314,23 @@ func (l *Logger) Close() error {
 		l.mu.Unlock()
 		<-l.done
 		var errs []error
+		if l.journal != nil {
+			drained := make(chan struct{})
+			go func() { l.delivering.Wait(); close(drained) }()
+			t := time.NewTimer(l.drainTimeout)
+			select {
+			case <-drained:
+			case <-t.C:
+				l.log.Warn("audit sinks did not deliver the journal before the drain timeout; the rest goes after the next start",
+					"timeout", l.drainTimeout)
+			}
+			t.Stop()
+			l.stopDeliver()
+			<-drained
+			for _, r := range l.readers {
+				errs = append(errs, r.Close())
+			}
+		}
 		for _, s := range l.sinks {
 			errs = append(errs, s.Close())
 		}
@@ -171,14 +341,44 @@ func (l *Logger) Close() error {
 
 func (l *Logger) run() {
 	defer close(l.done)
-	for ev := range l.queue {
-		l.write(ev)
+	for q := range l.queue {
+		if gap := l.takeGap(); gap != nil {
+			l.writeSinks(gap, false)
+		}
+		l.writeSinks(q.ev, true)
+	}
+	if gap := l.takeGap(); gap != nil {
+		l.writeSinks(gap, false)
 	}
 }
 
-func (l *Logger) write(ev *Event) {
-	l.seq++
-	ev.Sequence = l.seq
+// gapReasons are the reasons of drops the writer records, in the order it
+// records them.
+var gapReasons = []string{"queue_full", "journal_unavailable", "journal_full"}
+
+func (l *Logger) lostCounter(reason string) *atomic.Uint64 {
+	switch reason {
+	case "journal_unavailable":
+		return &l.lostJournal
+	case "journal_full":
+		return &l.lostFull
+	}
+	return &l.lostQueue
+}
+
+// takeGap returns the gap record of drops not yet recorded, or nil.
+func (l *Logger) takeGap() *Event {
+	for _, reason := range gapReasons {
+		if n := l.lostCounter(reason).Swap(0); n > 0 {
+			// One reason per record; the others wait for the next.
+			return &Event{Kind: Audit, Gap: &Gap{Dropped: n, Reason: reason}}
+		}
+	}
+	return nil
+}
+
+// prepare fills what the Logger owns in an event and redacts it.
+func (l *Logger) prepare(ev *Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
@@ -188,7 +388,12 @@ func (l *Logger) write(ev *Event) {
 	// Redact before truncating: a cut could otherwise split a key from its value.
 	ev.Query = RedactQuery(ev.Query, l.sensitive)
 	l.truncate(ev)
+}
 
+func (l *Logger) writeSinks(ev *Event, count bool) {
+	l.seq++
+	ev.Sequence = l.seq
+	l.prepare(ev)
 	// Encoded once for every sink, into a buffer the writer goroutine reuses.
 	l.line = append(ev.AppendJSON(l.line[:0]), '\n')
 	ok := true
@@ -199,15 +404,233 @@ func (l *Logger) write(ev *Event) {
 		if err != nil {
 			ok = false
 			l.errors.Add(1)
-			if l.log != nil {
-				l.log.Error("audit sink write failed", "err", err, "seq", ev.Sequence)
-			}
+			l.log.Error("audit sink write failed", "err", err, "seq", ev.Sequence)
 		}
 	}
-	if ok {
+	if ok && count {
 		l.written.Add(1)
 	}
 }
+
+// runJournal is the writer with a journal: it takes what is queued, up to
+// maxBatch events, appends them and commits them with one write and one
+// fsync (group commit), then answers the fail-closed waiters.
+func (l *Logger) runJournal() {
+	defer close(l.done)
+	defer func() {
+		if err := l.journal.close(); err != nil {
+			l.log.Error("audit journal close failed", "err", err)
+		}
+	}()
+	// The batch: every record added since the last commit.
+	type entry struct {
+		seq   uint64
+		done  chan error
+		event bool // not a gap record
+		gap   *Gap
+	}
+	var batch []entry
+	commit := func() {
+		if len(batch) == 0 {
+			return
+		}
+		err := l.journal.flush()
+		durable := l.journal.flushed()
+		var lost uint64
+		for _, e := range batch {
+			ok := e.seq <= durable
+			if e.done != nil {
+				if ok {
+					e.done <- nil
+				} else {
+					e.done <- err
+				}
+			}
+			switch {
+			case e.gap != nil && !ok:
+				// Not journaled either: its count waits for the next one.
+				l.lostCounter(e.gap.Reason).Add(e.gap.Dropped)
+			case !e.event:
+			case ok:
+				l.written.Add(1)
+			default:
+				lost++
+			}
+		}
+		batch = batch[:0]
+		if lost == 0 {
+			return
+		}
+		l.dropped.Add(lost)
+		if errors.Is(err, ErrJournalFull) {
+			l.lostFull.Add(lost)
+			return
+		}
+		l.lostJournal.Add(lost)
+		l.log.Error("audit journal append failed; the records are lost and will be recorded as a gap", "err", err, "events", lost)
+	}
+	add := func(q queued) {
+		if gap := l.takeGap(); gap != nil {
+			l.prepare(gap)
+			l.journal.add(gap)
+			batch = append(batch, entry{seq: gap.Sequence, gap: gap.Gap})
+		}
+		l.prepare(q.ev)
+		l.journal.add(q.ev)
+		batch = append(batch, entry{seq: q.ev.Sequence, done: q.done, event: true})
+	}
+	for q := range l.queue {
+		if q.swap != nil {
+			q.swap()
+			continue
+		}
+		add(q)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case q, ok := <-l.queue:
+				if !ok {
+					break drain
+				}
+				if q.swap != nil {
+					commit()
+					q.swap()
+					continue
+				}
+				add(q)
+			default:
+				break drain
+			}
+		}
+		commit()
+	}
+	if gap := l.takeGap(); gap != nil {
+		l.prepare(gap)
+		l.journal.add(gap)
+		batch = append(batch, entry{seq: gap.Sequence, gap: gap.Gap})
+		commit()
+	}
+}
+
+// deliver feeds sink i from its journal cursor until the journal closes (and
+// it has delivered everything) or Close gives up waiting.
+func (l *Logger) deliver(i int) {
+	defer l.delivering.Done()
+	r, s, c := l.readers[i], l.sinks[i], &l.sinkStats[i]
+	ctx := l.deliverCtx
+	lastSave := time.Now()
+	for {
+		line, seq, lost, err := r.Next(ctx)
+		if lost > 0 {
+			c.dropped.Add(lost)
+			l.log.Error("audit journal quota removed records before the sink delivered them", "sink", c.name, "lost", lost, "nextSeq", seq)
+			l.Record(&Event{Kind: Audit, Gap: &Gap{Dropped: lost, Reason: "quota", Sink: c.name, FromSeq: seq - lost, ToSeq: seq - 1}})
+		}
+		if err != nil {
+			if !errors.Is(err, ErrJournalClosed) && ctx.Err() == nil {
+				l.log.Error("audit journal read failed; the sink stops", "sink", c.name, "err", err)
+			}
+			return
+		}
+		if t, ok := lineTime(line); ok {
+			c.lagNanos.Store(int64(time.Since(t)))
+		}
+		for attempt := 0; ; attempt++ {
+			wctx, cancel := context.WithTimeout(ctx, l.writeTimeout)
+			werr := s.Write(wctx, line)
+			cancel()
+			if werr == nil {
+				break
+			}
+			c.retries.Add(1)
+			l.errors.Add(1)
+			if attempt == 0 || attempt%10 == 0 {
+				l.log.Error("audit sink write failed; retrying", "sink", c.name, "seq", seq, "attempt", attempt+1, "err", werr)
+			}
+			if !sleepCtx(ctx, backoff(l.backoff[0], l.backoff[1], attempt)) {
+				return
+			}
+		}
+		c.delivered.Add(1)
+		r.Ack(seq)
+		if time.Since(lastSave) > time.Second {
+			if err := r.Save(); err != nil {
+				l.log.Warn("audit sink cursor not saved; records may be delivered again after a restart", "sink", c.name, "err", err)
+			}
+			lastSave = time.Now()
+		}
+	}
+}
+
+// backoff is the delay before retry attempt+1: doubling from first up to
+// max, with full jitter over its upper half, so that sinks that failed
+// together don't retry in step.
+func backoff(first, max time.Duration, attempt int) time.Duration {
+	d := first
+	for range attempt {
+		d *= 2
+		if d >= max {
+			d = max
+			break
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// lineTime reads a record's time without decoding the line (AppendJSON
+// writes it first).
+func lineTime(line []byte) (time.Time, bool) {
+	const p = `{"time":"`
+	if len(line) < len(p)+len(timeLayout)-1 || string(line[:len(p)]) != p {
+		return time.Time{}, false
+	}
+	end := bytes.IndexByte(line[len(p):], '"')
+	if end < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(timeLayout, string(line[len(p):len(p)+end]))
+	return t, err == nil
+}
+
+// Decided is the seam a front calls once it has decided to forward a
+// request, before anything is forwarded (exchange.Recorder). Fail-closed, it
+// journals a decision record (the event as it stands, phase "decision") and
+// waits for its fsync: an error means it is not durable and the request must
+// not be forwarded. Otherwise it returns nil at once.
+func (l *Logger) Decided(ev *Event) error {
+	if !l.failClosed {
+		return nil
+	}
+	rec := *ev
+	rec.ID, rec.Sequence, rec.Prev = "", 0, ""
+	rec.Phase = PhaseDecision
+	done := make(chan error, 1)
+	if err := l.enqueue(queued{ev: &rec, done: done}); err != nil {
+		return fmt.Errorf("%w: decision not journaled", err)
+	}
+	t := time.NewTimer(l.writeTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("audit: decision not journaled within %v", l.writeTimeout)
+	}
+}
+
+// Completed records the finished event (exchange.Recorder): Record.
+func (l *Logger) Completed(ev *Event) { l.Record(ev) }
 
 func (l *Logger) truncate(ev *Event) {
 	for _, f := range []*string{&ev.Path, &ev.Query, &ev.Host, &ev.SNI, &ev.UserAgent, &ev.Upstream.URL} {
@@ -218,7 +641,10 @@ func (l *Logger) truncate(ev *Event) {
 	}
 	if ev.Decision != nil {
 		if cut, ok := cutUTF8(ev.Decision.Reason, l.maxField); ok {
-			ev.Decision.Reason = cut
+			// A copy: the decision may be shared with the request's other record.
+			d := *ev.Decision
+			d.Reason = cut
+			ev.Decision = &d
 			ev.Truncated = true
 		}
 	}

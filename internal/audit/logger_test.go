@@ -49,8 +49,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}{
 		{name: "no sinks", cfg: Config{}, wantErr: "audit: no sinks configured"},
 		{name: "nil sink", cfg: Config{Sinks: []Sink{ok, nil}}, wantErr: "audit: sink 1 is nil"},
-		{name: "negative queue", cfg: Config{Sinks: []Sink{ok}, QueueSize: -1}, wantErr: "audit: negative queue size, timeout or field limit"},
-		{name: "negative timeout", cfg: Config{Sinks: []Sink{ok}, BlockTimeout: -time.Second}, wantErr: "audit: negative queue size, timeout or field limit"},
+		{name: "negative queue", cfg: Config{Sinks: []Sink{ok}, QueueSize: -1}, wantErr: "audit: negative queue size, timeout, backoff or field limit"},
+		{name: "negative timeout", cfg: Config{Sinks: []Sink{ok}, BlockTimeout: -time.Second}, wantErr: "audit: negative queue size, timeout, backoff or field limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,14 +130,16 @@ type blockingSink struct {
 func (s *blockingSink) Write(_ context.Context, line []byte) error {
 	s.entered <- struct{}{}
 	<-s.release
-	var ev struct {
-		RequestID string `json:"requestId"`
-	}
+	var ev Event
 	if err := json.Unmarshal(line, &ev); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ev.Gap != nil {
+		s.got = append(s.got, fmt.Sprintf("gap %s %d", ev.Gap.Reason, ev.Gap.Dropped))
+		return nil
+	}
 	s.got = append(s.got, ev.RequestID)
 	return nil
 }
@@ -165,7 +167,8 @@ func TestLoggerDropsWhenQueueStaysFull(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"1", "2"}, sink.got); diff != "" {
+	// The drop is in the trail: a gap record before the next event written.
+	if diff := cmp.Diff([]string{"1", "gap queue_full 1", "2"}, sink.got); diff != "" {
 		t.Errorf("written (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(Stats{Written: 2, Dropped: 1}, l.Stats()); diff != "" {
@@ -248,8 +251,20 @@ func TestLoggerRecordRacesClose(t *testing.T) {
 	if s.Written+s.Dropped != n {
 		t.Errorf("written %d + dropped %d != recorded %d", s.Written, s.Dropped, n)
 	}
-	if got := uint64(len(decodeLines(t, buf.String()))); got != s.Written {
-		t.Errorf("%d lines, Stats.Written %d", got, s.Written)
+	var events, gapped uint64
+	for _, ev := range decodeLines(t, buf.String()) {
+		if ev.Gap != nil {
+			gapped += ev.Gap.Dropped
+			continue
+		}
+		events++
+	}
+	if events != s.Written {
+		t.Errorf("%d events written, Stats.Written %d", events, s.Written)
+	}
+	// Drops while running are in gap records; those after Close only counted.
+	if gapped > s.Dropped {
+		t.Errorf("gap records count %d drops, Stats.Dropped %d", gapped, s.Dropped)
 	}
 }
 

@@ -1,0 +1,556 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Journal defaults, for JournalOptions fields left zero.
+const (
+	DefaultSegmentBytes = 64 << 20
+	DefaultSegmentAge   = time.Hour
+	DefaultJournalBytes = 1 << 30
+)
+
+// The active segment has a fixed name, so that a shipper tailing it (Vector,
+// Fluent Bit, the OpenTelemetry filelog receiver) follows rotation by
+// rename; a rotated segment is named after the sequence number of its first
+// record, so that names sort in journal order.
+const (
+	activeSegment  = "audit.ndjson"
+	segmentPrefix  = "audit-"
+	segmentSuffix  = ".ndjson"
+	cursorDir      = "cursors"
+	journalDirMode = 0o700
+)
+
+// OnFull says what the journal does when it holds MaxBytes and its oldest
+// segment still has records a sink has not delivered.
+type OnFull string
+
+const (
+	// DropOldest deletes the oldest segment anyway: sinks behind it lose
+	// those records, counted, and a gap record says so in the journal.
+	DropOldest OnFull = "dropOldest"
+	// Block refuses new records until the sinks catch up: the Logger drops
+	// them (counted, with a gap record), or, fail-closed, the gateway
+	// answers 503.
+	Block OnFull = "block"
+)
+
+// ErrJournalFull is returned by a commit refused under OnFull Block.
+var ErrJournalFull = errors.New("audit: journal full: sinks have not delivered its oldest segment")
+
+// JournalOptions configures a Journal.
+type JournalOptions struct {
+	// Dir holds the segments and the sinks' cursors; created 0700.
+	Dir string
+	// SegmentBytes and SegmentAge rotate the active segment.
+	SegmentBytes int64
+	SegmentAge   time.Duration
+	// MaxBytes is the quota of all segments together.
+	MaxBytes int64
+	// OnFull: DropOldest (the default) or Block.
+	OnFull OnFull
+	// Log receives recovery notes; nil discards them.
+	Log *slog.Logger
+}
+
+// Journal is the audit trail on local disk: append-only NDJSON segments,
+// written in batches with one write and one fsync each (group commit), each
+// record carrying the SHA-256 of the one before it (prev), so that an edited
+// or removed line breaks the chain (see Verify). Only the Logger's writer
+// goroutine appends; readers (the sinks' delivery loops) see committed,
+// fsynced records only.
+type Journal struct {
+	opts JournalOptions
+	dir  string
+
+	// Writer goroutine only.
+	f       *os.File
+	created time.Time
+	buf     []byte
+	pending []pendingLine // the lines in buf
+	seq     uint64        // last sequence number given out
+	last    [32]byte      // hash of the last line given out
+	hasLast bool
+	// state at the last commit, to roll back to when a commit fails
+	cSeq     uint64
+	cLast    [32]byte
+	cHasLast bool
+
+	mu      sync.Mutex
+	segs    []segment // oldest first; the last is the active one
+	commit  uint64    // last committed sequence number
+	changed chan struct{}
+	closed  bool
+	// readers' positions, for OnFull Block and the lag metrics
+	cursors map[*JournalReader]uint64
+	torn    int64 // bytes of a torn last line cut at open
+}
+
+// pendingLine is a line waiting in the journal's buffer.
+type pendingLine struct {
+	seq  uint64
+	end  int // offset in buf after its newline
+	hash [32]byte
+}
+
+type segment struct {
+	first, last uint64 // sequence numbers; last < first while empty
+	path        string
+	size        int64 // committed bytes
+}
+
+// OpenJournal opens (or creates) the journal in opts.Dir, cutting a torn last
+// line that a crash left behind and continuing the sequence and the hash
+// chain from the last whole record.
+func OpenJournal(opts JournalOptions) (*Journal, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("audit: journal needs a directory")
+	}
+	if opts.SegmentBytes < 0 || opts.SegmentAge < 0 || opts.MaxBytes < 0 {
+		return nil, errors.New("audit: negative journal segment size, age or quota")
+	}
+	opts.SegmentBytes = orDefault64(opts.SegmentBytes, DefaultSegmentBytes)
+	opts.SegmentAge = orDefault(opts.SegmentAge, DefaultSegmentAge)
+	opts.MaxBytes = orDefault64(opts.MaxBytes, DefaultJournalBytes)
+	switch opts.OnFull {
+	case "":
+		opts.OnFull = DropOldest
+	case DropOldest, Block:
+	default:
+		return nil, fmt.Errorf("audit: journal onFull %q: want %s or %s", opts.OnFull, DropOldest, Block)
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, cursorDir), journalDirMode); err != nil {
+		return nil, fmt.Errorf("audit: journal: %w", err)
+	}
+	j := &Journal{opts: opts, dir: opts.Dir, changed: make(chan struct{}), cursors: map[*JournalReader]uint64{}}
+	if err := j.recover(); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func orDefault64(v, def int64) int64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// recover lists the segments, repairs the active one and finds where the
+// sequence and the chain go on.
+func (j *Journal) recover() error {
+	ents, err := os.ReadDir(j.dir)
+	if err != nil {
+		return fmt.Errorf("audit: journal: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		first, ok := segmentSeq(name)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return fmt.Errorf("audit: journal: %w", err)
+		}
+		j.segs = append(j.segs, segment{first: first, path: filepath.Join(j.dir, name), size: info.Size()})
+	}
+	slices.SortFunc(j.segs, func(a, b segment) int { return cmpUint(a.first, b.first) })
+
+	active := filepath.Join(j.dir, activeSegment)
+	f, err := os.OpenFile(active, os.O_RDWR|os.O_CREATE|os.O_APPEND, fileMode)
+	if err != nil {
+		return fmt.Errorf("audit: journal: %w", err)
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("audit: journal: %w", err)
+	}
+	// A crash can leave a line without its newline: it was never committed
+	// (a commit ends with fsync after whole lines), so it goes.
+	whole, lastLine, err := lastWholeLine(f, size)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("audit: journal %s: %w", active, err)
+	}
+	if whole < size {
+		if err := f.Truncate(whole); err != nil {
+			f.Close()
+			return fmt.Errorf("audit: journal: cut torn line: %w", err)
+		}
+		j.torn = size - whole
+		j.opts.Log.Warn("audit journal: cut a torn last line left by a crash", "file", active, "bytes", size-whole)
+		size = whole
+	}
+	act := segment{path: active, size: size}
+	if size > 0 {
+		firstLine, err := firstLine(f)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("audit: journal %s: %w", active, err)
+		}
+		if act.first, err = lineSeq(firstLine); err != nil {
+			f.Close()
+			return fmt.Errorf("audit: journal %s line 1: %w", active, err)
+		}
+	}
+	// Where the chain goes on: the last line of the active segment, or of
+	// the newest rotated one.
+	if lastLine == nil && len(j.segs) > 0 {
+		prev := j.segs[len(j.segs)-1]
+		pf, err := os.Open(prev.path)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("audit: journal: %w", err)
+		}
+		_, lastLine, err = lastWholeLine(pf, prev.size)
+		pf.Close()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("audit: journal %s: %w", prev.path, err)
+		}
+	}
+	if lastLine != nil {
+		seq, err := lineSeq(lastLine)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("audit: journal: last record: %w", err)
+		}
+		j.seq, j.last, j.hasLast = seq, sha256.Sum256(lastLine), true
+	}
+	// Each segment's last sequence number: the next one's first, minus one.
+	for i := range j.segs {
+		if i+1 < len(j.segs) {
+			j.segs[i].last = j.segs[i+1].first - 1
+		} else if size > 0 {
+			j.segs[i].last = act.first - 1
+		} else {
+			j.segs[i].last = j.seq
+		}
+	}
+	if size == 0 {
+		act.first = j.seq + 1
+	}
+	act.last = j.seq
+	j.segs = append(j.segs, act)
+	j.f, j.created = f, time.Now()
+	j.commit, j.cSeq, j.cLast, j.cHasLast = j.seq, j.seq, j.last, j.hasLast
+	return nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// segmentSeq parses a rotated segment's name.
+func segmentSeq(name string) (uint64, bool) {
+	s, ok := strings.CutPrefix(name, segmentPrefix)
+	if !ok {
+		return 0, false
+	}
+	s, ok = strings.CutSuffix(s, segmentSuffix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}
+
+func segmentName(first uint64) string {
+	return fmt.Sprintf("%s%020d%s", segmentPrefix, first, segmentSuffix)
+}
+
+// lastWholeLine returns the end of the last newline-terminated line in the
+// first size bytes of f, and that line without its newline (nil if none).
+func lastWholeLine(f *os.File, size int64) (int64, []byte, error) {
+	const chunk = 64 << 10
+	var tail []byte // bytes [off, size) of the file
+	end := int64(-1)
+	off := size
+	for off > 0 {
+		n := min(int64(chunk), off)
+		off -= n
+		b := make([]byte, n, n+int64(len(tail)))
+		if _, err := f.ReadAt(b, off); err != nil {
+			return 0, nil, err
+		}
+		tail = append(b, tail...)
+		if end < 0 {
+			i := bytes.LastIndexByte(tail, '\n')
+			if i < 0 {
+				continue
+			}
+			end = off + int64(i) + 1
+		}
+		nl := end - 1 - off // the last line's newline, in tail
+		if i := bytes.LastIndexByte(tail[:nl], '\n'); i >= 0 {
+			return end, tail[i+1 : nl], nil
+		}
+	}
+	if end < 0 {
+		return 0, nil, nil // no newline at all: nothing is whole
+	}
+	return end, tail[:end-1], nil
+}
+
+func firstLine(f *os.File) ([]byte, error) {
+	var b []byte
+	buf := make([]byte, 4096)
+	for off := int64(0); ; {
+		n, err := f.ReadAt(buf, off)
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			return append(b, buf[:i]...), nil
+		}
+		b = append(b, buf[:n]...)
+		off += int64(n)
+		if err != nil {
+			return nil, fmt.Errorf("first line: %w", err)
+		}
+	}
+}
+
+// seqField is how AppendJSON writes the sequence number: after time,
+// durationMs and id, none of which a client controls, so the first match in
+// a line is the record's own.
+const seqField = `,"seq":`
+
+// lineSeq reads a record's sequence number without decoding the line.
+func lineSeq(line []byte) (uint64, error) {
+	i := bytes.Index(line, []byte(seqField))
+	if i < 0 {
+		return 0, errors.New("record without a sequence number")
+	}
+	s := line[i+len(seqField):]
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	v, err := strconv.ParseUint(string(s[:n]), 10, 64)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("bad sequence number %q", s[:n])
+	}
+	return v, nil
+}
+
+// add gives ev the next sequence number and the hash of the line before it,
+// encodes it and queues the line for the next commit. Writer goroutine only.
+func (j *Journal) add(ev *Event) {
+	j.seq++
+	ev.Sequence = j.seq
+	ev.Prev = ""
+	if j.hasLast {
+		ev.Prev = hex.EncodeToString(j.last[:])
+	}
+	start := len(j.buf)
+	j.buf = ev.AppendJSON(j.buf)
+	j.last, j.hasLast = sha256.Sum256(j.buf[start:]), true
+	j.buf = append(j.buf, '\n')
+	j.pending = append(j.pending, pendingLine{seq: j.seq, end: len(j.buf), hash: j.last})
+}
+
+// flush writes the queued lines and makes them durable: one write and one
+// fsync per segment they go into (one, unless the batch fills a segment),
+// rotating and enforcing the quota on the way. On failure the lines not yet
+// committed are cut from the file and given up: the sequence and the chain
+// go on from the last committed line, which flushed (below) tells. Writer
+// goroutine only.
+func (j *Journal) flush() error {
+	if len(j.pending) == 0 {
+		return nil
+	}
+	err := j.flushBatch()
+	j.seq, j.last, j.hasLast = j.cSeq, j.cLast, j.cHasLast
+	j.buf, j.pending = j.buf[:0], j.pending[:0]
+	if cap(j.buf) > 4<<20 {
+		j.buf = nil // don't keep a burst's buffer forever
+	}
+	return err
+}
+
+// flushed is the last committed sequence number, for the writer to tell
+// which records of a failed flush made it. Writer goroutine only.
+func (j *Journal) flushed() uint64 { return j.cSeq }
+
+func (j *Journal) flushBatch() error {
+	for start := 0; start < len(j.pending); {
+		j.mu.Lock()
+		act := j.segs[len(j.segs)-1]
+		j.mu.Unlock()
+		from := 0
+		if start > 0 {
+			from = j.pending[start-1].end
+		}
+		if act.size > 0 && (act.size+int64(j.pending[start].end-from) > j.opts.SegmentBytes || time.Since(j.created) > j.opts.SegmentAge) {
+			if err := j.rotate(); err != nil {
+				return err
+			}
+			act.size = 0
+		}
+		// As many lines as fit in the segment, at least one.
+		k := start + 1
+		for k < len(j.pending) && act.size+int64(j.pending[k].end-from) <= j.opts.SegmentBytes {
+			k++
+		}
+		piece := j.buf[from:j.pending[k-1].end]
+		if err := j.makeRoom(int64(len(piece))); err != nil {
+			return err
+		}
+		if _, err := j.f.Write(piece); err != nil {
+			// Cut what was written: a record that is not committed must not
+			// be read, by a sink or by the next start.
+			_ = j.f.Truncate(act.size)
+			return fmt.Errorf("audit: journal write: %w", err)
+		}
+		if err := j.f.Sync(); err != nil {
+			// After a failed fsync the kernel may have dropped the pages:
+			// treat the piece as lost.
+			_ = j.f.Truncate(act.size)
+			return fmt.Errorf("audit: journal fsync: %w", err)
+		}
+		last := j.pending[k-1]
+		j.mu.Lock()
+		a := &j.segs[len(j.segs)-1]
+		if a.size == 0 {
+			a.first = j.pending[start].seq
+		}
+		a.size += int64(len(piece))
+		a.last = last.seq
+		j.commit = last.seq
+		j.notifyLocked()
+		j.mu.Unlock()
+		j.cSeq, j.cLast, j.cHasLast = last.seq, last.hash, true
+		start = k
+	}
+	return nil
+}
+
+func (j *Journal) notifyLocked() {
+	close(j.changed)
+	j.changed = make(chan struct{})
+}
+
+// rotate renames the active segment after its first record and starts a
+// new one. A reader that has the old file open reads on to its end: the
+// rename keeps the file.
+func (j *Journal) rotate() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	a := &j.segs[len(j.segs)-1]
+	rotated := filepath.Join(j.dir, segmentName(a.first))
+	if err := os.Rename(a.path, rotated); err != nil {
+		return fmt.Errorf("audit: journal rotate: %w", err)
+	}
+	f, err := os.OpenFile(a.path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, fileMode)
+	if err != nil {
+		// Put the segment back so the journal stays as it was.
+		_ = os.Rename(rotated, a.path)
+		return fmt.Errorf("audit: journal rotate: %w", err)
+	}
+	if err := syncDir(j.dir); err != nil {
+		j.opts.Log.Warn("audit journal: fsync of the directory after rotation failed", "err", err)
+	}
+	_ = j.f.Close()
+	active := a.path
+	a.path = rotated
+	j.segs = append(j.segs, segment{first: j.cSeq + 1, last: j.cSeq, path: active})
+	j.f, j.created = f, time.Now()
+	j.notifyLocked()
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// makeRoom deletes the oldest rotated segments while the journal would
+// exceed its quota with n more bytes. Under Block, a segment a reader has
+// not finished is kept and the commit refused.
+func (j *Journal) makeRoom(n int64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for {
+		var total int64
+		for _, s := range j.segs {
+			total += s.size
+		}
+		if total+n <= j.opts.MaxBytes || len(j.segs) < 2 {
+			return nil
+		}
+		old := j.segs[0]
+		if j.opts.OnFull == Block {
+			for _, c := range j.cursors {
+				if c < old.last {
+					return ErrJournalFull
+				}
+			}
+		}
+		if err := os.Remove(old.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("audit: journal quota: %w", err)
+		}
+		j.opts.Log.Info("audit journal: removed the oldest segment for the quota", "file", filepath.Base(old.path), "first", old.first, "last", old.last)
+		j.segs = j.segs[1:]
+		j.notifyLocked()
+	}
+}
+
+// Committed returns the last committed sequence number.
+func (j *Journal) Committed() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.commit
+}
+
+// Dir returns the journal's directory.
+func (j *Journal) Dir() string { return j.dir }
+
+// close closes the active segment and wakes every reader. Writer goroutine,
+// after its last flush.
+func (j *Journal) close() error {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return nil
+	}
+	j.closed = true
+	j.notifyLocked()
+	j.mu.Unlock()
+	return j.f.Close()
+}
+
+// cursor returns a reader's acknowledged position.
+func (j *Journal) cursor(r *JournalReader) uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.cursors[r]
+}
