@@ -4,6 +4,7 @@
 //	gateway check -c gateway.yaml    validate everything run would, print every problem
 //	gateway dev                      a complete gateway on this machine, no config needed
 //	gateway policy eval|test         ask the policy engine, or run policy tests
+//	gateway audit verify PATH...     check an audit journal's hash chain
 //	gateway version                  print the version
 package main
 
@@ -24,6 +25,7 @@ Usage:
   gateway dev                       run a complete demo gateway on this machine
   gateway policy eval ...           print the decision for one request description
   gateway policy test FILE...       run policy test files
+  gateway audit verify PATH...      check an audit journal (files or its directory)
   gateway version                   print the version
 
 Run "gateway COMMAND -h" for a command's flags.
@@ -48,6 +50,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdDev(args[1:], stdout, stderr)
 	case "policy":
 		return cmdPolicy(args[1:], stdin, stdout, stderr)
+	case "audit":
+		return cmdAudit(args[1:], stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintf(stdout, "gateway %s\n", version)
 		return 0

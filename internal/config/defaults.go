@@ -53,6 +53,23 @@ func (g *Gateway) ApplyDefaults() {
 	if len(g.Audit.Sinks) == 0 {
 		g.Audit.Sinks = []AuditSink{{Stdout: true}}
 	}
+	if g.Audit.FailureMode == "" {
+		g.Audit.FailureMode = AuditFailOpen
+	}
+	if j := g.Audit.Journal; j != nil {
+		if j.SegmentBytes == 0 {
+			j.SegmentBytes = 64 << 20
+		}
+		if j.SegmentAge == 0 {
+			j.SegmentAge = time.Hour
+		}
+		if j.MaxBytes == 0 {
+			j.MaxBytes = 1 << 30
+		}
+		if j.OnFull == "" {
+			j.OnFull = "dropOldest"
+		}
+	}
 	in := g.Ingress
 	if in == nil {
 		return

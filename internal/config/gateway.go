@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // APIVersion and KindGateway identify a gateway configuration document.
 const (
@@ -169,12 +172,53 @@ type Admin struct {
 // Audit says where audit events go.
 type Audit struct {
 	Sinks []AuditSink `yaml:"sinks"`
+	// Journal, if set, makes delivery durable: events are appended to a
+	// local journal (fsynced) and every sink is fed from it, at least once.
+	Journal *AuditJournal `yaml:"journal"`
+	// FailureMode: "open" (the default) keeps serving when audit can't
+	// record; "closed" (needs a journal) forwards a request only once its
+	// decision record is durably journaled, and answers 503 otherwise.
+	FailureMode string `yaml:"failureMode"`
 }
 
-// AuditSink is exactly one of its fields.
+// AuditJournal configures the durable audit journal.
+type AuditJournal struct {
+	// Dir holds the segments (audit.ndjson, audit-<seq>.ndjson) and the
+	// sinks' cursors; created 0700.
+	Dir string `yaml:"dir"`
+	// SegmentBytes and SegmentAge rotate the active segment.
+	SegmentBytes int64         `yaml:"segmentBytes"`
+	SegmentAge   time.Duration `yaml:"segmentAge"`
+	// MaxBytes is the quota of all segments together.
+	MaxBytes int64 `yaml:"maxBytes"`
+	// OnFull: "dropOldest" (the default) or "block".
+	OnFull string `yaml:"onFull"`
+}
+
+// Audit failure modes.
+const (
+	AuditFailOpen   = "open"
+	AuditFailClosed = "closed"
+)
+
+// AuditSink is exactly one of stdout and file, with an optional name.
 type AuditSink struct {
+	// Name keys the sink's journal cursor; it defaults to "stdout" or
+	// "file-<base name>". Renaming a sink makes it start from now.
+	Name   string `yaml:"name"`
 	Stdout bool   `yaml:"stdout"`
 	File   string `yaml:"file"`
+}
+
+// SinkName is the sink's name, given or derived.
+func (s AuditSink) SinkName() string {
+	switch {
+	case s.Name != "":
+		return s.Name
+	case s.Stdout:
+		return "stdout"
+	}
+	return "file-" + filepath.Base(s.File)
 }
 
 // Policy names the AuthorizationPolicy and RequestAuthentication documents.

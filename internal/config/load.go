@@ -101,6 +101,9 @@ func (g *Gateway) resolvePaths(dir string) {
 	for i := range g.Audit.Sinks {
 		abs(&g.Audit.Sinks[i].File)
 	}
+	if g.Audit.Journal != nil {
+		abs(&g.Audit.Journal.Dir)
+	}
 	if e := g.Egress; e != nil {
 		for i := range e.Credentials {
 			c := &e.Credentials[i]

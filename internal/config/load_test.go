@@ -185,6 +185,29 @@ func TestLoadBadInput(t *testing.T) {
 			edit:  func(s string) string { return strings.Replace(s, "kind: Gateway", "kind: Gatway", 1) },
 			wants: []string{`gateway.yaml:2:7: kind: must be "Gateway" (got "Gatway")`},
 		},
+		{
+			name: "audit: fail-closed without a journal, duplicate sink names",
+			edit: func(s string) string {
+				return s + "audit:\n  failureMode: closed\n  sinks:\n  - stdout: true\n  - {name: stdout, file: audit.log}\n"
+			},
+			wants: []string{
+				"gateway.yaml:24:16: audit.failureMode: closed needs audit.journal",
+				`gateway.yaml:27:12: audit.sinks[1].name: sink name "stdout" is also audit.sinks[0]'s`,
+			},
+		},
+		{
+			name: "audit: bad journal",
+			edit: func(s string) string {
+				return s + "audit:\n  failureMode: shut\n  journal: {dir: nowhere/journal, segmentBytes: 100, onFull: spill}\n  sinks: [{name: ../x, stdout: true}]\n"
+			},
+			wants: []string{
+				`gateway.yaml:24:16: audit.failureMode: "shut": want open or closed`,
+				"gateway.yaml:25:18: audit.journal.dir: parent directory nowhere does not exist",
+				"gateway.yaml:25:49: audit.journal.segmentBytes: 100: want at least 4096",
+				`audit.journal.onFull: "spill": want dropOldest or block`,
+				`audit.sinks[0].name: "../x": a sink name is a plain file name`,
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

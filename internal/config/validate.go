@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"tollgate.dev/tollgate/internal/request"
@@ -48,19 +49,7 @@ func (v *validator) validate() {
 	v.egress(v.g.Egress)
 	v.oidc()
 	v.listenAddr("admin.listen", v.g.Admin.Listen)
-	for i, s := range v.g.Audit.Sinks {
-		p := fmt.Sprintf("audit.sinks[%d]", i)
-		switch {
-		case s.Stdout && s.File != "":
-			v.errorf(p, "set exactly one of stdout and file (got both)")
-		case !s.Stdout && s.File == "":
-			v.errorf(p, "set exactly one of stdout and file (got neither)")
-		case s.File != "":
-			if dir := dirOf(s.File); !isDir(dir) {
-				v.errorf(p+".file", "directory %s does not exist", dir)
-			}
-		}
-	}
+	v.audit()
 	v.namespace("policy.rootNamespace", v.g.Policy.RootNamespace)
 	for i, f := range v.g.Policy.Files {
 		if _, err := os.Stat(f); err != nil {
@@ -358,5 +347,62 @@ func (v *validator) normalization(path string, n Normalization) {
 func (v *validator) underscores(path, action string) {
 	if !contains(UnderscoreHeaderActions, action) {
 		v.errorf(path, "want one of %s (got %q)", strings.Join(UnderscoreHeaderActions, ", "), action)
+	}
+}
+
+func (v *validator) audit() {
+	a := v.g.Audit
+	names := map[string]int{}
+	for i, s := range a.Sinks {
+		p := fmt.Sprintf("audit.sinks[%d]", i)
+		switch {
+		case s.Stdout && s.File != "":
+			v.errorf(p, "set exactly one of stdout and file (got both)")
+		case !s.Stdout && s.File == "":
+			v.errorf(p, "set exactly one of stdout and file (got neither)")
+		case s.File != "":
+			if dir := dirOf(s.File); !isDir(dir) {
+				v.errorf(p+".file", "directory %s does not exist", dir)
+			}
+		}
+		name := s.SinkName()
+		if s.Name != "" && (strings.ContainsAny(s.Name, `/\`) || s.Name == "." || s.Name == ".." || strings.HasSuffix(s.Name, ".tmp")) {
+			v.errorf(p+".name", "%q: a sink name is a plain file name (no / or \\, not . or .., not ending in .tmp)", s.Name)
+		}
+		if j, dup := names[name]; dup {
+			v.errorf(p+".name", "sink name %q is also audit.sinks[%d]'s: each sink needs its own (it keys the sink's journal cursor)", name, j)
+		}
+		names[name] = i
+	}
+	switch a.FailureMode {
+	case AuditFailOpen:
+	case AuditFailClosed:
+		if a.Journal == nil {
+			v.errorf("audit.failureMode", "closed needs audit.journal: a decision is durable only in the journal")
+		}
+	default:
+		v.errorf("audit.failureMode", "%q: want open or closed", a.FailureMode)
+	}
+	j := a.Journal
+	if j == nil {
+		return
+	}
+	switch {
+	case j.Dir == "":
+		v.errorf("audit.journal.dir", "required: the directory of the journal")
+	case !isDir(dirOf(strings.TrimSuffix(j.Dir, "/"))):
+		v.errorf("audit.journal.dir", "parent directory %s does not exist", dirOf(strings.TrimSuffix(j.Dir, "/")))
+	}
+	if j.SegmentBytes < 4<<10 {
+		v.errorf("audit.journal.segmentBytes", "%d: want at least 4096", j.SegmentBytes)
+	}
+	if j.SegmentAge < time.Second {
+		v.errorf("audit.journal.segmentAge", "%v: want at least 1s", j.SegmentAge)
+	}
+	if j.MaxBytes < 2*j.SegmentBytes {
+		v.errorf("audit.journal.maxBytes", "%d: want at least twice segmentBytes (%d)", j.MaxBytes, j.SegmentBytes)
+	}
+	if j.OnFull != "dropOldest" && j.OnFull != "block" {
+		v.errorf("audit.journal.onFull", "%q: want dropOldest or block", j.OnFull)
 	}
 }

@@ -156,7 +156,12 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 	g.metrics.SetSVIDExpiry(func() time.Time { return g.src.Status().NotAfter })
 	g.metrics.SetAuditStats(func() telemetry.AuditStats {
 		s := g.audit.Stats()
-		return telemetry.AuditStats{Written: s.Written, Dropped: s.Dropped, Errors: s.Errors}
+		out := telemetry.AuditStats{Written: s.Written, Dropped: s.Dropped, Errors: s.Errors}
+		for _, k := range s.Sinks {
+			out.Sinks = append(out.Sinks, telemetry.AuditSinkStats{Name: k.Name, Delivered: k.Delivered, Retries: k.Retries,
+				Dropped: k.Dropped, LagEvents: k.LagEvents, LagSeconds: k.LagSeconds})
+		}
+		return out
 	})
 	g.admin = telemetry.NewAdminServer(cfg.Admin.Listen, g.health, g.metrics)
 	return g, nil
@@ -164,7 +169,9 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 
 func (g *Gateway) openAudit() error {
 	var sinks []audit.Sink
+	var names []string
 	for i, s := range g.cfg.Audit.Sinks {
+		names = append(names, s.SinkName())
 		switch {
 		case s.Stdout:
 			sinks = append(sinks, audit.NewWriterSink(g.opts.Stdout))
@@ -177,7 +184,16 @@ func (g *Gateway) openAudit() error {
 			sinks = append(sinks, f)
 		}
 	}
-	l, err := audit.New(audit.Config{Sinks: sinks, Log: g.log})
+	cfg := audit.Config{Sinks: sinks, SinkNames: names, Log: g.log, FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
+	if jc := g.cfg.Audit.Journal; jc != nil {
+		j, err := audit.OpenJournal(audit.JournalOptions{Dir: jc.Dir, SegmentBytes: jc.SegmentBytes, SegmentAge: jc.SegmentAge,
+			MaxBytes: jc.MaxBytes, OnFull: audit.OnFull(jc.OnFull), Log: g.log})
+		if err != nil {
+			return config.Errors{g.cfg.ErrorFor("audit.journal.dir", err)}
+		}
+		cfg.Journal = j
+	}
+	l, err := audit.New(cfg)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}

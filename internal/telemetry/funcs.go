@@ -34,9 +34,19 @@ var (
 	auditWrittenDesc = prometheus.NewDesc("tollgate_audit_events_written_total",
 		"Audit events accepted by every sink.", nil, nil)
 	auditDroppedDesc = prometheus.NewDesc("tollgate_audit_events_dropped_total",
-		"Audit events dropped because the queue stayed full or the logger was closed.", nil, nil)
+		"Audit events lost before they were written: the queue stayed full, the journal could not append, or the logger was closed.", nil, nil)
 	auditErrorsDesc = prometheus.NewDesc("tollgate_audit_write_errors_total",
 		"Failed audit sink writes.", nil, nil)
+	auditSinkDeliveredDesc = prometheus.NewDesc("tollgate_audit_sink_delivered_total",
+		"Audit records a journal-fed sink accepted.", []string{"sink"}, nil)
+	auditSinkRetriesDesc = prometheus.NewDesc("tollgate_audit_sink_retries_total",
+		"Failed delivery attempts of a journal-fed sink (each retried with backoff).", []string{"sink"}, nil)
+	auditSinkDroppedDesc = prometheus.NewDesc("tollgate_audit_sink_dropped_total",
+		"Audit records the journal quota removed before the sink delivered them.", []string{"sink"}, nil)
+	auditSinkLagEventsDesc = prometheus.NewDesc("tollgate_audit_sink_lag_events",
+		"Journaled audit records the sink has not delivered yet.", []string{"sink"}, nil)
+	auditSinkLagSecondsDesc = prometheus.NewDesc("tollgate_audit_sink_lag_seconds",
+		"Age of the record the sink was delivering when last seen behind; 0 when caught up.", []string{"sink"}, nil)
 )
 
 type auditCollector struct{ m *Metrics }
@@ -45,6 +55,11 @@ func (c *auditCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- auditWrittenDesc
 	ch <- auditDroppedDesc
 	ch <- auditErrorsDesc
+	ch <- auditSinkDeliveredDesc
+	ch <- auditSinkRetriesDesc
+	ch <- auditSinkDroppedDesc
+	ch <- auditSinkLagEventsDesc
+	ch <- auditSinkLagSecondsDesc
 }
 
 func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
@@ -56,6 +71,13 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(auditWrittenDesc, prometheus.CounterValue, float64(s.Written))
 	ch <- prometheus.MustNewConstMetric(auditDroppedDesc, prometheus.CounterValue, float64(s.Dropped))
 	ch <- prometheus.MustNewConstMetric(auditErrorsDesc, prometheus.CounterValue, float64(s.Errors))
+	for _, k := range s.Sinks {
+		ch <- prometheus.MustNewConstMetric(auditSinkDeliveredDesc, prometheus.CounterValue, float64(k.Delivered), k.Name)
+		ch <- prometheus.MustNewConstMetric(auditSinkRetriesDesc, prometheus.CounterValue, float64(k.Retries), k.Name)
+		ch <- prometheus.MustNewConstMetric(auditSinkDroppedDesc, prometheus.CounterValue, float64(k.Dropped), k.Name)
+		ch <- prometheus.MustNewConstMetric(auditSinkLagEventsDesc, prometheus.GaugeValue, float64(k.LagEvents), k.Name)
+		ch <- prometheus.MustNewConstMetric(auditSinkLagSecondsDesc, prometheus.GaugeValue, k.LagSeconds, k.Name)
+	}
 }
 
 var loginReadyDesc = prometheus.NewDesc("tollgate_login_provider_ready",

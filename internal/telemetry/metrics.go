@@ -64,6 +64,17 @@ type routeKey struct{ kind, name string }
 // audit.Stats onto this, so this package does not depend on audit).
 type AuditStats struct {
 	Written, Dropped, Errors uint64
+	// Sinks are the journal-fed sinks' delivery counters (empty without a
+	// journal).
+	Sinks []AuditSinkStats
+}
+
+// AuditSinkStats is one journal-fed sink's delivery.
+type AuditSinkStats struct {
+	Name                        string
+	Delivered, Retries, Dropped uint64
+	LagEvents                   uint64
+	LagSeconds                  float64
 }
 
 // NewMetrics builds the metrics and registers them, with the Go runtime and process

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/gateway"
+	"tollgate.dev/tollgate/internal/identity"
+)
+
+// recordingUpstream is the quickstart's echo identity answering 200 and
+// remembering the request id of every request it received: what was
+// forwarded.
+type recordingUpstream struct {
+	ln   net.Listener
+	srv  *http.Server
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// listenUpstream reserves the upstream's address before the example (and
+// its PKI) exists; serve starts it once it does.
+func listenUpstream(t *testing.T) *recordingUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &recordingUpstream{ln: ln, seen: map[string]bool{}}
+}
+
+func (u *recordingUpstream) serve(t *testing.T, pki string) {
+	t.Helper()
+	src, err := identity.NewFiles(identity.FilesOptions{Cert: filepath.Join(pki, "echo.crt"), Key: filepath.Join(pki, "echo.key"), Bundle: filepath.Join(pki, "ca.crt")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow, _ := identity.ParseMatcher([]string{"spiffe://example.org/ns/tollgate/sa/gateway"})
+	cfg := identity.ServerTLSConfig(src, allow)
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	u.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.seen[r.Header.Get("X-Request-Id")] = true
+		u.mu.Unlock()
+		io.WriteString(w, "ok\n")
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go u.srv.Serve(tls.NewListener(u.ln, cfg))
+	t.Cleanup(func() {
+		u.srv.Close()
+		src.Close()
+	})
+}
+
+func (u *recordingUpstream) forwarded() map[string]bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m := make(map[string]bool, len(u.seen))
+	for k := range u.seen {
+		m[k] = true
+	}
+	return m
+}
+
+// auditConfig is the quickstart with the given audit section in place of
+// its stdout sink.
+func auditConfig(t *testing.T, ingress, admin string, up *recordingUpstream, auditYAML string) string {
+	t.Helper()
+	file := quickstartConfig(t, ingress, admin, up.ln.Addr().String(), "shutdownDelay: 0s\n")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stdout = "audit:\n  sinks:\n  - stdout: true\n"
+	if !bytes.Contains(b, []byte(stdout)) {
+		t.Fatalf("quickstart has no %q any more", stdout)
+	}
+	if err := os.WriteFile(file, bytes.Replace(b, []byte(stdout), []byte(auditYAML), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up.serve(t, filepath.Join(filepath.Dir(file), "pki"))
+	return file
+}
+
+// journalRecords reads every record of a journal (or a sink's file).
+func journalRecords(t *testing.T, paths ...string) []audit.Event {
+	t.Helper()
+	var evs []audit.Event
+	for _, p := range paths {
+		files := []string{p}
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			files, _ = filepath.Glob(filepath.Join(p, "audit*.ndjson"))
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(bytes.NewReader(b))
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				var ev audit.Event
+				if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+					continue // a torn last line; Verify reports it
+				}
+				evs = append(evs, ev)
+			}
+		}
+	}
+	return evs
+}
+
+func decisionIDs(evs []audit.Event) map[string]bool {
+	m := map[string]bool{}
+	for _, ev := range evs {
+		if ev.Phase == audit.PhaseDecision {
+			m[ev.RequestID] = true
+		}
+	}
+	return m
+}
+
+// load sends GET /hello from workers until stop is closed or each has sent
+// max, and returns the request ids answered 200 and the count of other
+// outcomes.
+func load(ingress string, workers, max int, stop <-chan struct{}) (ok []string, other int) {
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	defer c.CloseIdleConnections()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range max {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("https://" + ingress + "/hello")
+				mu.Lock()
+				if err == nil && resp.StatusCode == http.StatusOK {
+					ok = append(ok, resp.Header.Get("X-Request-Id"))
+				} else {
+					other++
+				}
+				mu.Unlock()
+				if err != nil {
+					return // the gateway is gone
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	return ok, other
+}
+
+// TestAuditJournalSurvivesSIGKILL: fail-closed, under load, the gateway is
+// SIGKILLed and started again. Every request the upstream received has its
+// decision record in the journal, and every one the client got a 200 for
+// reaches the sink (before the kill or after the restart).
+func TestAuditJournalSurvivesSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	ingress, admin := freeAddr(t), freeAddr(t)
+	up := listenUpstream(t)
+	journal, sink := filepath.Join(dir, "journal"), filepath.Join(dir, "siem.ndjson")
+	file := auditConfig(t, ingress, admin, up, fmt.Sprintf(
+		"audit:\n  failureMode: closed\n  journal: {dir: %s}\n  sinks:\n  - file: %s\n", journal, sink))
+
+	p := startGateway(t, io.Discard, io.Discard, "run", "-c", file)
+	p.waitReady(t, admin)
+	stop := make(chan struct{})
+	var ok []string
+	done := make(chan struct{})
+	go func() {
+		ok, _ = load(ingress, 4, 5000, stop)
+		close(done)
+	}()
+	// Kill once the load has run for a while.
+	for deadline := time.Now().Add(30 * time.Second); len(up.forwarded()) < 500; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d requests forwarded in 30s", len(up.forwarded()))
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	close(stop)
+	<-done
+	forwarded := up.forwarded()
+
+	// Nothing was forwarded unaudited: the journal has every decision.
+	decided := decisionIDs(journalRecords(t, journal))
+	unaudited := 0
+	for id := range forwarded {
+		if !decided[id] {
+			unaudited++
+		}
+	}
+	if unaudited > 0 {
+		t.Errorf("%d of %d forwarded requests have no decision record in the journal", unaudited, len(forwarded))
+	}
+
+	// Started again, the gateway delivers what the sink had not got.
+	p = startGateway(t, io.Discard, io.Discard, "run", "-c", file)
+	p.waitReady(t, admin)
+	var missing []string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got := decisionIDs(journalRecords(t, sink))
+		missing = missing[:0]
+		for _, id := range ok {
+			if !got[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d of %d requests answered 200 never reached the sink, e.g. %s", len(missing), len(ok), missing[0])
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, 20*time.Second); err != nil {
+		t.Errorf("after SIGTERM: %v", err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"audit", "verify", journal}, nil, &out, &errb); code != 0 {
+		t.Errorf("audit verify after a SIGKILL and a restart: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	t.Logf("forwarded %d, answered 200: %d; verify: %s", len(forwarded), len(ok), strings.TrimSpace(out.String()))
+}
+
+// mountTmpfs mounts a tmpfs of size bytes at dir: a disk that fills up.
+func mountTmpfs(t *testing.T, dir string, size int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs (a full disk) needs root; CI runs as root")
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+}
+
+func resizeTmpfs(t *testing.T, dir string, size int) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", fmt.Sprintf("remount,size=%d", size), dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount tmpfs: %v: %s", err, out)
+	}
+}
+
+// TestAuditJournalDiskFull: the journal's disk fills up under load.
+// Fail-closed, requests are refused (503) and none is forwarded without its
+// decision record; fail-open, traffic flows and the loss is counted. Once
+// the disk has room again, a gap record says how many events were lost.
+func TestAuditJournalDiskFull(t *testing.T) {
+	for _, mode := range []string{"closed", "open"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			mnt := filepath.Join(dir, "disk")
+			if err := os.Mkdir(mnt, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			mountTmpfs(t, mnt, 256<<10)
+			journal := filepath.Join(mnt, "journal")
+			ingress, admin := freeAddr(t), freeAddr(t)
+			up := listenUpstream(t)
+			file := auditConfig(t, ingress, admin, up, fmt.Sprintf(
+				"audit:\n  failureMode: %s\n  journal: {dir: %s, segmentBytes: 65536, maxBytes: 1048576}\n  sinks:\n  - file: %s\n",
+				mode, journal, filepath.Join(dir, "siem.ndjson")))
+			cfg, err := config.Load(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: testLogger(t), Stdout: io.Discard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := gw.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer gw.Shutdown(context.Background())
+
+			// 256 KiB holds about a thousand records: 3,000 requests fill it.
+			ok, refused := load(ingress, 4, 750, nil)
+			forwarded := up.forwarded()
+			decided := decisionIDs(journalRecords(t, journal))
+			switch mode {
+			case "closed":
+				if refused == 0 {
+					t.Fatalf("the disk filled up and no request was refused (%d answered 200)", len(ok))
+				}
+				unaudited := 0
+				for id := range forwarded {
+					if !decided[id] {
+						unaudited++
+					}
+				}
+				if unaudited > 0 {
+					t.Errorf("%d of %d forwarded requests have no decision record", unaudited, len(forwarded))
+				}
+			case "open":
+				if refused > 0 {
+					t.Errorf("fail-open: %d requests were refused while the journal was full", refused)
+				}
+			}
+			m := scrape(t, admin)
+			if !strings.Contains(m, "tollgate_audit_events_dropped_total ") || strings.Contains(m, "tollgate_audit_events_dropped_total 0\n") {
+				t.Errorf("the loss is not counted in /metrics")
+			}
+
+			// Room again: the next records go in, after a gap record.
+			resizeTmpfs(t, mnt, 64<<20)
+			if ok, refused := load(ingress, 1, 5, nil); len(ok) != 5 || refused != 0 {
+				t.Fatalf("with room again: %d ok, %d refused", len(ok), refused)
+			}
+			var lost uint64
+			for _, ev := range journalRecords(t, journal) {
+				if ev.Gap != nil {
+					lost += ev.Gap.Dropped
+				}
+			}
+			if lost == 0 {
+				t.Error("no gap record in the journal after the disk had room again")
+			}
+			rep, err := audit.Verify([]string{journal})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Problems) > 0 {
+				t.Errorf("the journal does not verify after the disk was full: %v", rep.Problems)
+			}
+			t.Logf("%s: %d answered 200, %d refused, %d forwarded; gap records account for %d lost", mode, len(ok), refused, len(forwarded), lost)
+		})
+	}
+}
+
+func scrape(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
