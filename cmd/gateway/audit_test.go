@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -21,8 +20,6 @@ import (
 	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
-	"tollgate.dev/tollgate/internal/config"
-	"tollgate.dev/tollgate/internal/gateway"
 	"tollgate.dev/tollgate/internal/identity"
 )
 
@@ -290,18 +287,7 @@ func TestAuditJournalDiskFull(t *testing.T) {
 			file := auditConfig(t, ingress, admin, up, fmt.Sprintf(
 				"audit:\n  failureMode: %s\n  journal: {dir: %s, segmentBytes: 65536, maxBytes: 1048576}\n  sinks:\n  - file: %s\n",
 				mode, journal, filepath.Join(dir, "siem.ndjson")))
-			cfg, err := config.Load(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: testLogger(t), Stdout: io.Discard})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := gw.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer gw.Shutdown(context.Background())
+			startInProcess(t, file)
 
 			// 256 KiB holds about a thousand records: 3,000 requests fill it.
 			ok, refused := load(ingress, 4, 750, nil)

@@ -74,6 +74,25 @@ func copyExample(t *testing.T, name string) string {
 	return dst
 }
 
+// startInProcess loads file and runs the gateway in the test's process until
+// the test ends.
+func startInProcess(t *testing.T, file string) *gateway.Gateway {
+	t.Helper()
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: testLogger(t), Stdout: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Shutdown(context.Background()) })
+	return gw
+}
+
 func exampleNames(t *testing.T) []string {
 	matches, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "gateway.yaml"))
 	if err != nil || len(matches) == 0 {
@@ -224,18 +243,7 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	s = strings.Replace(s, "listen: 127.0.0.1:8443", "listen: 127.0.0.1:0", 1)
 	s = strings.Replace(s, "listen: 127.0.0.1:9901", "listen: 127.0.0.1:0", 1)
 	os.WriteFile(file, []byte(s), 0o644)
-	cfg, err := config.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: testLogger(t), Stdout: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Shutdown(context.Background())
+	gw := startInProcess(t, file)
 	base := "https://" + gw.IngressAddr().String()
 	c := clientFor(t, filepath.Join(pki, "ca.crt"))
 	tests := []struct {
