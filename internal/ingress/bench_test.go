@@ -57,6 +57,33 @@ func BenchmarkIngress(b *testing.B) {
 			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg})
 			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
 		})
+		// The audit trail's cost (issue 10): no audit at all, the journal
+		// (group-commit fsync) with one sink fed from it, and fail-closed,
+		// where each request waits for its decision record's fsync.
+		// scripts/bench-audit.sh compares them with proxy=gateway+noaudit.
+		b.Run("proxy=gateway+noaudit/proto="+proto.name, func(b *testing.B) {
+			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: nopRecorder{}})
+			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
+		})
+		for _, failClosed := range []bool{false, true} {
+			name := "proxy=gateway+journal/proto="
+			if failClosed {
+				name = "proxy=gateway+failclosed/proto="
+			}
+			b.Run(name+proto.name, func(b *testing.B) {
+				j, err := audit.OpenJournal(audit.JournalOptions{Dir: b.TempDir()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				lg, err := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}, Journal: j, FailClosed: failClosed})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { lg.Close() })
+				tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg})
+				runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
+			})
+		}
 		b.Run("proxy=gateway+jwt/proto="+proto.name, func(b *testing.B) {
 			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
 			b.Cleanup(func() { lg.Close() })
@@ -190,3 +217,9 @@ func benchJWT(b *testing.B) (*oidc.Authenticator, string) {
 	}
 	return an.ForListener(nil), s
 }
+
+// nopRecorder is no audit at all: the baseline of the audit variants.
+type nopRecorder struct{}
+
+func (nopRecorder) Decided(*audit.Event) error { return nil }
+func (nopRecorder) Completed(*audit.Event)     {}
