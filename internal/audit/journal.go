@@ -23,6 +23,7 @@ const (
 	DefaultSegmentBytes = 64 << 20
 	DefaultSegmentAge   = time.Hour
 	DefaultJournalBytes = 1 << 30
+	DefaultSyncInterval = 2 * time.Millisecond
 )
 
 // The active segment has a fixed name, so that a shipper tailing it (Vector,
@@ -65,6 +66,12 @@ type JournalOptions struct {
 	MaxBytes int64
 	// OnFull: DropOldest (the default) or Block.
 	OnFull OnFull
+	// SyncInterval is the group commit window: after a commit, records are
+	// gathered for this long (or until 1,024 are waiting) before the next
+	// write and fsync. Longer means fewer fsyncs and more latency to
+	// durability (and, fail-closed, to forwarding). Zero: the default;
+	// negative: commit as soon as the previous commit is done.
+	SyncInterval time.Duration
 	// Log receives recovery notes; nil discards them.
 	Log *slog.Logger
 }
@@ -128,6 +135,7 @@ func OpenJournal(opts JournalOptions) (*Journal, error) {
 	opts.SegmentBytes = orDefault64(opts.SegmentBytes, DefaultSegmentBytes)
 	opts.SegmentAge = orDefault(opts.SegmentAge, DefaultSegmentAge)
 	opts.MaxBytes = orDefault64(opts.MaxBytes, DefaultJournalBytes)
+	opts.SyncInterval = orDefault(opts.SyncInterval, DefaultSyncInterval)
 	switch opts.OnFull {
 	case "":
 		opts.OnFull = DropOldest

@@ -479,17 +479,65 @@ func (l *Logger) runJournal() {
 		l.journal.add(q.ev)
 		batch = append(batch, entry{seq: q.ev.Sequence, done: q.done, event: true})
 	}
-	for q := range l.queue {
+	// Group commit: a batch is what arrives until SyncInterval has passed
+	// since the last commit (or maxBatch records): under load one fsync
+	// covers many records, at the cost of at most SyncInterval of latency.
+	// A fail-closed decision ends the window: the batch is committed at once
+	// (with whatever else is already queued), as its request is waiting.
+	interval := l.journal.opts.SyncInterval
+	var lastCommit time.Time
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	closed := false
+	for !closed {
+		q, ok := <-l.queue
+		if !ok {
+			break
+		}
 		if q.swap != nil {
 			q.swap()
 			continue
 		}
 		add(q)
+		// A fail-closed request waits for this commit: don't make it wait
+		// for the window too.
+		if wait := interval - time.Since(lastCommit); wait > 0 && q.done == nil {
+			timer.Reset(wait)
+		gather:
+			for len(batch) < maxBatch {
+				select {
+				case q, ok := <-l.queue:
+					if !ok {
+						closed = true
+						break gather
+					}
+					if q.swap != nil {
+						commit()
+						q.swap()
+						continue
+					}
+					add(q)
+					if q.done != nil {
+						break gather // a fail-closed request waits for this commit
+					}
+				case <-timer.C:
+					break gather
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
 	drain:
-		for len(batch) < maxBatch {
+		for !closed && len(batch) < maxBatch {
 			select {
 			case q, ok := <-l.queue:
 				if !ok {
+					closed = true
 					break drain
 				}
 				if q.swap != nil {
@@ -503,7 +551,15 @@ func (l *Logger) runJournal() {
 			}
 		}
 		commit()
+		lastCommit = time.Now()
 	}
+	// Close: commit what is left in the queue.
+	for q := range l.queue {
+		if q.swap == nil {
+			add(q)
+		}
+	}
+	commit()
 	if gap := l.takeGap(); gap != nil {
 		l.prepare(gap)
 		l.journal.add(gap)

@@ -69,6 +69,9 @@ func (g *Gateway) ApplyDefaults() {
 		if j.OnFull == "" {
 			j.OnFull = "dropOldest"
 		}
+		if j.SyncInterval == 0 {
+			j.SyncInterval = 2 * time.Millisecond
+		}
 	}
 	in := g.Ingress
 	if in == nil {

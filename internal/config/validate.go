@@ -402,6 +402,9 @@ func (v *validator) audit() {
 	if j.MaxBytes < 2*j.SegmentBytes {
 		v.errorf("audit.journal.maxBytes", "%d: want at least twice segmentBytes (%d)", j.MaxBytes, j.SegmentBytes)
 	}
+	if j.SyncInterval < 0 || j.SyncInterval > time.Second {
+		v.errorf("audit.journal.syncInterval", "%v: want between 0s and 1s", j.SyncInterval)
+	}
 	if j.OnFull != "dropOldest" && j.OnFull != "block" {
 		v.errorf("audit.journal.onFull", "%q: want dropOldest or block", j.OnFull)
 	}

@@ -187,7 +187,7 @@ func (g *Gateway) openAudit() error {
 	cfg := audit.Config{Sinks: sinks, SinkNames: names, Log: g.log, FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
 	if jc := g.cfg.Audit.Journal; jc != nil {
 		j, err := audit.OpenJournal(audit.JournalOptions{Dir: jc.Dir, SegmentBytes: jc.SegmentBytes, SegmentAge: jc.SegmentAge,
-			MaxBytes: jc.MaxBytes, OnFull: audit.OnFull(jc.OnFull), Log: g.log})
+			MaxBytes: jc.MaxBytes, OnFull: audit.OnFull(jc.OnFull), SyncInterval: jc.SyncInterval, Log: g.log})
 		if err != nil {
 			return config.Errors{g.cfg.ErrorFor("audit.journal.dir", err)}
 		}
