@@ -7,7 +7,8 @@
 #                              OpenID provider and headless Chromium.
 #
 # Installs (each skipped when already there): oidc-provider from npm and Debian's
-# chromium (scripts/oidc/install.sh), spire-server and spire-agent built from the Go
+# chromium (scripts/oidc/install.sh), Debian's rsyslog with its OpenSSL driver
+# (scripts/rsyslog/install.sh), spire-server and spire-agent built from the Go
 # module proxy into a cache folder (scripts/spire/install.sh, ~7 min the first time).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,6 +17,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "install test tools"
 scripts/oidc/install.sh
+scripts/rsyslog/install.sh
 SPIRE_BIN=$(scripts/spire/install.sh | tail -1)
 export SPIRE_BIN
 # With these set, a missing tool fails its suite instead of skipping it.

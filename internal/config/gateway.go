@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -205,13 +206,34 @@ const (
 	AuditFailClosed = "closed"
 )
 
-// AuditSink is exactly one of stdout and file, with an optional name.
+// AuditSink is exactly one of stdout, file and syslog, with an optional name.
 type AuditSink struct {
-	// Name keys the sink's journal cursor; it defaults to "stdout" or
-	// "file-<base name>". Renaming a sink makes it start from now.
-	Name   string `yaml:"name"`
-	Stdout bool   `yaml:"stdout"`
-	File   string `yaml:"file"`
+	// Name keys the sink's journal cursor; it defaults to "stdout",
+	// "file-<base name>" or "syslog-<host>_<port>". Renaming a sink makes
+	// it start from now.
+	Name   string       `yaml:"name"`
+	Stdout bool         `yaml:"stdout"`
+	File   string       `yaml:"file"`
+	Syslog *AuditSyslog `yaml:"syslog"`
+}
+
+// AuditSyslog is a syslog receiver reached over TLS (RFC 5424 messages,
+// RFC 5425 octet-counting framing). It needs audit.journal: records wait
+// there while the receiver is down.
+type AuditSyslog struct {
+	// Address is host:port (6514 is syslog over TLS).
+	Address string `yaml:"address"`
+	// CAFile verifies the receiver's certificate; empty: the system roots.
+	CAFile string `yaml:"caFile"`
+	// ServerName is the name checked in its certificate; default: the
+	// address's host.
+	ServerName string `yaml:"serverName"`
+	// CertFile and KeyFile, together, are a client certificate for
+	// receivers that require one.
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+	// Hostname is the messages' HOSTNAME field; default: the machine's.
+	Hostname string `yaml:"hostname"`
 }
 
 // SinkName is the sink's name, given or derived.
@@ -221,6 +243,8 @@ func (s AuditSink) SinkName() string {
 		return s.Name
 	case s.Stdout:
 		return "stdout"
+	case s.Syslog != nil:
+		return "syslog-" + strings.NewReplacer(":", "_", "/", "_", "[", "", "]", "").Replace(s.Syslog.Address)
 	}
 	return "file-" + filepath.Base(s.File)
 }

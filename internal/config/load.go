@@ -100,6 +100,11 @@ func (g *Gateway) resolvePaths(dir string) {
 	}
 	for i := range g.Audit.Sinks {
 		abs(&g.Audit.Sinks[i].File)
+		if sl := g.Audit.Sinks[i].Syslog; sl != nil {
+			abs(&sl.CAFile)
+			abs(&sl.CertFile)
+			abs(&sl.KeyFile)
+		}
 	}
 	if g.Audit.Journal != nil {
 		abs(&g.Audit.Journal.Dir)

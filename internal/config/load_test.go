@@ -196,6 +196,18 @@ func TestLoadBadInput(t *testing.T) {
 			},
 		},
 		{
+			name: "audit: syslog without a journal, bad address, half a client certificate",
+			edit: func(s string) string {
+				return s + "audit:\n  sinks:\n  - syslog: {address: siem.example.com, certFile: tls.crt}\n  - {stdout: true, file: a.log}\n"
+			},
+			wants: []string{
+				"gateway.yaml:25:13: audit.sinks[0].syslog: a network sink needs audit.journal",
+				"gateway.yaml:25:13: audit.sinks[0].syslog: set both certFile and keyFile, or neither",
+				`gateway.yaml:25:23: audit.sinks[0].syslog.address: "siem.example.com": want host:port`,
+				"gateway.yaml:26:5: audit.sinks[1]: set exactly one of stdout, file and syslog (got 2)",
+			},
+		},
+		{
 			name: "audit: bad journal",
 			edit: func(s string) string {
 				return s + "audit:\n  failureMode: shut\n  journal: {dir: nowhere/journal, segmentBytes: 100, onFull: spill}\n  sinks: [{name: ../x, stdout: true}]\n"

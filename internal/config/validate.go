@@ -355,15 +355,23 @@ func (v *validator) audit() {
 	names := map[string]int{}
 	for i, s := range a.Sinks {
 		p := fmt.Sprintf("audit.sinks[%d]", i)
+		n := 0
+		for _, set := range []bool{s.Stdout, s.File != "", s.Syslog != nil} {
+			if set {
+				n++
+			}
+		}
 		switch {
-		case s.Stdout && s.File != "":
-			v.errorf(p, "set exactly one of stdout and file (got both)")
-		case !s.Stdout && s.File == "":
-			v.errorf(p, "set exactly one of stdout and file (got neither)")
+		case n > 1:
+			v.errorf(p, "set exactly one of stdout, file and syslog (got %d)", n)
+		case n == 0:
+			v.errorf(p, "set exactly one of stdout, file and syslog (got none)")
 		case s.File != "":
 			if dir := dirOf(s.File); !isDir(dir) {
 				v.errorf(p+".file", "directory %s does not exist", dir)
 			}
+		case s.Syslog != nil:
+			v.syslogSink(p+".syslog", *s.Syslog, a.Journal != nil)
 		}
 		name := s.SinkName()
 		if s.Name != "" && (strings.ContainsAny(s.Name, `/\`) || s.Name == "." || s.Name == ".." || strings.HasSuffix(s.Name, ".tmp")) {
@@ -407,5 +415,23 @@ func (v *validator) audit() {
 	}
 	if j.OnFull != "dropOldest" && j.OnFull != "block" {
 		v.errorf("audit.journal.onFull", "%q: want dropOldest or block", j.OnFull)
+	}
+}
+
+func (v *validator) syslogSink(p string, s AuditSyslog, journal bool) {
+	if !journal {
+		v.errorf(p, "a network sink needs audit.journal: records wait there while the receiver is down")
+	}
+	if host, port, err := net.SplitHostPort(s.Address); err != nil || host == "" || port == "" {
+		v.errorf(p+".address", "%q: want host:port", s.Address)
+	}
+	if s.CAFile != "" {
+		v.readable(p+".caFile", s.CAFile)
+	}
+	if (s.CertFile == "") != (s.KeyFile == "") {
+		v.errorf(p, "set both certFile and keyFile, or neither")
+	} else if s.CertFile != "" {
+		v.readable(p+".certFile", s.CertFile)
+		v.readable(p+".keyFile", s.KeyFile)
 	}
 }

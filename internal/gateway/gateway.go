@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -182,6 +185,12 @@ func (g *Gateway) openAudit() error {
 			}
 			g.files = append(g.files, f)
 			sinks = append(sinks, f)
+		case s.Syslog != nil:
+			sk, err := syslogSink(*s.Syslog)
+			if err != nil {
+				return config.Errors{g.cfg.ErrorFor(fmt.Sprintf("audit.sinks[%d].syslog", i), err)}
+			}
+			sinks = append(sinks, sk)
 		}
 	}
 	cfg := audit.Config{Sinks: sinks, SinkNames: names, Log: g.log, FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
@@ -468,4 +477,28 @@ func (a metricsAdapter) ObserveRequest(front, route string, code int, d time.Dur
 
 func (a metricsAdapter) UpstreamError(front, route string, kind audit.ErrorKind) {
 	a.m.Route(front, route).UpstreamError(string(kind))
+}
+
+// syslogSink builds the TLS client of a syslog receiver from its files.
+func syslogSink(c config.AuditSyslog) (*audit.SyslogSink, error) {
+	host, _, _ := net.SplitHostPort(c.Address)
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cmp.Or(c.ServerName, host)}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no PEM certificates in %s", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return audit.NewSyslogSink(audit.SyslogOptions{Address: c.Address, TLS: tc, Hostname: c.Hostname})
 }
