@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"io"
 
@@ -9,10 +10,12 @@ import (
 
 const auditUsage = `Usage: gateway audit COMMAND
 
-  gateway audit verify PATH...
+  gateway audit verify [--key FILE] PATH...
       Check audit journal files (or journal directories): every line a record,
-      sequence numbers without holes, and each record's prev the SHA-256 of the
-      line before it. Prints every break by file and line; exit 1 on any.
+      sequence numbers without holes, each record's prev the SHA-256 of the
+      line before it, and with --key (Ed25519, public or private PEM) the
+      signatures of the checkpoints. Prints every break by file and line;
+      exit 1 on any.
 `
 
 func cmdAudit(args []string, stdout, stderr io.Writer) int {
@@ -32,18 +35,28 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdAuditVerify(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("audit verify", `audit verify PATH...
+	fs := newFlagSet("audit verify", `audit verify [--key FILE] PATH...
 
 Checks audit journal segments: the files given, or every segment of a journal
 directory (audit.journal.dir), in sequence order.`, stderr)
+	keyFile := fs.String("key", "", "Ed25519 key (public, or the signing key itself) that checks the checkpoints' signatures")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	var key ed25519.PublicKey
+	if *keyFile != "" {
+		k, err := audit.LoadVerifyKey(*keyFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "gateway %v\n", err)
+			return 2
+		}
+		key = k
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprint(stderr, "gateway audit verify: name journal files or directories\n")
 		return 2
 	}
-	rep, err := audit.Verify(fs.Args())
+	rep, err := audit.Verify(fs.Args(), key)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway %v\n", err)
 		return 1
@@ -55,8 +68,15 @@ directory (audit.journal.dir), in sequence order.`, stderr)
 		fmt.Fprintf(stdout, "%s\n", p)
 	}
 	lost := ""
+	if rep.Checkpoints > 0 {
+		what := "consistent with the chain"
+		if key != nil {
+			what = "signatures verified"
+		}
+		lost = fmt.Sprintf("; %d checkpoints (%s) through seq %d", rep.Checkpoints, what, rep.SignedThrough)
+	}
 	if rep.Lost > 0 {
-		lost = fmt.Sprintf("; gap records account for %d lost events", rep.Lost)
+		lost += fmt.Sprintf("; gap records account for %d lost events", rep.Lost)
 	}
 	if len(rep.Problems) > 0 {
 		fmt.Fprintf(stdout, "FAIL: %d problems in %d records (seq %d to %d) in %d files%s\n",

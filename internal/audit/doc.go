@@ -28,7 +28,8 @@
 //     says how many were lost and why.
 //   - requestId: the request id the gateway gave the client and its own logs.
 //   - traceId: the W3C trace id, when there is one.
-//   - kind: "ingress", "mesh" or "egress"; "audit" for the trail's own records (gap).
+//   - kind: "ingress", "mesh" or "egress"; "audit" for the trail's own records (gap,
+//     checkpoint).
 //   - client.address, client.port: the direct peer's IP and source port.
 //   - listener.address, listener.port: the gateway address the request arrived on.
 //   - sni: the TLS server name the client sent.
@@ -73,8 +74,12 @@
 //     forwards the request; the completed record follows without a phase.
 //   - gap.dropped, gap.reason: on an "audit" record, how many events were lost and
 //     why: "queue_full", "journal_unavailable", "journal_full" (never journaled), or
-//     "quota" (removed from the journal before gap.sink delivered them, seq
-//     gap.fromSeq to gap.toSeq).
+//     "quota" (removed from the journal before a sink delivered them).
+//   - gap.sink, gap.fromSeq, gap.toSeq: for "quota", the sink that lost them and
+//     the sequence numbers they had.
+//   - checkpoint.seq, checkpoint.hash, checkpoint.keyId, checkpoint.sig: on an "audit"
+//     record, an Ed25519 signature (base64) over the hash of journal line seq (see
+//     [CheckpointMessage]); keyId is the first 16 hex digits of the public key's SHA-256.
 //   - prev: SHA-256 (hex) of the journal line before this one, the hash chain that
 //     `gateway audit verify` checks; absent on the journal's first line and without
 //     a journal.

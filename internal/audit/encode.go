@@ -86,6 +86,14 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 		}
 		b = append(b, '}')
 	}
+	if c := e.Checkpoint; c != nil {
+		b = append(b, `,"checkpoint":{"seq":`...)
+		b = strconv.AppendUint(b, c.Seq, 10)
+		b = appendStr(b, "hash", c.Hash, false)
+		b = appendStr(b, "keyId", c.KeyID, false)
+		b = appendStr(b, "sig", c.Sig, false)
+		b = append(b, '}')
+	}
 	// Last, so that the journal's hash covers everything before it.
 	b = appendStr(b, "prev", e.Prev, true)
 	return append(b, '}')

@@ -115,6 +115,9 @@ type Event struct {
 	Phase string `json:"phase,omitempty"`
 	// Gap, on a record of kind "audit", says that records were lost.
 	Gap *Gap `json:"gap,omitempty"`
+	// Checkpoint, on a record of kind "audit", is a signature over the
+	// journal up to the record before it.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 	// Prev is the SHA-256 (hex) of the journal line before this one: the
 	// hash chain Verify checks. Set by the journal.
 	Prev string `json:"prev,omitempty"`
@@ -125,6 +128,21 @@ const Audit Kind = "audit"
 
 // PhaseDecision marks the pre-forward record of fail-closed mode.
 const PhaseDecision = "decision"
+
+// Checkpoint signs the hash chain: the Ed25519 signature of the hash of
+// the journal line with sequence number Seq (the line just before the
+// checkpoint). As every line carries the hash of the one before it, the
+// signature vouches for every line up to Seq; see CheckpointMessage.
+type Checkpoint struct {
+	Seq uint64 `json:"seq"`
+	// Hash is the SHA-256 (hex) of line Seq.
+	Hash string `json:"hash"`
+	// KeyID names the signing key: the first 16 hex digits of the SHA-256
+	// of its public key.
+	KeyID string `json:"keyId"`
+	// Sig is the Ed25519 signature (base64) of CheckpointMessage.
+	Sig string `json:"sig"`
+}
 
 // Gap records lost events: dropped before they reached the journal (the
 // queue stayed full, the journal could not append), or removed from it

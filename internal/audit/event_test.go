@@ -106,6 +106,10 @@ func TestEventRoundTrip(t *testing.T) {
 // renamed Go field cannot silently change the schema.
 func TestEventJSONNames(t *testing.T) {
 	ev := fullEvent()
+	// The trail's own fields (never all on one record in practice).
+	ev.Phase, ev.Prev = PhaseDecision, "ab"
+	ev.Gap = &Gap{Dropped: 1, Reason: "quota", Sink: "s", FromSeq: 1, ToSeq: 2}
+	ev.Checkpoint = &Checkpoint{Seq: 1, Hash: "ab", KeyID: "cd", Sig: "ef"}
 	b, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +138,10 @@ func TestEventJSONNames(t *testing.T) {
 		"protocol", "query", "requestId", "route", "seq", "sni", "sourcePrincipal", "status", "time",
 		"tlsCipher", "tlsVersion", "traceId", "truncated",
 		"upstream.address", "upstream.spiffeId", "upstream.tlsVersion", "upstream.url", "userAgent",
+		"phase", "prev", "gap.dropped", "gap.reason", "gap.sink", "gap.fromSeq", "gap.toSeq",
+		"checkpoint.seq", "checkpoint.hash", "checkpoint.keyId", "checkpoint.sig",
 	}
+	slices.Sort(want)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("JSON field names (-want +got):\n%s", diff)
 	}

@@ -89,7 +89,7 @@ func idRange(from, to int) []string {
 
 func verifyClean(t *testing.T, dir string) *VerifyReport {
 	t.Helper()
-	rep, err := Verify([]string{dir})
+	rep, err := Verify([]string{dir}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestJournalCutsTornLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	rep, err := Verify([]string{dir})
+	rep, err := Verify([]string{dir}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 		t.Fatalf("the child acknowledged only %d decisions before it ended", acked)
 	}
 
-	rep, err := Verify([]string{dir})
+	rep, err := Verify([]string{dir}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

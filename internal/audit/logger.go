@@ -469,7 +469,15 @@ func (l *Logger) runJournal() {
 		l.lostJournal.Add(lost)
 		l.log.Error("audit journal append failed; the records are lost and will be recorded as a gap", "err", err, "events", lost)
 	}
+	addCheckpoint := func(final bool) {
+		if cp := l.journal.checkpointDue(final); cp != nil {
+			l.prepare(cp)
+			l.journal.add(cp)
+			batch = append(batch, entry{seq: cp.Sequence})
+		}
+	}
 	add := func(q queued) {
+		addCheckpoint(false)
 		if gap := l.takeGap(); gap != nil {
 			l.prepare(gap)
 			l.journal.add(gap)
@@ -564,8 +572,10 @@ func (l *Logger) runJournal() {
 		l.prepare(gap)
 		l.journal.add(gap)
 		batch = append(batch, entry{seq: gap.Sequence, gap: gap.Gap})
-		commit()
 	}
+	// The last checkpoint: the journal ends signed.
+	addCheckpoint(true)
+	commit()
 }
 
 // deliver feeds sink i from its journal cursor until the journal closes (and

@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -22,6 +23,11 @@ type VerifyReport struct {
 	FirstSeq, LastSeq uint64
 	// Lost sums the gap records' counts: events the trail says it lost.
 	Lost uint64
+	// Checkpoints counts the checkpoints that matched the chain (and, with
+	// a key, whose signatures verified); SignedThrough is the last sequence
+	// number one of them covers.
+	Checkpoints   int
+	SignedThrough uint64
 	// Problems name every break by file and line; none means the chain holds.
 	Problems []VerifyProblem
 	// Notes are facts a reader should know that are not breaks (where the
@@ -47,7 +53,11 @@ const maxVerifyLine = 4 << 20
 // the line before it. An edited line breaks the link to the line after it;
 // a removed line breaks the sequence. Errors are for files that can't be
 // read; what is wrong inside them is in the report.
-func Verify(paths []string) (*VerifyReport, error) {
+//
+// With key, every checkpoint record's signature is checked too: an edit
+// before a checkpoint that recomputed the chain after it still fails there.
+// Records after the last checkpoint are vouched for by the chain alone.
+func Verify(paths []string, key ed25519.PublicKey) (*VerifyReport, error) {
 	files, err := journalFiles(paths)
 	if err != nil {
 		return nil, err
@@ -84,9 +94,10 @@ func Verify(paths []string) (*VerifyReport, error) {
 			}
 			line = line[:len(line)-1]
 			var rec struct {
-				Seq  uint64 `json:"seq"`
-				Prev string `json:"prev"`
-				Gap  *Gap   `json:"gap"`
+				Seq        uint64      `json:"seq"`
+				Prev       string      `json:"prev"`
+				Gap        *Gap        `json:"gap"`
+				Checkpoint *Checkpoint `json:"checkpoint"`
 			}
 			if err := json.Unmarshal(line, &rec); err != nil || rec.Seq == 0 {
 				problem("not an audit record (%s)", describeJSONError(err))
@@ -111,9 +122,28 @@ func Verify(paths []string) (*VerifyReport, error) {
 				rep.Problems = append(rep.Problems, VerifyProblem{File: prevFile, Line: prevLine,
 					What: fmt.Sprintf("seq %d was changed: its hash is not the prev of the next record (%s:%d)", prevSeq, name, n)})
 			}
+			if c := rec.Checkpoint; c != nil {
+				switch err := verifyCheckpoint(c, prevSeq, prevHash, key); {
+				case !started:
+					problem("checkpoint without the record it signs")
+				case err != nil:
+					problem("checkpoint %s", err)
+				default:
+					rep.Checkpoints++
+					rep.SignedThrough = c.Seq
+				}
+			}
 			prevHash, prevFile, prevLine, prevSeq, started = sha256.Sum256(line), name, n, rec.Seq, true
 		}
 		f.Close()
+	}
+	switch {
+	case rep.Checkpoints > 0 && key == nil:
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d checkpoints match the chain; their signatures were not checked (no key given)", rep.Checkpoints))
+	case rep.Checkpoints == 0 && key != nil && rep.Records > 0:
+		rep.Notes = append(rep.Notes, "no signed checkpoint: the records are vouched for by the hash chain alone")
+	case rep.Checkpoints > 0 && rep.LastSeq > rep.SignedThrough+1:
+		rep.Notes = append(rep.Notes, fmt.Sprintf("records after seq %d are not covered by a checkpoint yet: the hash chain alone vouches for them", rep.SignedThrough))
 	}
 	return rep, nil
 }

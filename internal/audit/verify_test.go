@@ -86,7 +86,7 @@ func TestVerifyNamesTampering(t *testing.T) {
 				t.Fatalf("%d segments, want 3 or more", len(files))
 			}
 			tt.tamper(t, files)
-			rep, err := Verify([]string{dir})
+			rep, err := Verify([]string{dir}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,14 +108,14 @@ func TestVerifyOrdersFiles(t *testing.T) {
 	_, files := writeJournal(t, 60)
 	rev := slices.Clone(files)
 	slices.Reverse(rev)
-	rep, err := Verify(rev)
+	rep, err := Verify(rev, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Problems) != 0 || rep.Records != 60 {
 		t.Fatalf("reversed files: %d records, problems %v", rep.Records, rep.Problems)
 	}
-	rep, err = Verify(files[1:])
+	rep, err = Verify(files[1:], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestVerifyErrors(t *testing.T) {
 		{"not a journal", []string{empty}, "holds no journal segments"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Verify(tt.paths)
+			_, err := Verify(tt.paths, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want %q", err, tt.want)
 			}

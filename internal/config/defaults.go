@@ -72,6 +72,12 @@ func (g *Gateway) ApplyDefaults() {
 		if j.SyncInterval == 0 {
 			j.SyncInterval = 2 * time.Millisecond
 		}
+		if j.CheckpointEvery == 0 {
+			j.CheckpointEvery = 10000
+		}
+		if j.CheckpointInterval == 0 {
+			j.CheckpointInterval = time.Minute
+		}
 	}
 	in := g.Ingress
 	if in == nil {

@@ -198,6 +198,13 @@ type AuditJournal struct {
 	// gathered this long after a commit before the next write and fsync.
 	// A fail-closed decision ends the window at once.
 	SyncInterval time.Duration `yaml:"syncInterval"`
+	// SigningKey is an Ed25519 private key (PKCS #8 PEM). With it the
+	// journal signs a checkpoint every CheckpointEvery records (10,000) or
+	// CheckpointInterval (1m), and at shutdown; `gateway audit verify --key`
+	// checks them.
+	SigningKey         string        `yaml:"signingKey"`
+	CheckpointEvery    int           `yaml:"checkpointEvery"`
+	CheckpointInterval time.Duration `yaml:"checkpointInterval"`
 }
 
 // Audit failure modes.

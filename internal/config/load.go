@@ -108,6 +108,7 @@ func (g *Gateway) resolvePaths(dir string) {
 	}
 	if g.Audit.Journal != nil {
 		abs(&g.Audit.Journal.Dir)
+		abs(&g.Audit.Journal.SigningKey)
 	}
 	if e := g.Egress; e != nil {
 		for i := range e.Credentials {

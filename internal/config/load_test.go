@@ -210,13 +210,14 @@ func TestLoadBadInput(t *testing.T) {
 		{
 			name: "audit: bad journal",
 			edit: func(s string) string {
-				return s + "audit:\n  failureMode: shut\n  journal: {dir: nowhere/journal, segmentBytes: 100, onFull: spill}\n  sinks: [{name: ../x, stdout: true}]\n"
+				return s + "audit:\n  failureMode: shut\n  journal: {dir: nowhere/journal, segmentBytes: 100, onFull: spill, signingKey: tls.key}\n  sinks: [{name: ../x, stdout: true}]\n"
 			},
 			wants: []string{
 				`gateway.yaml:24:16: audit.failureMode: "shut": want open or closed`,
 				"gateway.yaml:25:18: audit.journal.dir: parent directory nowhere does not exist",
 				"gateway.yaml:25:49: audit.journal.segmentBytes: 100: want at least 4096",
 				`audit.journal.onFull: "spill": want dropOldest or block`,
+				`audit.journal.signingKey: tls.key: a *ecdsa.PrivateKey key, want Ed25519`,
 				`audit.sinks[0].name: "../x": a sink name is a plain file name`,
 			},
 		},

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -413,6 +416,17 @@ func (v *validator) audit() {
 	if j.SyncInterval < 0 || j.SyncInterval > time.Second {
 		v.errorf("audit.journal.syncInterval", "%v: want between 0s and 1s", j.SyncInterval)
 	}
+	if j.SigningKey != "" && v.readable("audit.journal.signingKey", j.SigningKey) {
+		if err := checkEd25519Key(j.SigningKey); err != nil {
+			v.errorf("audit.journal.signingKey", "%v", err)
+		}
+	}
+	if j.CheckpointEvery < 1 {
+		v.errorf("audit.journal.checkpointEvery", "%d: want at least 1", j.CheckpointEvery)
+	}
+	if j.CheckpointInterval < time.Second {
+		v.errorf("audit.journal.checkpointInterval", "%v: want at least 1s", j.CheckpointInterval)
+	}
 	if j.OnFull != "dropOldest" && j.OnFull != "block" {
 		v.errorf("audit.journal.onFull", "%q: want dropOldest or block", j.OnFull)
 	}
@@ -434,4 +448,25 @@ func (v *validator) syslogSink(p string, s AuditSyslog, journal bool) {
 		v.readable(p+".certFile", s.CertFile)
 		v.readable(p+".keyFile", s.KeyFile)
 	}
+}
+
+// checkEd25519Key checks that file holds an Ed25519 private key in PKCS #8
+// PEM, as `openssl genpkey -algorithm ed25519` writes it.
+func checkEd25519Key(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return fmt.Errorf("%s: no PEM block (want an Ed25519 private key: openssl genpkey -algorithm ed25519)", file)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return fmt.Errorf("%s: %v", file, err)
+	}
+	if _, ok := k.(ed25519.PrivateKey); !ok {
+		return fmt.Errorf("%s: a %T key, want Ed25519", file, k)
+	}
+	return nil
 }

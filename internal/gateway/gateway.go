@@ -195,8 +195,17 @@ func (g *Gateway) openAudit() error {
 	}
 	cfg := audit.Config{Sinks: sinks, SinkNames: names, Log: g.log, FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
 	if jc := g.cfg.Audit.Journal; jc != nil {
-		j, err := audit.OpenJournal(audit.JournalOptions{Dir: jc.Dir, SegmentBytes: jc.SegmentBytes, SegmentAge: jc.SegmentAge,
-			MaxBytes: jc.MaxBytes, OnFull: audit.OnFull(jc.OnFull), SyncInterval: jc.SyncInterval, Log: g.log})
+		jo := audit.JournalOptions{Dir: jc.Dir, SegmentBytes: jc.SegmentBytes, SegmentAge: jc.SegmentAge,
+			MaxBytes: jc.MaxBytes, OnFull: audit.OnFull(jc.OnFull), SyncInterval: jc.SyncInterval,
+			CheckpointEvery: jc.CheckpointEvery, CheckpointInterval: jc.CheckpointInterval, Log: g.log}
+		if jc.SigningKey != "" {
+			signer, err := audit.LoadSigner(jc.SigningKey)
+			if err != nil {
+				return config.Errors{g.cfg.ErrorFor("audit.journal.signingKey", err)}
+			}
+			jo.Signer = signer
+		}
+		j, err := audit.OpenJournal(jo)
 		if err != nil {
 			return config.Errors{g.cfg.ErrorFor("audit.journal.dir", err)}
 		}
