@@ -3,12 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +21,7 @@ import (
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/identity"
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 // recordingUpstream is the quickstart's echo identity answering 200 and
@@ -369,16 +366,7 @@ func scrape(t *testing.T, admin string) string {
 // on a signed journal the gateway wrote, then after someone edited a line.
 func TestAuditVerifyCommand(t *testing.T) {
 	dir := t.TempDir()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	keyFile := filepath.Join(dir, "audit.key")
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
-	pder, _ := x509.MarshalPKIXPublicKey(pub)
-	pubFile := filepath.Join(dir, "audit.pub")
-	os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}), 0o644)
+	keyFile, pubFile, _ := testkit.WriteEd25519Key(t, dir, "audit")
 
 	journal := filepath.Join(dir, "journal")
 	ingress, admin := freeAddr(t), freeAddr(t)

@@ -4,14 +4,14 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"tollgate.dev/tollgate/internal/testkit"
 )
 
 func newTestSigner(t *testing.T) (*Signer, ed25519.PublicKey) {
@@ -136,13 +136,7 @@ func TestCheckpointsCatchARewrittenChain(t *testing.T) {
 
 func TestLoadKeys(t *testing.T) {
 	dir := t.TempDir()
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	keyFile := filepath.Join(dir, "audit.key")
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
-	pder, _ := x509.MarshalPKIXPublicKey(pub)
-	pubFile := filepath.Join(dir, "audit.pub")
-	os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}), 0o644)
+	keyFile, pubFile, pub := testkit.WriteEd25519Key(t, dir, "audit")
 	s, err := LoadSigner(keyFile)
 	if err != nil || s.keyID != KeyID(pub) {
 		t.Fatalf("LoadSigner: %v, key id %v", err, s)

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -192,4 +193,28 @@ func newSerial(tb testing.TB) *big.Int {
 		tb.Fatalf("testkit: serial: %v", err)
 	}
 	return serial
+}
+
+// WriteEd25519Key makes an Ed25519 key pair and writes the private key
+// (PKCS #8 PEM, 0600) to dir/base.key and the public key (PKIX PEM) to
+// dir/base.pub, as openssl genpkey -algorithm ed25519 and openssl pkey
+// -pubout would.
+func WriteEd25519Key(tb testing.TB, dir, base string) (keyFile, pubFile string, pub ed25519.PublicKey) {
+	tb.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pder, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyFile, pubFile = filepath.Join(dir, base+".key"), filepath.Join(dir, base+".pub")
+	WriteFileAtomic(tb, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	WriteFileAtomic(tb, pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}))
+	return keyFile, pubFile, pub
 }
