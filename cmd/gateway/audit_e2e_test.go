@@ -13,7 +13,8 @@ import (
 )
 
 // TestE2EAuditToRsyslog: the gateway, configured as docs/audit.md shows,
-// ships its audit records through the journal to a real rsyslogd over TLS.
+// ships its audit records through the journal to a real rsyslogd over TLS,
+// as OCSF.
 func TestE2EAuditToRsyslog(t *testing.T) {
 	rs := audittest.StartRsyslog(t)
 	dir := t.TempDir()
@@ -21,7 +22,7 @@ func TestE2EAuditToRsyslog(t *testing.T) {
 	ingress, admin := freeAddr(t), freeAddr(t)
 	up := listenUpstream(t)
 	file := auditConfig(t, ingress, admin, up, fmt.Sprintf(
-		"audit:\n  journal: {dir: %s}\n  sinks:\n  - syslog: {address: %q, caFile: %s, serverName: localhost}\n",
+		"audit:\n  journal: {dir: %s}\n  sinks:\n  - syslog: {address: %q, caFile: %s, serverName: localhost}\n    format: ocsf\n",
 		filepath.Join(dir, "journal"), rs.Addr, caFile))
 	startInProcess(t, file)
 	ok, other := load(ingress, 2, 50, nil)
@@ -35,14 +36,22 @@ func TestE2EAuditToRsyslog(t *testing.T) {
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		for _, l := range rs.Lines(t) {
 			var ev struct {
-				RequestID string `json:"requestId"`
-				Status    int    `json:"status"`
+				ClassUID int `json:"class_uid"`
+				Metadata struct {
+					CorrelationUID string `json:"correlation_uid"`
+				} `json:"metadata"`
+				HTTPResponse struct {
+					Code int `json:"code"`
+				} `json:"http_response"`
 			}
 			if err := json.Unmarshal([]byte(l), &ev); err != nil {
 				t.Fatalf("rsyslog got %q: %v", l, err)
 			}
-			if ev.Status == 200 {
-				delete(want, ev.RequestID)
+			if ev.ClassUID != 4002 {
+				t.Fatalf("rsyslog got a record of class %d, want OCSF HTTP Activity (4002): %s", ev.ClassUID, l)
+			}
+			if ev.HTTPResponse.Code == 200 {
+				delete(want, ev.Metadata.CorrelationUID)
 			}
 		}
 		if len(want) == 0 {

@@ -121,7 +121,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		printConfigErrors(stderr, err)
 		return 1
 	}
-	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout, LogStats: sigs.logStats})
+	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout, LogStats: sigs.logStats, Version: version})
 	if err != nil {
 		sigs.flushLog()
 		printConfigErrors(stderr, err)

@@ -27,6 +27,12 @@ const (
 type Config struct {
 	// Sinks receive every event, in order. At least one is required.
 	Sinks []Sink
+	// SinkFormats are the sinks' formats, one per sink; empty means every
+	// sink gets FormatNative.
+	SinkFormats []Format
+	// Product names the gateway in formatted records (default
+	// DefaultProduct).
+	Product Product
 	// SinkNames name the sinks' journal cursors, one per sink; empty means
 	// "sink-0", "sink-1", ... A name must stay with its sink across restarts.
 	SinkNames []string
@@ -117,7 +123,9 @@ type Logger struct {
 	sensitive    []string
 	maxField     int
 	sinks        []Sink
-	line         []byte // the writer goroutine's encoding buffer
+	formats      []func(dst, line []byte) ([]byte, error) // per sink; nil: native
+	line         []byte                                   // the writer goroutine's encoding buffer
+	formatted    []byte
 	log          *slog.Logger
 	journal      *Journal
 	failClosed   bool
@@ -184,6 +192,20 @@ func New(cfg Config) (*Logger, error) {
 	if cfg.SinkNames != nil && len(cfg.SinkNames) != len(cfg.Sinks) {
 		return nil, fmt.Errorf("audit: %d sink names for %d sinks", len(cfg.SinkNames), len(cfg.Sinks))
 	}
+	if cfg.SinkFormats != nil && len(cfg.SinkFormats) != len(cfg.Sinks) {
+		return nil, fmt.Errorf("audit: %d sink formats for %d sinks", len(cfg.SinkFormats), len(cfg.Sinks))
+	}
+	if cfg.Product == (Product{}) {
+		cfg.Product = DefaultProduct
+	}
+	formats := make([]func(dst, line []byte) ([]byte, error), len(cfg.Sinks))
+	for i := range cfg.SinkFormats {
+		f, err := formatter(cfg.SinkFormats[i], cfg.Product)
+		if err != nil {
+			return nil, err
+		}
+		formats[i] = f
+	}
 	if cfg.FailClosed && cfg.Journal == nil {
 		return nil, errors.New("audit: fail-closed needs a journal")
 	}
@@ -199,6 +221,7 @@ func New(cfg Config) (*Logger, error) {
 		log:          cfg.Log,
 		journal:      cfg.Journal,
 		failClosed:   cfg.FailClosed,
+		formats:      formats,
 		done:         make(chan struct{}),
 	}
 	if l.log == nil {
@@ -397,9 +420,20 @@ func (l *Logger) writeSinks(ev *Event, count bool) {
 	// Encoded once for every sink, into a buffer the writer goroutine reuses.
 	l.line = append(ev.AppendJSON(l.line[:0]), '\n')
 	ok := true
-	for _, s := range l.sinks {
+	for i, s := range l.sinks {
+		line := l.line
+		if f := l.formats[i]; f != nil {
+			var err error
+			if l.formatted, err = f(l.formatted[:0], l.line); err != nil {
+				ok = false
+				l.errors.Add(1)
+				l.log.Error("audit record not formatted", "err", err, "seq", ev.Sequence)
+				continue
+			}
+			line = l.formatted
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
-		err := s.Write(ctx, l.line)
+		err := s.Write(ctx, line)
 		cancel()
 		if err != nil {
 			ok = false
@@ -585,6 +619,7 @@ func (l *Logger) deliver(i int) {
 	r, s, c := l.readers[i], l.sinks[i], &l.sinkStats[i]
 	ctx := l.deliverCtx
 	lastSave := time.Now()
+	var formatted []byte
 	for {
 		line, seq, lost, err := r.Next(ctx)
 		if lost > 0 {
@@ -600,6 +635,19 @@ func (l *Logger) deliver(i int) {
 		}
 		if t, ok := lineTime(line); ok {
 			c.lagNanos.Store(int64(time.Since(t)))
+		}
+		if f := l.formats[i]; f != nil {
+			var ferr error
+			if formatted, ferr = f(formatted[:0], line); ferr != nil {
+				// A journal line that doesn't parse can't be formatted ever:
+				// counted and skipped, not retried forever.
+				c.retries.Add(1)
+				l.errors.Add(1)
+				l.log.Error("audit record not formatted; skipped for this sink", "sink", c.name, "seq", seq, "err", ferr)
+				r.Ack(seq)
+				continue
+			}
+			line = formatted
 		}
 		for attempt := 0; ; attempt++ {
 			wctx, cancel := context.WithTimeout(ctx, l.writeTimeout)

@@ -218,7 +218,10 @@ type AuditSink struct {
 	// Name keys the sink's journal cursor; it defaults to "stdout",
 	// "file-<base name>" or "syslog-<host>_<port>". Renaming a sink makes
 	// it start from now.
-	Name   string       `yaml:"name"`
+	Name string `yaml:"name"`
+	// Format is "native" (the default: the journal's own records, fields in
+	// docs/audit.md) or "ocsf" (OCSF 1.8.0 HTTP Activity).
+	Format string       `yaml:"format"`
 	Stdout bool         `yaml:"stdout"`
 	File   string       `yaml:"file"`
 	Syslog *AuditSyslog `yaml:"syslog"`

@@ -210,7 +210,7 @@ func TestLoadBadInput(t *testing.T) {
 		{
 			name: "audit: bad journal",
 			edit: func(s string) string {
-				return s + "audit:\n  failureMode: shut\n  journal: {dir: nowhere/journal, segmentBytes: 100, onFull: spill, signingKey: tls.key}\n  sinks: [{name: ../x, stdout: true}]\n"
+				return s + "audit:\n  failureMode: shut\n  journal: {dir: nowhere/journal, segmentBytes: 100, onFull: spill, signingKey: tls.key}\n  sinks: [{name: ../x, stdout: true, format: leef}]\n"
 			},
 			wants: []string{
 				`gateway.yaml:24:16: audit.failureMode: "shut": want open or closed`,
@@ -219,6 +219,7 @@ func TestLoadBadInput(t *testing.T) {
 				`audit.journal.onFull: "spill": want dropOldest or block`,
 				`audit.journal.signingKey: tls.key: a *ecdsa.PrivateKey key, want Ed25519`,
 				`audit.sinks[0].name: "../x": a sink name is a plain file name`,
+				`gateway.yaml:26:46: audit.sinks[0].format: "leef": want native or ocsf`,
 			},
 		},
 	}

@@ -376,6 +376,11 @@ func (v *validator) audit() {
 		case s.Syslog != nil:
 			v.syslogSink(p+".syslog", *s.Syslog, a.Journal != nil)
 		}
+		switch s.Format {
+		case "", "native", "ocsf":
+		default:
+			v.errorf(p+".format", "%q: want native or ocsf", s.Format)
+		}
 		name := s.SinkName()
 		if s.Name != "" && (strings.ContainsAny(s.Name, `/\`) || s.Name == "." || s.Name == ".." || strings.HasSuffix(s.Name, ".tmp")) {
 			v.errorf(p+".name", "%q: a sink name is a plain file name (no / or \\, not . or .., not ending in .tmp)", s.Name)

@@ -44,6 +44,9 @@ type Options struct {
 	// /metrics (the log can't report its own failures when its reader is
 	// gone).
 	LogStats func() telemetry.LogStats
+	// Version is the gateway's version, for formatted audit records
+	// (OCSF metadata.product.version); empty: "dev".
+	Version string
 }
 
 // Gateway is one running gateway.
@@ -173,8 +176,10 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 func (g *Gateway) openAudit() error {
 	var sinks []audit.Sink
 	var names []string
+	var formats []audit.Format
 	for i, s := range g.cfg.Audit.Sinks {
 		names = append(names, s.SinkName())
+		formats = append(formats, audit.Format(s.Format))
 		switch {
 		case s.Stdout:
 			sinks = append(sinks, audit.NewWriterSink(g.opts.Stdout))
@@ -193,7 +198,10 @@ func (g *Gateway) openAudit() error {
 			sinks = append(sinks, sk)
 		}
 	}
-	cfg := audit.Config{Sinks: sinks, SinkNames: names, Log: g.log, FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
+	product := audit.DefaultProduct
+	product.Version = cmp.Or(g.opts.Version, product.Version)
+	cfg := audit.Config{Sinks: sinks, SinkNames: names, SinkFormats: formats, Product: product, Log: g.log,
+		FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
 	if jc := g.cfg.Audit.Journal; jc != nil {
 		jo := audit.JournalOptions{Dir: jc.Dir, SegmentBytes: jc.SegmentBytes, SegmentAge: jc.SegmentAge,
 			MaxBytes: jc.MaxBytes, OnFull: audit.OnFull(jc.OnFull), SyncInterval: jc.SyncInterval,
