@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/audit/audittest"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/testkit"
 )
@@ -409,5 +412,75 @@ func TestAuditVerifyCommand(t *testing.T) {
 	}
 	if want := fmt.Sprintf("%s:%d: seq", active, edited); !strings.Contains(out.String(), want) {
 		t.Errorf("verify did not name %s:%d:\n%s", active, edited, out.String())
+	}
+}
+
+// TestAuditToHECAndWebhook: the gateway ships its records, configured as
+// docs/audit.md shows, to Splunk's HTTP Event Collector (with indexer
+// acknowledgement, as OCSF) and to an NDJSON webhook, both over TLS
+// verified with caFile.
+func TestAuditToHECAndWebhook(t *testing.T) {
+	dir := t.TempDir()
+	hec := audittest.NewHEC("hec-secret")
+	hecSrv := httptest.NewTLSServer(hec)
+	defer hecSrv.Close()
+	var mu sync.Mutex
+	hooked := map[string]bool{}
+	hookSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer hook-secret" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		sc := bufio.NewScanner(r.Body)
+		for sc.Scan() {
+			var ev audit.Event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				http.Error(w, "bad", http.StatusBadRequest)
+				return
+			}
+			mu.Lock()
+			hooked[ev.RequestID] = true
+			mu.Unlock()
+		}
+	}))
+	defer hookSrv.Close()
+	writeCA := func(name string, srv *httptest.Server) string {
+		f := filepath.Join(dir, name)
+		os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+		return f
+	}
+	os.WriteFile(filepath.Join(dir, "hec.token"), []byte("hec-secret\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "hook.token"), []byte("hook-secret"), 0o600)
+	ingress, admin := freeAddr(t), freeAddr(t)
+	up := listenUpstream(t)
+	file := auditConfig(t, ingress, admin, up, fmt.Sprintf(`audit:
+  journal: {dir: %s}
+  sinks:
+  - hec: {url: %s, caFile: %s, tokenFile: %s, ack: true}
+    format: ocsf
+  - webhook: {url: %s/audit, caFile: %s, tokenFile: %s}
+`, filepath.Join(dir, "journal"), hecSrv.URL, writeCA("hec-ca.crt", hecSrv), filepath.Join(dir, "hec.token"),
+		hookSrv.URL, writeCA("hook-ca.crt", hookSrv), filepath.Join(dir, "hook.token")))
+	startInProcess(t, file)
+	ok, other := load(ingress, 2, 25, nil)
+	if len(ok) != 50 || other != 0 {
+		t.Fatalf("%d answered 200, %d otherwise", len(ok), other)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		indexed := hec.RequestIDs()
+		missing := 0
+		mu.Lock()
+		for _, id := range ok {
+			if indexed[id] == 0 || !hooked[id] {
+				missing++
+			}
+		}
+		mu.Unlock()
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 50 requests' records missing at HEC or the webhook", missing)
+		}
 	}
 }

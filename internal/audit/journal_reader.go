@@ -75,6 +75,13 @@ func (j *Journal) NewReader(name string) (*JournalReader, error) {
 // ends or the journal closes. lost counts records the quota removed before
 // this reader got to them (OnFull DropOldest): they are skipped.
 func (r *JournalReader) Next(ctx context.Context) (line []byte, seq uint64, lost uint64, err error) {
+	return r.read(ctx, true)
+}
+
+// errNoRecord: read without waiting found no committed record.
+var errNoRecord = errors.New("audit: no committed record yet")
+
+func (r *JournalReader) read(ctx context.Context, wait bool) (line []byte, seq uint64, lost uint64, err error) {
 	for {
 		limit, final, changed, closed, skipped := r.locate()
 		lost += skipped
@@ -101,6 +108,9 @@ func (r *JournalReader) Next(ctx context.Context) (line []byte, seq uint64, lost
 		}
 		if closed {
 			return nil, 0, lost, ErrJournalClosed
+		}
+		if !wait {
+			return nil, 0, lost, errNoRecord
 		}
 		select {
 		case <-changed:

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -221,10 +222,39 @@ type AuditSink struct {
 	Name string `yaml:"name"`
 	// Format is "native" (the default: the journal's own records, fields in
 	// docs/audit.md) or "ocsf" (OCSF 1.8.0 HTTP Activity).
-	Format string       `yaml:"format"`
-	Stdout bool         `yaml:"stdout"`
-	File   string       `yaml:"file"`
-	Syslog *AuditSyslog `yaml:"syslog"`
+	Format  string        `yaml:"format"`
+	Stdout  bool          `yaml:"stdout"`
+	File    string        `yaml:"file"`
+	Syslog  *AuditSyslog  `yaml:"syslog"`
+	Webhook *AuditWebhook `yaml:"webhook"`
+	HEC     *AuditHEC     `yaml:"hec"`
+}
+
+// AuditWebhook POSTs batches of NDJSON records to an HTTPS endpoint. It
+// needs audit.journal.
+type AuditWebhook struct {
+	URL string `yaml:"url"`
+	// CAFile verifies the endpoint; default: the system roots.
+	CAFile string `yaml:"caFile"`
+	// TokenFile holds a bearer token sent as "Authorization: Bearer ...".
+	TokenFile string `yaml:"tokenFile"`
+}
+
+// AuditHEC sends batches to Splunk's HTTP Event Collector. It needs
+// audit.journal.
+type AuditHEC struct {
+	// URL is the collector's base, https://splunk.example.com:8088.
+	URL    string `yaml:"url"`
+	CAFile string `yaml:"caFile"`
+	// TokenFile holds the HEC token (required).
+	TokenFile string `yaml:"tokenFile"`
+	// Index, Source and Sourcetype (default "tollgate:audit") of the events.
+	Index      string `yaml:"index"`
+	Source     string `yaml:"source"`
+	Sourcetype string `yaml:"sourcetype"`
+	// Ack waits for indexer acknowledgement before a batch counts as
+	// delivered (the token must have it enabled).
+	Ack bool `yaml:"ack"`
 }
 
 // AuditSyslog is a syslog receiver reached over TLS (RFC 5424 messages,
@@ -254,7 +284,11 @@ func (s AuditSink) SinkName() string {
 	case s.Stdout:
 		return "stdout"
 	case s.Syslog != nil:
-		return "syslog-" + strings.NewReplacer(":", "_", "/", "_", "[", "", "]", "").Replace(s.Syslog.Address)
+		return "syslog-" + plainName(s.Syslog.Address)
+	case s.Webhook != nil:
+		return "webhook-" + plainName(urlHost(s.Webhook.URL))
+	case s.HEC != nil:
+		return "hec-" + plainName(urlHost(s.HEC.URL))
 	}
 	return "file-" + filepath.Base(s.File)
 }
@@ -273,4 +307,15 @@ type Policy struct {
 	// in force had some. Off, such a reload (an emptied or deleted file, a
 	// directory caught mid-deploy) is refused and the old set keeps serving.
 	AllowEmpty bool `yaml:"allowEmpty"`
+}
+
+func plainName(s string) string {
+	return strings.NewReplacer(":", "_", "/", "_", "[", "", "]", "", "\\", "_").Replace(s)
+}
+
+func urlHost(u string) string {
+	if p, err := url.Parse(u); err == nil && p.Host != "" {
+		return p.Host
+	}
+	return u
 }

@@ -105,6 +105,14 @@ func (g *Gateway) resolvePaths(dir string) {
 			abs(&sl.CertFile)
 			abs(&sl.KeyFile)
 		}
+		if w := g.Audit.Sinks[i].Webhook; w != nil {
+			abs(&w.CAFile)
+			abs(&w.TokenFile)
+		}
+		if h := g.Audit.Sinks[i].HEC; h != nil {
+			abs(&h.CAFile)
+			abs(&h.TokenFile)
+		}
 	}
 	if g.Audit.Journal != nil {
 		abs(&g.Audit.Journal.Dir)

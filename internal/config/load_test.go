@@ -204,7 +204,17 @@ func TestLoadBadInput(t *testing.T) {
 				"gateway.yaml:25:13: audit.sinks[0].syslog: a network sink needs audit.journal",
 				"gateway.yaml:25:13: audit.sinks[0].syslog: set both certFile and keyFile, or neither",
 				`gateway.yaml:25:23: audit.sinks[0].syslog.address: "siem.example.com": want host:port`,
-				"gateway.yaml:26:5: audit.sinks[1]: set exactly one of stdout, file and syslog (got 2)",
+				"gateway.yaml:26:5: audit.sinks[1]: set exactly one of stdout, file, syslog, webhook and hec (got 2)",
+			},
+		},
+		{
+			name: "audit: webhook over plain HTTP, HEC without a token",
+			edit: func(s string) string {
+				return s + "audit:\n  journal: {dir: .}\n  sinks:\n  - webhook: {url: \"http://siem.example.com/in?key=secret\"}\n  - hec: {url: https://splunk.example.com:8088}\n"
+			},
+			wants: []string{
+				`gateway.yaml:26:20: audit.sinks[0].webhook.url: "http://siem.example.com/in?…": want https://host[:port]/path`,
+				"gateway.yaml:27:10: audit.sinks[1].hec.tokenFile: required",
 			},
 		},
 		{

@@ -359,22 +359,26 @@ func (v *validator) audit() {
 	for i, s := range a.Sinks {
 		p := fmt.Sprintf("audit.sinks[%d]", i)
 		n := 0
-		for _, set := range []bool{s.Stdout, s.File != "", s.Syslog != nil} {
+		for _, set := range []bool{s.Stdout, s.File != "", s.Syslog != nil, s.Webhook != nil, s.HEC != nil} {
 			if set {
 				n++
 			}
 		}
 		switch {
 		case n > 1:
-			v.errorf(p, "set exactly one of stdout, file and syslog (got %d)", n)
+			v.errorf(p, "set exactly one of stdout, file, syslog, webhook and hec (got %d)", n)
 		case n == 0:
-			v.errorf(p, "set exactly one of stdout, file and syslog (got none)")
+			v.errorf(p, "set exactly one of stdout, file, syslog, webhook and hec (got none)")
 		case s.File != "":
 			if dir := dirOf(s.File); !isDir(dir) {
 				v.errorf(p+".file", "directory %s does not exist", dir)
 			}
 		case s.Syslog != nil:
 			v.syslogSink(p+".syslog", *s.Syslog, a.Journal != nil)
+		case s.Webhook != nil:
+			v.httpSink(p+".webhook", s.Webhook.URL, s.Webhook.CAFile, s.Webhook.TokenFile, false, a.Journal != nil)
+		case s.HEC != nil:
+			v.httpSink(p+".hec", s.HEC.URL, s.HEC.CAFile, s.HEC.TokenFile, true, a.Journal != nil)
 		}
 		switch s.Format {
 		case "", "native", "ocsf":
@@ -435,6 +439,29 @@ func (v *validator) audit() {
 	if j.OnFull != "dropOldest" && j.OnFull != "block" {
 		v.errorf("audit.journal.onFull", "%q: want dropOldest or block", j.OnFull)
 	}
+}
+
+func (v *validator) httpSink(p, rawURL, caFile, tokenFile string, tokenRequired, journal bool) {
+	if !journal {
+		v.errorf(p, "a network sink needs audit.journal: records wait there while the receiver is down")
+	}
+	if u, err := url.Parse(rawURL); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+		v.errorf(p+".url", "%q: want https://host[:port]/path (no user info)", redactQuery(rawURL))
+	}
+	if caFile != "" {
+		v.readable(p+".caFile", caFile)
+	}
+	if tokenFile != "" || tokenRequired {
+		v.readable(p+".tokenFile", tokenFile)
+	}
+}
+
+// redactQuery drops a URL's query from an error: it may carry a secret.
+func redactQuery(u string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		return u[:i] + "?…"
+	}
+	return u
 }
 
 func (v *validator) syslogSink(p string, s AuditSyslog, journal bool) {

@@ -10,8 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,6 +196,18 @@ func (g *Gateway) openAudit() error {
 			sk, err := syslogSink(*s.Syslog)
 			if err != nil {
 				return config.Errors{g.cfg.ErrorFor(fmt.Sprintf("audit.sinks[%d].syslog", i), err)}
+			}
+			sinks = append(sinks, sk)
+		case s.Webhook != nil:
+			sk, err := webhookSink(*s.Webhook)
+			if err != nil {
+				return config.Errors{g.cfg.ErrorFor(fmt.Sprintf("audit.sinks[%d].webhook", i), err)}
+			}
+			sinks = append(sinks, sk)
+		case s.HEC != nil:
+			sk, err := hecSink(*s.HEC)
+			if err != nil {
+				return config.Errors{g.cfg.ErrorFor(fmt.Sprintf("audit.sinks[%d].hec", i), err)}
 			}
 			sinks = append(sinks, sk)
 		}
@@ -496,19 +510,29 @@ func (a metricsAdapter) UpstreamError(front, route string, kind audit.ErrorKind)
 	a.m.Route(front, route).UpstreamError(string(kind))
 }
 
-// syslogSink builds the TLS client of a syslog receiver from its files.
-func syslogSink(c config.AuditSyslog) (*audit.SyslogSink, error) {
-	host, _, _ := net.SplitHostPort(c.Address)
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cmp.Or(c.ServerName, host)}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+// sinkTLS is the TLS client config of a network sink: caFile's roots (the
+// system's when empty), TLS 1.2 at least.
+func sinkTLS(caFile, serverName string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
 			return nil, err
 		}
 		tc.RootCAs = x509.NewCertPool()
 		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no PEM certificates in %s", c.CAFile)
+			return nil, fmt.Errorf("no PEM certificates in %s", caFile)
 		}
+	}
+	return tc, nil
+}
+
+// syslogSink builds the TLS client of a syslog receiver from its files.
+func syslogSink(c config.AuditSyslog) (*audit.SyslogSink, error) {
+	host, _, _ := net.SplitHostPort(c.Address)
+	tc, err := sinkTLS(c.CAFile, cmp.Or(c.ServerName, host))
+	if err != nil {
+		return nil, err
 	}
 	if c.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
@@ -518,4 +542,59 @@ func syslogSink(c config.AuditSyslog) (*audit.SyslogSink, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return audit.NewSyslogSink(audit.SyslogOptions{Address: c.Address, TLS: tc, Hostname: c.Hostname})
+}
+
+// httpSinkClient is the HTTP client of a webhook or HEC sink.
+func httpSinkClient(caFile string) (*http.Client, error) {
+	tc, err := sinkTLS(caFile, "")
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	tr.Proxy = nil // audit records go straight to the SIEM
+	return &http.Client{Transport: tr}, nil
+}
+
+// readToken reads a secret from a file, without surrounding whitespace.
+func readToken(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", file)
+	}
+	return tok, nil
+}
+
+func webhookSink(c config.AuditWebhook) (*audit.WebhookSink, error) {
+	client, err := httpSinkClient(c.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	opts := audit.WebhookOptions{URL: c.URL, Client: client}
+	if c.TokenFile != "" {
+		tok, err := readToken(c.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.Header = http.Header{"Authorization": {"Bearer " + tok}}
+	}
+	return audit.NewWebhookSink(opts)
+}
+
+func hecSink(c config.AuditHEC) (*audit.HECSink, error) {
+	client, err := httpSinkClient(c.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := readToken(c.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	return audit.NewHECSink(audit.HECOptions{URL: c.URL, Token: tok, Client: client, Index: c.Index, Source: c.Source,
+		Sourcetype: c.Sourcetype, Host: host, Ack: c.Ack})
 }
