@@ -59,6 +59,9 @@ type Config struct {
 	// Backoff is the first retry delay of a sink that failed (doubling, with
 	// jitter, up to MaxBackoff).
 	Backoff, MaxBackoff time.Duration
+	// Pseudonymize, if set, replaces identifiers with keyed hashes before
+	// an event is journaled or written.
+	Pseudonymize *Pseudonymize
 	// SensitiveParams are the query parameters redacted before any sink sees an
 	// event; nil means DefaultSensitiveParams.
 	SensitiveParams []string
@@ -121,6 +124,7 @@ type Logger struct {
 	drainTimeout time.Duration
 	backoff      [2]time.Duration
 	sensitive    []string
+	pseudonyms   *Pseudonymize
 	maxField     int
 	sinks        []Sink
 	formats      []func(dst, line []byte) ([]byte, error) // per sink; nil: native
@@ -216,6 +220,7 @@ func New(cfg Config) (*Logger, error) {
 		drainTimeout: orDefault(cfg.DrainTimeout, DefaultDrainTimeout),
 		backoff:      [2]time.Duration{orDefault(cfg.Backoff, DefaultBackoff), orDefault(cfg.MaxBackoff, DefaultMaxBackoff)},
 		sensitive:    cfg.SensitiveParams,
+		pseudonyms:   cfg.Pseudonymize,
 		maxField:     orDefault(cfg.MaxFieldBytes, DefaultMaxFieldBytes),
 		sinks:        append([]Sink(nil), cfg.Sinks...),
 		log:          cfg.Log,
@@ -410,6 +415,9 @@ func (l *Logger) prepare(ev *Event) {
 	}
 	// Redact before truncating: a cut could otherwise split a key from its value.
 	ev.Query = RedactQuery(ev.Query, l.sensitive)
+	if l.pseudonyms != nil {
+		l.pseudonyms.apply(ev)
+	}
 	l.truncate(ev)
 }
 

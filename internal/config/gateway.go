@@ -177,11 +177,26 @@ type Audit struct {
 	// Journal, if set, makes delivery durable: events are appended to a
 	// local journal (fsynced) and every sink is fed from it, at least once.
 	Journal *AuditJournal `yaml:"journal"`
+	// Pseudonymize replaces identifiers with keyed hashes (HMAC-SHA256)
+	// before a record is journaled or sent.
+	Pseudonymize *AuditPseudonymize `yaml:"pseudonymize"`
 	// FailureMode: "open" (the default) keeps serving when audit can't
 	// record; "closed" (needs a journal) forwards a request only once its
 	// decision record is durably journaled, and answers 503 otherwise.
 	FailureMode string `yaml:"failureMode"`
 }
+
+// AuditPseudonymize names the key and the fields to hash.
+type AuditPseudonymize struct {
+	// KeyFile holds the HMAC key: at least 32 bytes, used as they are.
+	KeyFile string `yaml:"keyFile"`
+	// Fields: any of PseudonymFields.
+	Fields []string `yaml:"fields"`
+}
+
+// PseudonymFields are the audit fields that can be pseudonymized (they
+// match audit.PseudonymFields; a test in internal/gateway checks it).
+var PseudonymFields = []string{"client.address", "auth.principal", "auth.subject", "sourcePrincipal"}
 
 // AuditJournal configures the durable audit journal.
 type AuditJournal struct {

@@ -114,6 +114,9 @@ func (g *Gateway) resolvePaths(dir string) {
 			abs(&h.TokenFile)
 		}
 	}
+	if g.Audit.Pseudonymize != nil {
+		abs(&g.Audit.Pseudonymize.KeyFile)
+	}
 	if g.Audit.Journal != nil {
 		abs(&g.Audit.Journal.Dir)
 		abs(&g.Audit.Journal.SigningKey)

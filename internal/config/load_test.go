@@ -218,6 +218,15 @@ func TestLoadBadInput(t *testing.T) {
 			},
 		},
 		{
+			name: "audit: pseudonymize with a short key and an unknown field",
+			edit: func(s string) string {
+				return s + "audit:\n  pseudonymize: {keyFile: tls.crt, fields: [client.address, path]}\n"
+			},
+			wants: []string{
+				"audit.pseudonymize.fields[1]: \"path\": want one of client.address, auth.principal, auth.subject, sourcePrincipal",
+			},
+		},
+		{
 			name: "audit: bad journal",
 			edit: func(s string) string {
 				return s + "audit:\n  failureMode: shut\n  journal: {dir: nowhere/journal, segmentBytes: 100, onFull: spill, signingKey: tls.key}\n  sinks: [{name: ../x, stdout: true, format: leef}]\n"

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -393,6 +394,21 @@ func (v *validator) audit() {
 			v.errorf(p+".name", "sink name %q is also audit.sinks[%d]'s: each sink needs its own (it keys the sink's journal cursor)", name, j)
 		}
 		names[name] = i
+	}
+	if ps := a.Pseudonymize; ps != nil {
+		if v.readable("audit.pseudonymize.keyFile", ps.KeyFile) {
+			if b, err := os.ReadFile(ps.KeyFile); err == nil && len(b) < 32 {
+				v.errorf("audit.pseudonymize.keyFile", "%s holds %d bytes: want at least 32 (head -c 32 /dev/urandom)", ps.KeyFile, len(b))
+			}
+		}
+		if len(ps.Fields) == 0 {
+			v.errorf("audit.pseudonymize.fields", "name the fields to hash: %s", strings.Join(PseudonymFields, ", "))
+		}
+		for i, f := range ps.Fields {
+			if !slices.Contains(PseudonymFields, f) {
+				v.errorf(fmt.Sprintf("audit.pseudonymize.fields[%d]", i), "%q: want one of %s", f, strings.Join(PseudonymFields, ", "))
+			}
+		}
 	}
 	switch a.FailureMode {
 	case AuditFailOpen:

@@ -216,6 +216,13 @@ func (g *Gateway) openAudit() error {
 	product.Version = cmp.Or(g.opts.Version, product.Version)
 	cfg := audit.Config{Sinks: sinks, SinkNames: names, SinkFormats: formats, Product: product, Log: g.log,
 		FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
+	if ps := g.cfg.Audit.Pseudonymize; ps != nil {
+		p, err := audit.LoadPseudonymize(ps.KeyFile, ps.Fields)
+		if err != nil {
+			return config.Errors{g.cfg.ErrorFor("audit.pseudonymize", err)}
+		}
+		cfg.Pseudonymize = p
+	}
 	if jc := g.cfg.Audit.Journal; jc != nil {
 		jo := audit.JournalOptions{Dir: jc.Dir, SegmentBytes: jc.SegmentBytes, SegmentAge: jc.SegmentAge,
 			MaxBytes: jc.MaxBytes, OnFull: audit.OnFull(jc.OnFull), SyncInterval: jc.SyncInterval,
