@@ -484,3 +484,57 @@ func TestAuditToHECAndWebhook(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditRecordsFailedHandshakes: a connection that never gets as far as
+// a request still leaves a record: who connected, to which listener, and
+// why the handshake failed.
+func TestAuditRecordsFailedHandshakes(t *testing.T) {
+	dir := t.TempDir()
+	trail := filepath.Join(dir, "audit.ndjson")
+	ingress, admin := freeAddr(t), freeAddr(t)
+	up := listenUpstream(t)
+	startInProcess(t, auditConfig(t, ingress, admin, up, fmt.Sprintf("audit:\n  sinks:\n  - file: %s\n", trail)))
+	tests := []struct {
+		name string
+		do   func() error
+		want string
+	}{
+		{"not TLS", func() error {
+			c, err := net.Dial("tcp", ingress)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			c.Read(make([]byte, 64))
+			return nil
+		}, "not_tls"},
+		{"TLS 1.1", func() error {
+			c, err := tls.Dial("tcp", ingress, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS11})
+			if err == nil {
+				c.Close()
+				return errors.New("a TLS 1.1 handshake succeeded")
+			}
+			return nil
+		}, "unsupported_parameters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.do(); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				for _, ev := range journalRecords(t, trail) {
+					if ev.Error == audit.ErrTLSHandshake && ev.TLSError == tt.want && ev.Client.Address == "127.0.0.1" &&
+						ev.Listener.Port != 0 && ev.Kind == audit.Ingress {
+						return
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no tls_handshake record with tlsError %q", tt.want)
+				}
+			}
+		})
+	}
+}

@@ -69,6 +69,10 @@
 //   - decision.audit: an AUDIT policy matched.
 //   - error: why no normal upstream response was served, one of the [ErrorKind]
 //     values ("no_route", "upstream_unreachable", "upstream_tls", "timeout", ...).
+//   - tlsError: why a TLS handshake failed, when error is "tls_handshake" (a
+//     connection record: no request was read): timeout, no_client_certificate,
+//     bad_client_certificate, rejected_by_client, unsupported_parameters, not_tls,
+//     connection_closed, handshake_failed.
 //   - truncated: the Logger shortened an over-long field (Config.MaxFieldBytes).
 //   - phase: "decision" on the record a fail-closed gateway journals before it
 //     forwards the request; the completed record follows without a phase.

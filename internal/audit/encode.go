@@ -67,6 +67,7 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 		b = appendDecision(b, d)
 	}
 	b = appendStr(b, "error", string(e.Error), true)
+	b = appendStr(b, "tlsError", e.TLSError, true)
 	if e.Truncated {
 		b = append(b, `,"truncated":true`...)
 	}

@@ -50,6 +50,9 @@ const (
 	ErrTimeout ErrorKind = "timeout"
 	// ErrClientCanceled: the client went away before the response was complete.
 	ErrClientCanceled ErrorKind = "client_canceled"
+	// ErrTLSHandshake: the client's TLS handshake failed; no request was
+	// read. TLSError says why.
+	ErrTLSHandshake ErrorKind = "tls_handshake"
 	// ErrInternal: a gateway fault; the operational log has the details.
 	ErrInternal ErrorKind = "internal"
 )
@@ -105,6 +108,11 @@ type Event struct {
 	Decision *request.Decision `json:"decision,omitempty"`
 
 	Error ErrorKind `json:"error,omitempty"`
+	// TLSError says why a TLS handshake failed (Error "tls_handshake"):
+	// timeout, no_client_certificate, bad_client_certificate,
+	// rejected_by_client, unsupported_parameters, not_tls,
+	// connection_closed or handshake_failed.
+	TLSError string `json:"tlsError,omitempty"`
 	// Truncated is set by the Logger when it shortened an over-long field so that a
 	// line stays within what log shippers accept.
 	Truncated bool `json:"truncated,omitempty"`

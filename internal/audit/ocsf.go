@@ -234,6 +234,9 @@ func (e *Event) ocsf(p Product) *ocsfEvent {
 		return o
 	}
 
+	if e.Error == ErrTLSHandshake {
+		return e.ocsfHandshake(o)
+	}
 	act, ok := ocsfActivity[e.Method]
 	if !ok {
 		act.id, act.caption = 99, "Other"
@@ -426,4 +429,35 @@ func formatter(f Format, p Product) (func(dst, line []byte) ([]byte, error), err
 		}, nil
 	}
 	return nil, fmt.Errorf("audit: unknown format %q (want %s or %s)", f, FormatNative, FormatOCSF)
+}
+
+// ocsfHandshake projects a failed TLS handshake as OCSF Network Activity
+// (class 4001): Refuse when the gateway refused the client (no or a bad
+// certificate, parameters it doesn't accept, not TLS), Fail otherwise.
+func (e *Event) ocsfHandshake(o *ocsfEvent) *ocsfEvent {
+	o.ClassUID, o.ClassName = 4001, "Network Activity"
+	o.ActivityID, o.ActivityName = 4, "Fail"
+	switch e.TLSError {
+	case "no_client_certificate", "bad_client_certificate", "unsupported_parameters", "not_tls":
+		o.ActivityID, o.ActivityName = 5, "Refuse"
+		o.ActionID, o.Action, o.DispositionID, o.Disposition = 2, "Denied", 2, "Blocked"
+	}
+	o.TypeUID, o.TypeName = 4001*100+o.ActivityID, "Network Activity: "+o.ActivityName
+	o.SeverityID, o.Severity = 2, "Low"
+	if e.TLSError == "bad_client_certificate" {
+		o.SeverityID, o.Severity = 3, "Medium"
+	}
+	o.StatusID, o.Status = 2, "Failure"
+	o.StatusDetail = "tls_handshake: " + e.TLSError
+	o.Metadata.Profiles = []string{"security_control", "datetime"}
+	o.SrcEndpoint = ocsfEndpointOf(e.Client)
+	o.DstEndpoint = ocsfEndpointOf(e.Listener)
+	if o.DstEndpoint != nil {
+		o.DstEndpoint.Hostname = e.SNI
+	}
+	o.ConnectionInfo = &ocsfConnInfo{DirectionID: 1, Direction: "Inbound", ProtocolName: "tcp"}
+	// Inbound even on the egress listener: the workload connects to the
+	// gateway.
+	o.Unmapped = map[string]any{"tollgate": map[string]any{"kind": string(e.Kind)}}
+	return o
 }

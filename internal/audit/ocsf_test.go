@@ -22,6 +22,12 @@ type ocsfSchema struct {
 		Attributes  map[string]ocsfSchemaAttr `json:"attributes"`
 		Constraints map[string][]string       `json:"constraints"`
 	} `json:"class"`
+	NetworkClass struct {
+		UID         int                       `json:"uid"`
+		CategoryUID int                       `json:"category_uid"`
+		Attributes  map[string]ocsfSchemaAttr `json:"attributes"`
+		Constraints map[string][]string       `json:"constraints"`
+	} `json:"network_class"`
 	Objects map[string]struct {
 		Attributes  map[string]ocsfSchemaAttr `json:"attributes"`
 		Constraints map[string][]string       `json:"constraints"`
@@ -157,6 +163,25 @@ func (s *ocsfSchema) checkValue(path string, x any, a ocsfSchemaAttr) []string {
 	return nil
 }
 
+// checkRecord checks a record against the class its class_uid names.
+func (s *ocsfSchema) checkRecord(m map[string]any) []string {
+	switch m["class_uid"] {
+	case float64(s.Class.UID):
+		return s.check("event", m, s.Class.Attributes, s.Class.Constraints)
+	case float64(s.NetworkClass.UID):
+		return s.check("event", m, s.NetworkClass.Attributes, s.NetworkClass.Constraints)
+	case 0.0:
+		var errs []string
+		for _, k := range []string{"activity_id", "category_uid", "class_uid", "metadata", "severity_id", "time", "type_uid"} {
+			if _, ok := m[k]; !ok {
+				errs = append(errs, "required attribute "+k+" missing")
+			}
+		}
+		return errs
+	}
+	return []string{fmt.Sprintf("class_uid %v is none the formatter should make", m["class_uid"])}
+}
+
 func ocsfTestEvents() map[string]*Event {
 	at := time.Date(2026, 12, 7, 10, 0, 0, 123e6, time.UTC)
 	allow := &request.Decision{Allow: true, Action: "ALLOW", Policy: "istio-system/allow-api", Rule: 0, PolicyVersion: "v1", Reason: "rule 0 of allow-api matched"}
@@ -181,7 +206,10 @@ func ocsfTestEvents() map[string]*Event {
 		"refused unparsed":   {Time: at, Kind: Ingress, Client: Endpoint{Address: "::1", Port: 5}, Status: 400, Error: ErrBadRequest},
 		"fail-closed record": {Time: at, Kind: Ingress, Method: "GET", Host: "h", Path: "/", Phase: PhaseDecision, Decision: allow},
 		"gap record":         {Time: at, Kind: Audit, Gap: &Gap{Dropped: 3, Reason: "queue_full"}},
-		"checkpoint record":  {Time: at, Kind: Audit, Checkpoint: &Checkpoint{Seq: 9, Hash: "ab", KeyID: "cd", Sig: "ef"}},
+		"tls handshake refused": {Time: at, Kind: Egress, Client: Endpoint{Address: "127.0.0.1", Port: 5}, Listener: Endpoint{Address: "127.0.0.1", Port: 15443},
+			SNI: "egress.local", Error: ErrTLSHandshake, TLSError: "bad_client_certificate"},
+		"tls handshake timeout": {Time: at, Kind: Ingress, Client: Endpoint{Address: "203.0.113.1", Port: 5}, Error: ErrTLSHandshake, TLSError: "timeout"},
+		"checkpoint record":     {Time: at, Kind: Audit, Checkpoint: &Checkpoint{Seq: 9, Hash: "ab", KeyID: "cd", Sig: "ef"}},
 	}
 }
 
@@ -219,6 +247,11 @@ func TestOCSFConformsToSchema(t *testing.T) {
 						errs = append(errs, "required attribute "+k+" missing")
 					}
 				}
+			} else if ev.Error == ErrTLSHandshake {
+				if classUID != float64(s.NetworkClass.UID) {
+					t.Errorf("class %v, want Network Activity %d", classUID, s.NetworkClass.UID)
+				}
+				errs = s.check("event", m, s.NetworkClass.Attributes, s.NetworkClass.Constraints)
 			} else {
 				if classUID != float64(s.Class.UID) || m["category_uid"] != float64(s.Class.CategoryUID) {
 					t.Errorf("class %v category %v, want %d %d", classUID, m["category_uid"], s.Class.UID, s.Class.CategoryUID)
@@ -289,6 +322,11 @@ func TestOCSFMapping(t *testing.T) {
 		{"odd method", "activity_id", 99.0},
 		{"fail-closed record", "unmapped.tollgate.phase", "decision"},
 		{"gap record", "unmapped.tollgate.gap.dropped", 3.0},
+		{"tls handshake refused", "activity_name", "Refuse"},
+		{"tls handshake refused", "class_uid", 4001.0},
+		{"tls handshake refused", "dst_endpoint.hostname", "egress.local"},
+		{"tls handshake refused", "status_detail", "tls_handshake: bad_client_certificate"},
+		{"tls handshake timeout", "activity_name", "Fail"},
 	}
 	for _, tt := range tests {
 		if got := at(get(tt.event), tt.path); got != tt.want {
@@ -331,7 +369,7 @@ func TestSinkFormats(t *testing.T) {
 				if err := json.Unmarshal([]byte(line), &m); err != nil {
 					t.Fatalf("ocsf line %d: %v", i, err)
 				}
-				for _, e := range s.check("event", m, s.Class.Attributes, s.Class.Constraints) {
+				for _, e := range s.checkRecord(m) {
 					t.Errorf("ocsf line %d: %s", i, e)
 				}
 				if v := m["metadata"].(map[string]any)["product"].(map[string]any)["version"]; v != "9.9" {

@@ -18,6 +18,32 @@ import (
 // unparsed: a header-size refusal may come with a request line of megabytes.
 const maxRefusedPath = 1024
 
+// HandshakeFailed records a failed TLS handshake (the listener's
+// OnTLSHandshakeError) as a connection record: the client, the listener,
+// the SNI if it was sent and why it failed; no request was read. Plain HTTP
+// on the TLS port is recorded by Refused, which answers it.
+func (f *Front) HandshakeFailed(hf listener.HandshakeFailure) {
+	if hf.Reason == listener.HandshakePlainHTTP {
+		return
+	}
+	rec := f.opts.Recorder
+	if rec == nil {
+		return
+	}
+	ev := &audit.Event{Time: hf.Time, Kind: f.kind, Error: audit.ErrTLSHandshake, TLSError: hf.Reason,
+		RequestID: processIDs.next(), SNI: canonicalSNI(hf.ServerName)}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	if peer := tcpAddrPort(hf.RemoteAddr); peer.IsValid() {
+		ev.Client = audit.Endpoint{Address: peer.Addr().String(), Port: int(peer.Port())}
+	}
+	if local := tcpAddrPort(hf.LocalAddr); local.IsValid() {
+		ev.Listener = audit.Endpoint{Address: f.listenerAddr(local.Addr()), Port: int(local.Port())}
+	}
+	rec.Completed(ev)
+}
+
 // Refused answers and audits a request the listener refused before any
 // handler saw it (malformed HTTP/1.x, an unsupported Expect, version or
 // Transfer-Encoding, plain HTTP on the TLS port, too many or too large

@@ -135,21 +135,26 @@ func (g *Gateway) openFront(f *front, spec frontSpec) error {
 	t, l := f.timeouts, f.limits
 	metrics := g.metrics
 	srv, err := listener.New(listener.Config{
-		Addr:                f.listen,
-		Handler:             f.handler,
-		Certs:               spec.certs,
-		ClientAuth:          spec.clientAuth,
-		ReadHeaderTimeout:   t.ReadHeader,
-		ReadTimeout:         t.Read,
-		WriteTimeout:        t.Write,
-		IdleTimeout:         t.Idle,
-		MaxHeaderBytes:      l.MaxHeaderBytes,
-		MaxHeaderCount:      l.MaxHeaderCount,
-		MaxConnections:      l.MaxConnections,
-		Logger:              g.log,
-		OnTLSHandshakeError: func() { metrics.TLSHandshakeError(f.name) },
-		OnConnectionLimit:   func() { metrics.ConnectionLimitReached(f.name) },
-		OnHTTP2Error:        func(errType string) { metrics.HTTP2Error(f.name, errType) },
+		Addr:              f.listen,
+		Handler:           f.handler,
+		Certs:             spec.certs,
+		ClientAuth:        spec.clientAuth,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		MaxHeaderCount:    l.MaxHeaderCount,
+		MaxConnections:    l.MaxConnections,
+		Logger:            g.log,
+		OnTLSHandshakeError: func(hf listener.HandshakeFailure) {
+			metrics.TLSHandshakeError(f.name)
+			// Every connection that reaches a listener leaves a record,
+			// even one that never got to send a request.
+			f.ex.HandshakeFailed(hf)
+		},
+		OnConnectionLimit: func() { metrics.ConnectionLimitReached(f.name) },
+		OnHTTP2Error:      func(errType string) { metrics.HTTP2Error(f.name, errType) },
 		// Requests net/http refuses unparsed get the gateway's JSON error,
 		// a request id and an audit event like every other.
 		OnProtocolError: f.ex.Refused,

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -52,7 +55,7 @@ type tlsOptions struct {
 	conf     *tls.Config
 	timeout  time.Duration
 	maxConns int
-	onFail   func()
+	onFail   func(HandshakeFailure)
 	onLimit  func()
 	log      *slog.Logger
 
@@ -221,8 +224,11 @@ func (l *tlsListener) handshakeFailed(tc *tls.Conn, rc *readCountingConn, err er
 		l.log.Debug("listener: connection closed before TLS handshake", "remote", raw(tc))
 		return
 	}
+	hf := HandshakeFailure{RemoteAddr: tc.NetConn().RemoteAddr(), LocalAddr: tc.NetConn().LocalAddr(), Time: time.Now(),
+		ServerName: tc.ConnectionState().ServerName, Reason: handshakeReason(err)}
 	var rhe tls.RecordHeaderError
 	if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader) {
+		hf.Reason = HandshakePlainHTTP
 		// Plain HTTP on the TLS port: say so, as http.Server does, rather
 		// than leave the client with a dropped connection.
 		answer := []byte(plainHTTPAnswer)
@@ -239,8 +245,66 @@ func (l *tlsListener) handshakeFailed(tc *tls.Conn, rc *readCountingConn, err er
 	}
 	l.log.Debug("listener: TLS handshake failed", "remote", raw(tc), "error", err)
 	if l.onFail != nil {
-		l.onFail()
+		l.onFail(hf)
 	}
+}
+
+// HandshakeFailure describes a failed TLS handshake.
+type HandshakeFailure struct {
+	RemoteAddr, LocalAddr net.Addr
+	Time                  time.Time
+	// ServerName is the SNI of the ClientHello, if the handshake got as far
+	// as taking it (not for a version refused outright).
+	ServerName string
+	// Reason is one of the Handshake* words: a small vocabulary, never the
+	// error's text (which may carry what the peer sent).
+	Reason string
+}
+
+// Why handshakes fail, as HandshakeFailure.Reason says it.
+const (
+	HandshakeTimeout         = "timeout"
+	HandshakeNoClientCert    = "no_client_certificate"
+	HandshakeBadClientCert   = "bad_client_certificate"
+	HandshakePeerRejected    = "rejected_by_client" // the client sent an alert: it refused our certificate or settings
+	HandshakeUnsupported     = "unsupported_parameters"
+	HandshakeNotTLS          = "not_tls"
+	HandshakePlainHTTP       = "plain_http" // answered 400 and reported through OnProtocolError too
+	HandshakeConnectionReset = "connection_closed"
+	HandshakeOther           = "handshake_failed"
+)
+
+// handshakeReason classifies a handshake error.
+func handshakeReason(err error) string {
+	var (
+		alert   tls.AlertError
+		netErr  net.Error
+		rhe     tls.RecordHeaderError
+		unknown x509.UnknownAuthorityError
+		invalid x509.CertificateInvalidError
+		host    x509.HostnameError
+		cverr   *tls.CertificateVerificationError
+	)
+	msg := err.Error()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return HandshakeTimeout
+	case strings.Contains(msg, "didn't provide a certificate"):
+		return HandshakeNoClientCert
+	case errors.As(err, &cverr), errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &host),
+		strings.Contains(msg, "client certificate"), strings.Contains(msg, "SPIFFE"), strings.Contains(msg, "spiffe"):
+		return HandshakeBadClientCert
+	case errors.As(err, &alert), strings.HasPrefix(msg, "remote error:"):
+		return HandshakePeerRejected
+	case errors.As(err, &rhe):
+		return HandshakeNotTLS
+	case strings.Contains(msg, "no cipher suite"), strings.Contains(msg, "protocol version"),
+		strings.Contains(msg, "no application protocol"), strings.Contains(msg, "unsupported"):
+		return HandshakeUnsupported
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return HandshakeConnectionReset
+	}
+	return HandshakeOther
 }
 
 // plainHTTPAnswer is http.Server's answer to plain HTTP on a TLS port.

@@ -88,7 +88,7 @@ func TestHandshakeTimeoutDribble(t *testing.T) {
 	var failures atomic.Int64
 	srv := startServer(t, Config{
 		Certs: store, HandshakeTimeout: timeout, ReadHeaderTimeout: 5 * time.Second,
-		OnTLSHandshakeError: func() { failures.Add(1) },
+		OnTLSHandshakeError: func(HandshakeFailure) { failures.Add(1) },
 	})
 	hello := clientHello(t)
 
@@ -218,7 +218,7 @@ func TestHandshakeFailureCounting(t *testing.T) {
 	var logs testkit.Buffer
 	srv := startServer(t, Config{
 		Certs:               store,
-		OnTLSHandshakeError: func() { failures.Add(1) },
+		OnTLSHandshakeError: func(HandshakeFailure) { failures.Add(1) },
 		Logger:              slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 

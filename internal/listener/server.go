@@ -89,9 +89,9 @@ type Config struct {
 	// failures (at debug). Default: discard.
 	Logger *slog.Logger
 	// OnTLSHandshakeError, if set, is called once per failed TLS handshake
-	// (for a metric). A connection closed before sending any byte, such
-	// as a TCP health check, is not counted.
-	OnTLSHandshakeError func()
+	// (for a metric and an audit record). A connection closed before
+	// sending any byte, such as a TCP health check, is not reported.
+	OnTLSHandshakeError func(HandshakeFailure)
 	// OnConnectionLimit, if set, is called each time accepting pauses at
 	// MaxConnections.
 	OnConnectionLimit func()

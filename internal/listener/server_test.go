@@ -151,7 +151,7 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 		t.Fatal(err)
 	}
 	var failures atomic.Int64
-	srv := startServer(t, Config{Certs: store, OnTLSHandshakeError: func() { failures.Add(1) }})
+	srv := startServer(t, Config{Certs: store, OnTLSHandshakeError: func(HandshakeFailure) { failures.Add(1) }})
 
 	tests := []struct {
 		name        string
@@ -304,7 +304,7 @@ func TestClientAuthHook(t *testing.T) {
 	var failures atomic.Int64
 	srv := startServer(t, Config{
 		Certs:               store,
-		OnTLSHandshakeError: func() { failures.Add(1) },
+		OnTLSHandshakeError: func(HandshakeFailure) { failures.Add(1) },
 		ClientAuth: func(c *tls.Config) {
 			c.ClientAuth = tls.RequireAndVerifyClientCert
 			c.ClientCAs = ca.Pool()

@@ -4,8 +4,9 @@
   scripts/ocsf/vendor.py SCHEMA_CHECKOUT REV > internal/audit/testdata/ocsf-1.8.0.json
 
 SCHEMA_CHECKOUT is a git clone of github.com/ocsf/ocsf-schema, REV the commit of
-its 1.8.0 release ("v1.8.0 prep", 3dcb905d). For the HTTP Activity class (with
-the profiles the gateway uses) and each object the formatter emits, it writes
+its 1.8.0 release ("v1.8.0 prep", 3dcb905d). For the HTTP Activity class and
+the Network Activity class (failed TLS handshakes), with the profiles the
+gateway uses, and each object the formatter emits, it writes
 every attribute (its requirement, its type: a scalar *_t or an object name, and
 the enum values where there are some) and the constraints, with "extends" and
 "$include" resolved.
@@ -77,12 +78,17 @@ def shape(attrs):
     return out
 
 
-cls = resolve(find("events", "http_activity"), "events")
-for p in PROFILES:
-    for k, v in show(f"profiles/{p}.json").get("attributes", {}).items():
-        if k == "$include":
-            continue
-        cls["attributes"].setdefault(k, {}).update(v)
+def event_class(name):
+    c = resolve(find("events", name), "events")
+    for p in PROFILES:
+        for k, v in show(f"profiles/{p}.json").get("attributes", {}).items():
+            if k != "$include":
+                c["attributes"].setdefault(k, {}).update(v)
+    return c
+
+
+cls = event_class("http_activity")
+net = event_class("network_activity")
 objects = {}
 for o in OBJECTS:
     r = resolve(find("objects", o), "objects")
@@ -93,5 +99,7 @@ print(json.dumps({
     "profiles": PROFILES,
     "class": {"name": "http_activity", "uid": 4002, "category_uid": 4,
               "attributes": shape(cls["attributes"]), "constraints": cls["constraints"]},
+    "network_class": {"name": "network_activity", "uid": 4001, "category_uid": 4,
+                      "attributes": shape(net["attributes"]), "constraints": net["constraints"]},
     "objects": objects,
 }, indent=1, sort_keys=True))
