@@ -412,23 +412,34 @@ const (
 	FormatNative Format = "native"
 	// FormatOCSF is OCSF 1.8.0 HTTP Activity (see Event.AppendOCSF).
 	FormatOCSF Format = "ocsf"
+	// FormatECS is an Elastic Common Schema document (Event.AppendECS).
+	FormatECS Format = "ecs"
+	// FormatCEF is an ArcSight CEF:0 line (Event.AppendCEF).
+	FormatCEF Format = "cef"
 )
 
 // formatter turns a native line into a sink's format (nil: as is).
 func formatter(f Format, p Product) (func(dst, line []byte) ([]byte, error), error) {
+	var project func(e *Event, dst []byte, p Product) []byte
 	switch f {
 	case "", FormatNative:
 		return nil, nil
 	case FormatOCSF:
-		return func(dst, line []byte) ([]byte, error) {
-			var ev Event
-			if err := ev.UnmarshalJSON(bytes.TrimSuffix(line, []byte("\n"))); err != nil {
-				return dst, fmt.Errorf("audit: record to OCSF: %w", err)
-			}
-			return append(ev.AppendOCSF(dst, p), '\n'), nil
-		}, nil
+		project = (*Event).AppendOCSF
+	case FormatECS:
+		project = (*Event).AppendECS
+	case FormatCEF:
+		project = (*Event).AppendCEF
+	default:
+		return nil, fmt.Errorf("audit: unknown format %q (want %s, %s, %s or %s)", f, FormatNative, FormatOCSF, FormatECS, FormatCEF)
 	}
-	return nil, fmt.Errorf("audit: unknown format %q (want %s or %s)", f, FormatNative, FormatOCSF)
+	return func(dst, line []byte) ([]byte, error) {
+		var ev Event
+		if err := ev.UnmarshalJSON(bytes.TrimSuffix(line, []byte("\n"))); err != nil {
+			return dst, fmt.Errorf("audit: record to %s: %w", f, err)
+		}
+		return append(project(&ev, dst, p), '\n'), nil
+	}, nil
 }
 
 // ocsfHandshake projects a failed TLS handshake as OCSF Network Activity

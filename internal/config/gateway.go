@@ -236,7 +236,8 @@ type AuditSink struct {
 	// it start from now.
 	Name string `yaml:"name"`
 	// Format is "native" (the default: the journal's own records, fields in
-	// docs/audit.md) or "ocsf" (OCSF 1.8.0 HTTP Activity).
+	// docs/audit.md), "ocsf" (OCSF 1.8.0 HTTP Activity), "ecs" (Elastic
+	// Common Schema 9.4) or "cef" (ArcSight CEF:0).
 	Format  string        `yaml:"format"`
 	Stdout  bool          `yaml:"stdout"`
 	File    string        `yaml:"file"`

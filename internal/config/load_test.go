@@ -238,7 +238,7 @@ func TestLoadBadInput(t *testing.T) {
 				`audit.journal.onFull: "spill": want dropOldest or block`,
 				`audit.journal.signingKey: tls.key: a *ecdsa.PrivateKey key, want Ed25519`,
 				`audit.sinks[0].name: "../x": a sink name is a plain file name`,
-				`gateway.yaml:26:46: audit.sinks[0].format: "leef": want native or ocsf`,
+				`gateway.yaml:26:46: audit.sinks[0].format: "leef": want native, ocsf, ecs or cef`,
 			},
 		},
 	}

@@ -382,9 +382,9 @@ func (v *validator) audit() {
 			v.httpSink(p+".hec", s.HEC.URL, s.HEC.CAFile, s.HEC.TokenFile, true, a.Journal != nil)
 		}
 		switch s.Format {
-		case "", "native", "ocsf":
+		case "", "native", "ocsf", "ecs", "cef":
 		default:
-			v.errorf(p+".format", "%q: want native or ocsf", s.Format)
+			v.errorf(p+".format", "%q: want native, ocsf, ecs or cef", s.Format)
 		}
 		name := s.SinkName()
 		if s.Name != "" && (strings.ContainsAny(s.Name, `/\`) || s.Name == "." || s.Name == ".." || strings.HasSuffix(s.Name, ".tmp")) {
