@@ -8,7 +8,8 @@
 #
 # Installs (each skipped when already there): oidc-provider from npm and Debian's
 # chromium (scripts/oidc/install.sh), Debian's rsyslog with its OpenSSL driver
-# (scripts/rsyslog/install.sh), spire-server and spire-agent built from the Go
+# (scripts/rsyslog/install.sh), a small OpenTelemetry Collector built from the Go module
+# proxy into a cache folder (scripts/otelcol/install.sh, ~4-5 min the first time), spire-server and spire-agent built from the Go
 # module proxy into a cache folder (scripts/spire/install.sh, ~7 min the first time).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,7 +20,8 @@ step "install test tools"
 scripts/oidc/install.sh
 scripts/rsyslog/install.sh
 SPIRE_BIN=$(scripts/spire/install.sh | tail -1)
-export SPIRE_BIN
+OTELCOL_BIN=$(scripts/otelcol/install.sh | tail -1)
+export SPIRE_BIN OTELCOL_BIN
 # With these set, a missing tool fails its suite instead of skipping it.
 export TOLLGATE_REQUIRE_SPIRE=1 TOLLGATE_REQUIRE_E2E=1
 

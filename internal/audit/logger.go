@@ -723,6 +723,13 @@ func (l *Logger) deliver(i int) {
 			if werr == nil {
 				break
 			}
+			if errors.Is(werr, errRejected) {
+				// The receiver took the batch but refused some records for
+				// good: sending them again can't help.
+				l.errors.Add(1)
+				l.log.Error("audit sink rejected records; they are in the journal, not at the receiver", "sink", c.name, "lastSeq", last, "err", werr)
+				break
+			}
 			c.retries.Add(1)
 			l.errors.Add(1)
 			if attempt == 0 || attempt%10 == 0 {

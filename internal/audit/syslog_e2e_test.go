@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -99,4 +100,63 @@ func TestE2ESyslogDownForThirtySeconds(t *testing.T) {
 		t.Errorf("%d of %d events never reached rsyslog (%d distinct received)", missing, generated, len(got))
 	}
 	t.Logf("generated %d; rsyslog received %d distinct, %d more than once; sink retries %d", generated, len(got), dup, st.Sinks[0].Retries)
+}
+
+// TestE2EOpenTelemetryCollector: a real OpenTelemetry Collector
+// (tools/otelcol) receives the OTLP sink's logs and, as a second syslog
+// receiver, the syslog sink's messages, both over TLS. Every record
+// arrives at both, the OTLP ones with their de-duplication key.
+func TestE2EOpenTelemetryCollector(t *testing.T) {
+	col := audittest.StartCollector(t)
+	tc := &tls.Config{RootCAs: col.CA.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	otlp, err := NewOTLPSink(OTLPOptions{URL: col.OTLPURL, Client: &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syslog, err := NewSyslogSink(SyslogOptions{Address: col.SyslogAddr, Hostname: "gw-e2e", TLS: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newJournalLogger(t, openTestJournal(t, t.TempDir(), JournalOptions{}), Config{
+		Sinks: []Sink{otlp, syslog}, SinkNames: []string{"otlp", "syslog"}, SinkFormats: []Format{FormatOCSF, FormatNative},
+		DrainTimeout: 30 * time.Second,
+	})
+	const n = 300
+	for i := 1; i <= n; i++ {
+		l.Record(&Event{RequestID: fmt.Sprint("r", i), Kind: Egress, Method: "GET", Host: "api.example.com", Path: "/v1", Status: 200})
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var viaOTLP, viaSyslog map[string]bool
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		viaOTLP, viaSyslog = map[string]bool{}, map[string]bool{}
+		for _, r := range col.Records(t) {
+			if r.EventName == "tollgate.audit" && r.Attributes["log.record.uid"] != "" {
+				var ev struct {
+					Metadata struct {
+						CorrelationUID string `json:"correlation_uid"`
+					} `json:"metadata"`
+				}
+				if json.Unmarshal([]byte(r.Body), &ev) == nil {
+					viaOTLP[ev.Metadata.CorrelationUID] = true
+				}
+				continue
+			}
+			// The syslog receiver parses RFC 5424: the record is the message.
+			var ev struct {
+				RequestID string `json:"requestId"`
+			}
+			if r.Attributes["appname"] == "tollgate" && json.Unmarshal([]byte(r.Attributes["message"]), &ev) == nil {
+				viaSyslog[ev.RequestID] = true
+			}
+		}
+		if (len(viaOTLP) >= n && len(viaSyslog) >= n) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(viaOTLP) != n || len(viaSyslog) != n {
+		t.Fatalf("the collector has %d of %d records over OTLP and %d over syslog", len(viaOTLP), n, len(viaSyslog))
+	}
+	t.Logf("the collector has all %d records over OTLP (OCSF) and over syslog (native)", n)
 }

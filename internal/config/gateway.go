@@ -244,10 +244,12 @@ type AuditSink struct {
 	Syslog  *AuditSyslog  `yaml:"syslog"`
 	Webhook *AuditWebhook `yaml:"webhook"`
 	HEC     *AuditHEC     `yaml:"hec"`
+	OTLP    *AuditWebhook `yaml:"otlp"`
 }
 
-// AuditWebhook POSTs batches of NDJSON records to an HTTPS endpoint. It
-// needs audit.journal.
+// AuditWebhook POSTs batches of NDJSON records to an HTTPS endpoint (for
+// otlp: exports them as OpenTelemetry logs over OTLP/HTTP to the url, the
+// collector's /v1/logs). It needs audit.journal.
 type AuditWebhook struct {
 	URL string `yaml:"url"`
 	// CAFile verifies the endpoint; default: the system roots.
@@ -305,6 +307,8 @@ func (s AuditSink) SinkName() string {
 		return "webhook-" + plainName(urlHost(s.Webhook.URL))
 	case s.HEC != nil:
 		return "hec-" + plainName(urlHost(s.HEC.URL))
+	case s.OTLP != nil:
+		return "otlp-" + plainName(urlHost(s.OTLP.URL))
 	}
 	return "file-" + filepath.Base(s.File)
 }

@@ -105,9 +105,11 @@ func (g *Gateway) resolvePaths(dir string) {
 			abs(&sl.CertFile)
 			abs(&sl.KeyFile)
 		}
-		if w := g.Audit.Sinks[i].Webhook; w != nil {
-			abs(&w.CAFile)
-			abs(&w.TokenFile)
+		for _, w := range []*AuditWebhook{g.Audit.Sinks[i].Webhook, g.Audit.Sinks[i].OTLP} {
+			if w != nil {
+				abs(&w.CAFile)
+				abs(&w.TokenFile)
+			}
 		}
 		if h := g.Audit.Sinks[i].HEC; h != nil {
 			abs(&h.CAFile)

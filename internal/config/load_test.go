@@ -204,7 +204,7 @@ func TestLoadBadInput(t *testing.T) {
 				"gateway.yaml:25:13: audit.sinks[0].syslog: a network sink needs audit.journal",
 				"gateway.yaml:25:13: audit.sinks[0].syslog: set both certFile and keyFile, or neither",
 				`gateway.yaml:25:23: audit.sinks[0].syslog.address: "siem.example.com": want host:port`,
-				"gateway.yaml:26:5: audit.sinks[1]: set exactly one of stdout, file, syslog, webhook and hec (got 2)",
+				"gateway.yaml:26:5: audit.sinks[1]: set exactly one of stdout, file, syslog, webhook, hec and otlp (got 2)",
 			},
 		},
 		{

@@ -360,16 +360,16 @@ func (v *validator) audit() {
 	for i, s := range a.Sinks {
 		p := fmt.Sprintf("audit.sinks[%d]", i)
 		n := 0
-		for _, set := range []bool{s.Stdout, s.File != "", s.Syslog != nil, s.Webhook != nil, s.HEC != nil} {
+		for _, set := range []bool{s.Stdout, s.File != "", s.Syslog != nil, s.Webhook != nil, s.HEC != nil, s.OTLP != nil} {
 			if set {
 				n++
 			}
 		}
 		switch {
 		case n > 1:
-			v.errorf(p, "set exactly one of stdout, file, syslog, webhook and hec (got %d)", n)
+			v.errorf(p, "set exactly one of stdout, file, syslog, webhook, hec and otlp (got %d)", n)
 		case n == 0:
-			v.errorf(p, "set exactly one of stdout, file, syslog, webhook and hec (got none)")
+			v.errorf(p, "set exactly one of stdout, file, syslog, webhook, hec and otlp (got none)")
 		case s.File != "":
 			if dir := dirOf(s.File); !isDir(dir) {
 				v.errorf(p+".file", "directory %s does not exist", dir)
@@ -380,6 +380,8 @@ func (v *validator) audit() {
 			v.httpSink(p+".webhook", s.Webhook.URL, s.Webhook.CAFile, s.Webhook.TokenFile, false, a.Journal != nil)
 		case s.HEC != nil:
 			v.httpSink(p+".hec", s.HEC.URL, s.HEC.CAFile, s.HEC.TokenFile, true, a.Journal != nil)
+		case s.OTLP != nil:
+			v.httpSink(p+".otlp", s.OTLP.URL, s.OTLP.CAFile, s.OTLP.TokenFile, false, a.Journal != nil)
 		}
 		switch s.Format {
 		case "", "native", "ocsf", "ecs", "cef":

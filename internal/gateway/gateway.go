@@ -176,6 +176,8 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 }
 
 func (g *Gateway) openAudit() error {
+	product := audit.DefaultProduct
+	product.Version = cmp.Or(g.opts.Version, product.Version)
 	var sinks []audit.Sink
 	var names []string
 	var formats []audit.Format
@@ -204,6 +206,12 @@ func (g *Gateway) openAudit() error {
 				return config.Errors{g.cfg.ErrorFor(fmt.Sprintf("audit.sinks[%d].webhook", i), err)}
 			}
 			sinks = append(sinks, sk)
+		case s.OTLP != nil:
+			sk, err := otlpSink(*s.OTLP, product)
+			if err != nil {
+				return config.Errors{g.cfg.ErrorFor(fmt.Sprintf("audit.sinks[%d].otlp", i), err)}
+			}
+			sinks = append(sinks, sk)
 		case s.HEC != nil:
 			sk, err := hecSink(*s.HEC)
 			if err != nil {
@@ -212,8 +220,6 @@ func (g *Gateway) openAudit() error {
 			sinks = append(sinks, sk)
 		}
 	}
-	product := audit.DefaultProduct
-	product.Version = cmp.Or(g.opts.Version, product.Version)
 	cfg := audit.Config{Sinks: sinks, SinkNames: names, SinkFormats: formats, Product: product, Log: g.log,
 		FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
 	if ps := g.cfg.Audit.Pseudonymize; ps != nil {
@@ -576,20 +582,40 @@ func readToken(file string) (string, error) {
 	return tok, nil
 }
 
+// bearer is the Authorization header of a token file; none without one.
+func bearer(tokenFile string) (http.Header, error) {
+	if tokenFile == "" {
+		return nil, nil
+	}
+	tok, err := readToken(tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{"Authorization": {"Bearer " + tok}}, nil
+}
+
 func webhookSink(c config.AuditWebhook) (*audit.WebhookSink, error) {
 	client, err := httpSinkClient(c.CAFile)
 	if err != nil {
 		return nil, err
 	}
-	opts := audit.WebhookOptions{URL: c.URL, Client: client}
-	if c.TokenFile != "" {
-		tok, err := readToken(c.TokenFile)
-		if err != nil {
-			return nil, err
-		}
-		opts.Header = http.Header{"Authorization": {"Bearer " + tok}}
+	h, err := bearer(c.TokenFile)
+	if err != nil {
+		return nil, err
 	}
-	return audit.NewWebhookSink(opts)
+	return audit.NewWebhookSink(audit.WebhookOptions{URL: c.URL, Client: client, Header: h})
+}
+
+func otlpSink(c config.AuditWebhook, p audit.Product) (*audit.OTLPSink, error) {
+	client, err := httpSinkClient(c.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	h, err := bearer(c.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return audit.NewOTLPSink(audit.OTLPOptions{URL: c.URL, Client: client, Product: p, Header: h})
 }
 
 func hecSink(c config.AuditHEC) (*audit.HECSink, error) {
