@@ -28,6 +28,8 @@
 //     says how many were lost and why.
 //   - requestId: the request id the gateway gave the client and its own logs.
 //   - traceId: the W3C trace id, when there is one.
+//   - instance: the gateway instance that wrote the record (audit.instance, default
+//     the host name); seq counts per instance.
 //   - kind: "ingress", "mesh" or "egress"; "audit" for the trail's own records (gap,
 //     checkpoint).
 //   - client.address, client.port: the direct peer's IP and source port.

@@ -35,7 +35,7 @@ func (e *Event) ecs(p Product) map[string]any {
 		"@timestamp": t.Format(timeLayout),
 		"ecs":        map[string]any{"version": ECSVersion},
 		"event":      ev,
-		"observer":   map[string]any{"type": "proxy", "vendor": p.Vendor, "product": p.Name, "version": p.Version},
+		"observer":   map[string]any{"type": "proxy", "vendor": p.Vendor, "product": p.Name, "version": p.Version, "hostname": e.Instance},
 	}
 	tg := map[string]any{"kind": string(e.Kind)}
 	doc["tollgate"] = tg
@@ -169,6 +169,9 @@ func (e *Event) AppendCEF(dst []byte, p Product) []byte {
 	b = strconv.AppendInt(b, int64(sev), 10)
 	b = append(b, '|')
 	ext := [][2]string{{"rt", strconv.FormatInt(e.Time.UnixMilli(), 10)}, {"externalId", e.ID}}
+	if e.Instance != "" {
+		ext = append(ext, [2]string{"dvchost", e.Instance})
+	}
 	if e.Sequence != 0 {
 		ext = append(ext, [2]string{"cn1Label", "sequence"}, [2]string{"cn1", strconv.FormatUint(e.Sequence, 10)})
 	}

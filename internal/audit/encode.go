@@ -25,6 +25,7 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	}
 	b = appendStr(b, "requestId", e.RequestID, true)
 	b = appendStr(b, "traceId", e.TraceID, true)
+	b = appendStr(b, "instance", e.Instance, true)
 	b = appendStr(b, "kind", string(e.Kind), false)
 	b = appendEndpoint(b, "client", e.Client)
 	b = appendEndpoint(b, "listener", e.Listener)

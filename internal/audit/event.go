@@ -78,7 +78,10 @@ type Event struct {
 	RequestID string `json:"requestId,omitempty"`
 	// TraceID is the W3C trace id when the request carried or started a trace.
 	TraceID string `json:"traceId,omitempty"`
-	Kind    Kind   `json:"kind"`
+	// Instance names the gateway that wrote the record (Config.Instance,
+	// default the host name); seq is per instance.
+	Instance string `json:"instance,omitempty"`
+	Kind     Kind   `json:"kind"`
 
 	Client Endpoint `json:"client,omitzero"`
 	// Listener is the local address the request arrived on.

@@ -107,7 +107,7 @@ func TestEventRoundTrip(t *testing.T) {
 func TestEventJSONNames(t *testing.T) {
 	ev := fullEvent()
 	// The trail's own fields (never all on one record in practice).
-	ev.Phase, ev.Prev, ev.TLSError = PhaseDecision, "ab", "timeout"
+	ev.Phase, ev.Prev, ev.TLSError, ev.Instance = PhaseDecision, "ab", "timeout", "gw-1"
 	ev.Gap = &Gap{Dropped: 1, Reason: "quota", Sink: "s", FromSeq: 1, ToSeq: 2}
 	ev.Checkpoint = &Checkpoint{Seq: 1, Hash: "ab", KeyID: "cd", Sig: "ef"}
 	b, err := json.Marshal(ev)
@@ -138,7 +138,7 @@ func TestEventJSONNames(t *testing.T) {
 		"protocol", "query", "requestId", "route", "seq", "sni", "sourcePrincipal", "status", "time",
 		"tlsCipher", "tlsVersion", "traceId", "truncated",
 		"upstream.address", "upstream.spiffeId", "upstream.tlsVersion", "upstream.url", "userAgent",
-		"phase", "prev", "tlsError", "gap.dropped", "gap.reason", "gap.sink", "gap.fromSeq", "gap.toSeq",
+		"phase", "prev", "tlsError", "instance", "gap.dropped", "gap.reason", "gap.sink", "gap.fromSeq", "gap.toSeq",
 		"checkpoint.seq", "checkpoint.hash", "checkpoint.keyId", "checkpoint.sig",
 	}
 	slices.Sort(want)

@@ -16,7 +16,7 @@ func ExampleRedactQuery() {
 }
 
 func ExampleLogger() {
-	l, err := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(os.Stdout)}})
+	l, err := audit.New(audit.Config{Instance: "gw-eu-1", Sinks: []audit.Sink{audit.NewWriterSink(os.Stdout)}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -36,5 +36,5 @@ func ExampleLogger() {
 	})
 	l.Close() // flushes
 	// Output:
-	// {"time":"2026-09-24T10:13:20.123Z","durationMs":184,"id":"01925f6e-3a7b-7c00-8000-000000000001","seq":1,"requestId":"req-7f3a9c0e2b","kind":"egress","host":"api.example.com","method":"GET","path":"/v1/charges","query":"limit=10&api_key=REDACTED","status":200,"bytesIn":0,"bytesOut":0,"decision":{"allow":true,"action":"ALLOW","policy":"egress/stripe","rule":0}}
+	// {"time":"2026-09-24T10:13:20.123Z","durationMs":184,"id":"01925f6e-3a7b-7c00-8000-000000000001","seq":1,"requestId":"req-7f3a9c0e2b","instance":"gw-eu-1","kind":"egress","host":"api.example.com","method":"GET","path":"/v1/charges","query":"limit=10&api_key=REDACTED","status":200,"bytesIn":0,"bytesOut":0,"decision":{"allow":true,"action":"ALLOW","policy":"egress/stripe","rule":0}}
 }

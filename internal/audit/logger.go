@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,9 @@ type Config struct {
 	// Backoff is the first retry delay of a sink that failed (doubling, with
 	// jitter, up to MaxBackoff).
 	Backoff, MaxBackoff time.Duration
+	// Instance names this gateway in every record (default: the host
+	// name).
+	Instance string
 	// Pseudonymize, if set, replaces identifiers with keyed hashes before
 	// an event is journaled or written.
 	Pseudonymize *Pseudonymize
@@ -125,6 +129,7 @@ type Logger struct {
 	backoff      [2]time.Duration
 	sensitive    []string
 	pseudonyms   *Pseudonymize
+	instance     string
 	maxField     int
 	sinks        []Sink
 	formats      []func(dst, line []byte) ([]byte, error) // per sink; nil: native
@@ -221,6 +226,7 @@ func New(cfg Config) (*Logger, error) {
 		backoff:      [2]time.Duration{orDefault(cfg.Backoff, DefaultBackoff), orDefault(cfg.MaxBackoff, DefaultMaxBackoff)},
 		sensitive:    cfg.SensitiveParams,
 		pseudonyms:   cfg.Pseudonymize,
+		instance:     cfg.Instance,
 		maxField:     orDefault(cfg.MaxFieldBytes, DefaultMaxFieldBytes),
 		sinks:        append([]Sink(nil), cfg.Sinks...),
 		log:          cfg.Log,
@@ -231,6 +237,9 @@ func New(cfg Config) (*Logger, error) {
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.instance == "" {
+		l.instance, _ = os.Hostname()
 	}
 	if l.journal == nil {
 		go l.run()
@@ -412,6 +421,9 @@ func (l *Logger) prepare(ev *Event) {
 	}
 	if ev.ID == "" {
 		ev.ID = newID(ev.Time)
+	}
+	if ev.Instance == "" {
+		ev.Instance = l.instance
 	}
 	// Redact before truncating: a cut could otherwise split a key from its value.
 	ev.Query = RedactQuery(ev.Query, l.sensitive)

@@ -82,13 +82,20 @@ type ocsfEvent struct {
 }
 
 type ocsfMetadata struct {
-	Version        string      `json:"version"`
-	Product        ocsfProduct `json:"product"`
-	UID            string      `json:"uid,omitempty"`
-	Sequence       uint64      `json:"sequence,omitempty"`
-	CorrelationUID string      `json:"correlation_uid,omitempty"`
-	LogName        string      `json:"log_name"`
-	Profiles       []string    `json:"profiles"`
+	Version        string       `json:"version"`
+	Product        ocsfProduct  `json:"product"`
+	UID            string       `json:"uid,omitempty"`
+	Sequence       uint64       `json:"sequence,omitempty"`
+	CorrelationUID string       `json:"correlation_uid,omitempty"`
+	LogName        string       `json:"log_name"`
+	Loggers        []ocsfLogger `json:"loggers,omitempty"`
+	Profiles       []string     `json:"profiles"`
+}
+
+// ocsfLogger names the gateway instance that logged the record.
+type ocsfLogger struct {
+	Name    string      `json:"name"`
+	Product ocsfProduct `json:"product"`
 }
 
 type ocsfProduct struct {
@@ -212,6 +219,7 @@ func (e *Event) ocsf(p Product) *ocsfEvent {
 			Sequence:       e.Sequence,
 			CorrelationUID: e.RequestID,
 			LogName:        "audit",
+			Loggers:        ocsfLoggers(e.Instance, p),
 			Profiles:       []string{"security_control", "network_proxy", "trace", "datetime", "host"},
 		},
 	}
@@ -471,4 +479,11 @@ func (e *Event) ocsfHandshake(o *ocsfEvent) *ocsfEvent {
 	// gateway.
 	o.Unmapped = map[string]any{"tollgate": map[string]any{"kind": string(e.Kind)}}
 	return o
+}
+
+func ocsfLoggers(instance string, p Product) []ocsfLogger {
+	if instance == "" {
+		return nil
+	}
+	return []ocsfLogger{{Name: instance, Product: ocsfProduct{Name: p.Name, VendorName: p.Vendor, Version: p.Version}}}
 }

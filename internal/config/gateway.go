@@ -177,6 +177,9 @@ type Audit struct {
 	// Journal, if set, makes delivery durable: events are appended to a
 	// local journal (fsynced) and every sink is fed from it, at least once.
 	Journal *AuditJournal `yaml:"journal"`
+	// Instance names this gateway in every record (default: the host
+	// name); journal sequence numbers are per instance.
+	Instance string `yaml:"instance"`
 	// Pseudonymize replaces identifiers with keyed hashes (HMAC-SHA256)
 	// before a record is journaled or sent.
 	Pseudonymize *AuditPseudonymize `yaml:"pseudonymize"`

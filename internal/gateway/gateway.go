@@ -220,7 +220,7 @@ func (g *Gateway) openAudit() error {
 			sinks = append(sinks, sk)
 		}
 	}
-	cfg := audit.Config{Sinks: sinks, SinkNames: names, SinkFormats: formats, Product: product, Log: g.log,
+	cfg := audit.Config{Sinks: sinks, SinkNames: names, SinkFormats: formats, Product: product, Log: g.log, Instance: g.cfg.Audit.Instance,
 		FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
 	if ps := g.cfg.Audit.Pseudonymize; ps != nil {
 		p, err := audit.LoadPseudonymize(ps.KeyFile, ps.Fields)

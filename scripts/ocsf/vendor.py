@@ -19,7 +19,7 @@ CHECKOUT, REV = sys.argv[1], sys.argv[2]
 PROFILES = ["security_control", "network_proxy", "trace", "datetime", "host"]
 OBJECTS = ["metadata", "product", "network_endpoint", "http_request", "http_response", "url",
            "tls", "network_connection_info", "network_traffic", "network_proxy", "actor", "user",
-           "policy", "firewall_rule", "trace", "authorization", "idp", "san", "service"]
+           "policy", "firewall_rule", "trace", "authorization", "idp", "san", "service", "logger"]
 
 
 def show(path):

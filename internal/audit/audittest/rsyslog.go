@@ -60,7 +60,7 @@ global(workDirectory=%q maxMessageSize="64k"
        defaultNetstreamDriver="ossl" defaultNetstreamDriverCAFile=%q
        defaultNetstreamDriverCertFile=%q defaultNetstreamDriverKeyFile=%q)
 module(load="imtcp" maxSessions="100" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="anon")
-template(name="msg" type="string" string="%%msg%%\n")
+template(name="msg" type="string" string="%%timegenerated:::date-rfc3339%% %%msg%%\n")
 ruleset(name="audit") {
   action(type="omfile" file=%q template="msg" flushOnTXEnd="on" asyncWriting="off")
 }
@@ -137,6 +137,23 @@ func (r *Rsyslog) Stop(t testing.TB) {
 // Lines returns the messages received so far: one audit record per line.
 func (r *Rsyslog) Lines(t testing.TB) []string {
 	t.Helper()
+	var lines []string
+	for _, m := range r.Received(t) {
+		lines = append(lines, m.Line)
+	}
+	return lines
+}
+
+// Message is a message rsyslog received, and when.
+type Message struct {
+	At   time.Time
+	Line string
+}
+
+// Received returns the messages received so far with rsyslog's time of
+// reception, for delivery lag.
+func (r *Rsyslog) Received(t testing.TB) []Message {
+	t.Helper()
 	b, err := os.ReadFile(r.out)
 	if os.IsNotExist(err) {
 		return nil
@@ -144,13 +161,21 @@ func (r *Rsyslog) Lines(t testing.TB) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lines []string
+	var msgs []Message
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			lines = append(lines, l)
+		ts, line, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			t.Fatalf("rsyslog line without its reception time: %q", sc.Text())
+		}
+		if l := strings.TrimSpace(line); l != "" {
+			msgs = append(msgs, Message{At: at, Line: l})
 		}
 	}
-	return lines
+	return msgs
 }
