@@ -284,6 +284,9 @@ func (l *Logger) Record(ev *Event) {
 	if ev == nil {
 		return
 	}
+	// The caller's goroutine fills the id and redacts: that work is spread
+	// over the requests instead of queueing behind the one writer.
+	l.prepare(ev)
 	switch l.enqueue(queued{ev: ev}) {
 	case errQueueFull:
 		l.dropped.Add(1)
@@ -433,10 +436,14 @@ func (l *Logger) prepare(ev *Event) {
 	l.truncate(ev)
 }
 
+// writeSinks writes one record to every sink; count: an event (prepared by
+// Record), not the writer's own gap record.
 func (l *Logger) writeSinks(ev *Event, count bool) {
 	l.seq++
 	ev.Sequence = l.seq
-	l.prepare(ev)
+	if !count {
+		l.prepare(ev)
+	}
 	// Encoded once for every sink, into a buffer the writer goroutine reuses.
 	l.line = append(ev.AppendJSON(l.line[:0]), '\n')
 	ok := true
@@ -537,8 +544,7 @@ func (l *Logger) runJournal() {
 			l.journal.add(gap)
 			batch = append(batch, entry{seq: gap.Sequence, gap: gap.Gap})
 		}
-		l.prepare(q.ev)
-		l.journal.add(q.ev)
+		l.journal.add(q.ev) // prepared by Record or Decided
 		batch = append(batch, entry{seq: q.ev.Sequence, done: q.done, event: true})
 	}
 	// Group commit: a batch is what arrives until SyncInterval has passed
@@ -666,6 +672,7 @@ func (l *Logger) deliver(i int) {
 		bufs  [][]byte // reused backing arrays of the batch's lines
 		batch [][]byte
 	)
+	var lagSampled time.Time
 	for {
 		// The first record waits; the rest of a batch is what is already
 		// committed.
@@ -691,8 +698,13 @@ func (l *Logger) deliver(i int) {
 				}
 				return
 			}
-			if t, ok := lineTime(line); ok {
-				c.lagNanos.Store(int64(time.Since(t)))
+			// The lag, from the record's time: sampled (parsing a time per
+			// record would cost more than the delivery to a fast sink).
+			if len(batch) == 0 && time.Since(lagSampled) > 100*time.Millisecond {
+				if t, ok := lineTime(line); ok {
+					c.lagNanos.Store(int64(time.Since(t)))
+				}
+				lagSampled = time.Now()
 			}
 			if len(bufs) == len(batch) {
 				bufs = append(bufs, nil)
@@ -815,6 +827,7 @@ func (l *Logger) Decided(ev *Event) error {
 	rec := *ev
 	rec.ID, rec.Sequence, rec.Prev = "", 0, ""
 	rec.Phase = PhaseDecision
+	l.prepare(&rec)
 	done := make(chan error, 1)
 	if err := l.enqueue(queued{ev: &rec, done: done}); err != nil {
 		return fmt.Errorf("%w: decision not journaled", err)
