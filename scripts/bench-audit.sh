@@ -12,6 +12,9 @@
 #   COUNT=10 scripts/bench-audit.sh    more rounds
 #   OUT=dir                            keep the raw results in dir
 #
+# Each ingress variant also reports cpu-µs/op: the CPU time of the whole process (client, gateway,
+# upstream; user and kernel, fsync included) per request, steadier than req/s on a shared machine.
+#
 # Every round runs each variant once, each in a fresh process, so drift in the machine's
 # load hits all variants alike. The journal is written under the system's temporary
 # directory (TMPDIR): its fsync is what the figures measure, so say which disk that is.
@@ -56,7 +59,10 @@ awk -v out="$OUT" '
   }
   FILENAME ~ /ingress.txt$/ && /^BenchmarkIngress\// {
     split($1, p, "/"); v = p[2]; sub(/^proxy=/, "", v)
-    for (i = 2; i <= NF; i++) if ($(i+1) == "req/s") { n[v]++; r[v, n[v]] = $i }
+    for (i = 2; i <= NF; i++) {
+      if ($(i+1) == "req/s") { n[v]++; r[v, n[v]] = $i }
+      if ($(i+1) == "cpu-µs/op") { nc[v]++; cpu[v, nc[v]] = $i }
+    }
   }
   FILENAME ~ /journal.txt$/ && /^BenchmarkJournal\/journal/ {
     for (i = 2; i <= NF; i++) if ($(i+1) == "events/s") { nj++; ej[nj] = $i }
@@ -69,6 +75,9 @@ awk -v out="$OUT" '
     printf "gateway+journal / noaudit             %.2fx   (%.0f / %.0f req/s)  target >= 0.95: %s\n", t, m["gateway+journal"], m["gateway+noaudit"], (t >= 0.95 ? "met" : "NOT met")
     t = m["gateway+failclosed"] / m["gateway+noaudit"]
     printf "gateway+failclosed / noaudit          %.2fx   (%.0f / %.0f req/s)  target >= 0.85: %s\n", t, m["gateway+failclosed"], m["gateway+noaudit"], (t >= 0.85 ? "met" : "NOT met")
+    for (v in nc) { delete a; for (i = 1; i <= nc[v]; i++) a[i] = cpu[v, i]; mc[v] = median(a, nc[v]) }
+    if (mc["gateway+noaudit"]) for (v in mc) if (v != "gateway+noaudit")
+      printf "cpu per request, %s / noaudit: %.2fx   (%.0f / %.0f µs, the whole process)\n", v, mc[v] / mc["gateway+noaudit"], mc[v], mc["gateway+noaudit"]
     e = median(ej, nj)
     printf "journal alone                         %.0f events/s (median of %d)  target >= 100000: %s\n", e, nj, (e >= 100000 ? "met" : "NOT met")
   }' "$OUT/ingress.txt" "$OUT/journal.txt"

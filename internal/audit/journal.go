@@ -23,7 +23,7 @@ const (
 	DefaultSegmentBytes = 64 << 20
 	DefaultSegmentAge   = time.Hour
 	DefaultJournalBytes = 1 << 30
-	DefaultSyncInterval = 2 * time.Millisecond
+	DefaultSyncInterval = 10 * time.Millisecond
 	// A checkpoint every 10,000 records or 60 s (PCI DSS asks for the
 	// integrity of audit trails; the SIEM reference suggests this cadence).
 	DefaultCheckpointEvery    = 10000

@@ -70,7 +70,7 @@ func (g *Gateway) ApplyDefaults() {
 			j.OnFull = "dropOldest"
 		}
 		if j.SyncInterval == 0 {
-			j.SyncInterval = 2 * time.Millisecond
+			j.SyncInterval = 10 * time.Millisecond
 		}
 		if j.CheckpointEvery == 0 {
 			j.CheckpointEvery = 10000

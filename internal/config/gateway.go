@@ -213,7 +213,7 @@ type AuditJournal struct {
 	MaxBytes int64 `yaml:"maxBytes"`
 	// OnFull: "dropOldest" (the default) or "block".
 	OnFull string `yaml:"onFull"`
-	// SyncInterval is the group commit window (default 2ms): records are
+	// SyncInterval is the group commit window (default 10ms): records are
 	// gathered this long after a commit before the next write and fsync.
 	// A fail-closed decision ends the window at once.
 	SyncInterval time.Duration `yaml:"syncInterval"`
