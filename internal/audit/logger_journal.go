@@ -1,0 +1,174 @@
+package audit
+
+import (
+	"errors"
+	"time"
+)
+
+// The Logger's writer when it has a journal: group commits, fail-closed
+// waiters, gap and checkpoint records.
+
+// runJournal is the writer with a journal: it takes what is queued, up to
+// maxBatch events, appends them and commits them with one write and one
+// fsync (group commit), then answers the fail-closed waiters.
+func (l *Logger) runJournal() {
+	defer close(l.done)
+	defer func() {
+		if err := l.journal.close(); err != nil {
+			l.log.Error("audit journal close failed", "err", err)
+		}
+	}()
+	// The batch: every record added since the last commit.
+	type entry struct {
+		seq   uint64
+		done  chan error
+		event bool // not a gap record
+		gap   *Gap
+	}
+	var batch []entry
+	commit := func() {
+		if len(batch) == 0 {
+			return
+		}
+		err := l.journal.flush()
+		durable := l.journal.flushed()
+		var lost uint64
+		for _, e := range batch {
+			ok := e.seq <= durable
+			if e.done != nil {
+				if ok {
+					e.done <- nil
+				} else {
+					e.done <- err
+				}
+			}
+			switch {
+			case e.gap != nil && !ok:
+				// Not journaled either: its count waits for the next one.
+				l.lostCounter(e.gap.Reason).Add(e.gap.Dropped)
+			case !e.event:
+			case ok:
+				l.written.Add(1)
+			default:
+				lost++
+			}
+		}
+		batch = batch[:0]
+		if lost == 0 {
+			return
+		}
+		l.dropped.Add(lost)
+		if errors.Is(err, ErrJournalFull) {
+			l.lostFull.Add(lost)
+			return
+		}
+		l.lostJournal.Add(lost)
+		l.log.Error("audit journal append failed; the records are lost and will be recorded as a gap", "err", err, "events", lost)
+	}
+	addCheckpoint := func(final bool) {
+		if cp := l.journal.checkpointDue(final); cp != nil {
+			l.prepare(cp)
+			l.journal.add(cp)
+			batch = append(batch, entry{seq: cp.Sequence})
+		}
+	}
+	add := func(q queued) {
+		addCheckpoint(false)
+		if gap := l.takeGap(); gap != nil {
+			l.prepare(gap)
+			l.journal.add(gap)
+			batch = append(batch, entry{seq: gap.Sequence, gap: gap.Gap})
+		}
+		l.journal.add(q.ev) // prepared by Record or Decided
+		batch = append(batch, entry{seq: q.ev.Sequence, done: q.done, event: true})
+	}
+	// Group commit: a batch is what arrives until SyncInterval has passed
+	// since the last commit (or maxBatch records): under load one fsync
+	// covers many records, at the cost of at most SyncInterval of latency.
+	// A fail-closed decision ends the window: the batch is committed at once
+	// (with whatever else is already queued), as its request is waiting.
+	interval := l.journal.opts.SyncInterval
+	var lastCommit time.Time
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	closed := false
+	for !closed {
+		q, ok := <-l.queue
+		if !ok {
+			break
+		}
+		if q.swap != nil {
+			q.swap()
+			continue
+		}
+		add(q)
+		// A fail-closed request waits for this commit: don't make it wait
+		// for the window too.
+		if wait := interval - time.Since(lastCommit); wait > 0 && q.done == nil {
+			timer.Reset(wait)
+		gather:
+			for len(batch) < maxBatch {
+				select {
+				case q, ok := <-l.queue:
+					if !ok {
+						closed = true
+						break gather
+					}
+					if q.swap != nil {
+						commit()
+						q.swap()
+						continue
+					}
+					add(q)
+					if q.done != nil {
+						break gather // a fail-closed request waits for this commit
+					}
+				case <-timer.C:
+					break gather
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+	drain:
+		for !closed && len(batch) < maxBatch {
+			select {
+			case q, ok := <-l.queue:
+				if !ok {
+					closed = true
+					break drain
+				}
+				if q.swap != nil {
+					commit()
+					q.swap()
+					continue
+				}
+				add(q)
+			default:
+				break drain
+			}
+		}
+		commit()
+		lastCommit = time.Now()
+	}
+	// Close: commit what is left in the queue.
+	for q := range l.queue {
+		if q.swap == nil {
+			add(q)
+		}
+	}
+	commit()
+	if gap := l.takeGap(); gap != nil {
+		l.prepare(gap)
+		l.journal.add(gap)
+		batch = append(batch, entry{seq: gap.Sequence, gap: gap.Gap})
+	}
+	// The last checkpoint: the journal ends signed.
+	addCheckpoint(true)
+	commit()
+}
