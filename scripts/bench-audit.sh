@@ -20,15 +20,9 @@
 # directory (TMPDIR): its fsync is what the figures measure, so say which disk that is.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-COUNT=${COUNT:-6}
-OUT=${OUT:-$(mktemp -d)}
-mkdir -p "$OUT"
-command -v benchstat >/dev/null || GOFLAGS= go install golang.org/x/perf/cmd/benchstat@latest
-BENCHSTAT=$(command -v benchstat || echo "$(go env GOPATH)/bin/benchstat")
+source scripts/bench-common.sh
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version)"
-echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) at the start"
+bench_header
 echo "journal: $(df -h "${TMPDIR:-/tmp}" | awk 'NR==2 {print $1, $NF}') (TMPDIR)"
 echo "raw:     $OUT"
 

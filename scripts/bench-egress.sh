@@ -23,12 +23,8 @@
 # figures. Figures go into docs/performance.md with the date, the machine and the load average.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-COUNT=${COUNT:-6}
 BENCHTIME=${BENCHTIME:-2s}
-OUT=${OUT:-$(mktemp -d)}
-mkdir -p "$OUT"
-command -v benchstat >/dev/null || GOFLAGS= go install golang.org/x/perf/cmd/benchstat@latest
-BENCHSTAT=$(command -v benchstat || echo "$(go env GOPATH)/bin/benchstat")
+source scripts/bench-common.sh
 
 # Smokescreen is built from the Go module proxy (tools/smokescreen); if that fails the
 # variant is skipped by the benchmark itself, and the ratio says so.
@@ -42,9 +38,7 @@ if [ -z "${SMOKESCREEN_BIN:-}" ]; then
 fi
 export SMOKESCREEN_BIN
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version)"
-echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) at the start"
+bench_header
 echo "smokescreen: ${SMOKESCREEN_BIN:-none}"
 echo "raw:     $OUT"
 

@@ -11,14 +11,9 @@
 # machine: load generator, gateway and upstream share the cores.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-COUNT=${COUNT:-6}
-OUT=${OUT:-$(mktemp -d)}
-mkdir -p "$OUT"
-command -v benchstat >/dev/null || GOFLAGS= go install golang.org/x/perf/cmd/benchstat@latest
-BENCHSTAT=$(command -v benchstat || echo "$(go env GOPATH)/bin/benchstat")
+source scripts/bench-common.sh
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version)"
-echo "date:    $(date -u +%Y-%m-%d)"
+bench_header
 echo "raw:     $OUT"
 
 if [ -n "${BASE:-}" ]; then
