@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"encoding/json"
 	"net"
 	"strconv"
@@ -110,7 +111,7 @@ func (e *Event) ecs(p Product) map[string]any {
 	}
 	switch {
 	case e.Auth != nil && (e.Auth.Principal != "" || e.Auth.Subject != ""):
-		doc["user"] = map[string]any{"id": cmpOr(e.Auth.Principal, e.Auth.Subject), "name": e.Auth.Subject, "domain": e.Auth.Issuer}
+		doc["user"] = map[string]any{"id": cmp.Or(e.Auth.Principal, e.Auth.Subject), "name": e.Auth.Subject, "domain": e.Auth.Issuer}
 	case e.SourcePrincipal != "":
 		doc["user"] = map[string]any{"id": e.SourcePrincipal}
 	}
@@ -131,7 +132,7 @@ func (e *Event) ecs(p Product) map[string]any {
 		doc["trace"] = map[string]any{"id": e.TraceID}
 	}
 	if d := e.Decision; d != nil {
-		rule := map[string]any{"ruleset": d.Policy, "name": cmpOr(d.Policy, "default"), "version": d.PolicyVersion}
+		rule := map[string]any{"ruleset": d.Policy, "name": cmp.Or(d.Policy, "default"), "version": d.PolicyVersion}
 		if d.HasRule() {
 			rule["id"] = d.Policy + "/rules[" + strconv.Itoa(d.Rule) + "]"
 		}
@@ -216,7 +217,7 @@ func (e *Event) AppendCEF(dst []byte, p Product) []byte {
 		}
 	}
 	if a := e.Auth; a != nil && (a.Principal != "" || a.Subject != "") {
-		ext = append(ext, [2]string{"suser", cmpOr(a.Principal, a.Subject)})
+		ext = append(ext, [2]string{"suser", cmp.Or(a.Principal, a.Subject)})
 	}
 	custom := [][2]string{{"policy", ""}, {"rule", ""}, {"requestId", e.RequestID}, {"traceId", e.TraceID}, {"sourcePrincipal", e.SourcePrincipal}, {"reason", ""}}
 	if d := e.Decision; d != nil {

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -49,9 +50,9 @@ func NewWebhookSink(opts WebhookOptions) (*WebhookSink, error) {
 	if err := checkHTTPSURL(opts.URL); err != nil {
 		return nil, fmt.Errorf("audit: webhook: %w", err)
 	}
-	opts.Client = cmpOrClient(opts.Client)
-	opts.MaxRecords = orDefault(opts.MaxRecords, DefaultBatchRecords)
-	opts.MaxBytes = orDefault(opts.MaxBytes, DefaultBatchBytes)
+	opts.Client = cmp.Or(opts.Client, newSinkClient())
+	opts.MaxRecords = cmp.Or(opts.MaxRecords, DefaultBatchRecords)
+	opts.MaxBytes = cmp.Or(opts.MaxBytes, DefaultBatchBytes)
 	return &WebhookSink{opts: opts}, nil
 }
 
@@ -62,10 +63,9 @@ func checkHTTPSURL(u string) error {
 	return nil
 }
 
-func cmpOrClient(c *http.Client) *http.Client {
-	if c != nil {
-		return c
-	}
+// newSinkClient is an HTTP sink's client when none is given: the system
+// roots, a transport of its own.
+func newSinkClient() *http.Client {
 	return &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 }
 
@@ -174,12 +174,12 @@ func NewHECSink(opts HECOptions) (*HECSink, error) {
 		return nil, errors.New("audit: HEC: no token")
 	}
 	opts.URL = strings.TrimSuffix(opts.URL, "/")
-	opts.Client = cmpOrClient(opts.Client)
-	opts.Sourcetype = cmpOr(opts.Sourcetype, "tollgate:audit")
-	opts.AckPoll = orDefault(opts.AckPoll, time.Second)
-	opts.AckTimeout = orDefault(opts.AckTimeout, time.Minute)
-	opts.MaxRecords = orDefault(opts.MaxRecords, DefaultBatchRecords)
-	opts.MaxBytes = orDefault(opts.MaxBytes, DefaultBatchBytes)
+	opts.Client = cmp.Or(opts.Client, newSinkClient())
+	opts.Sourcetype = cmp.Or(opts.Sourcetype, "tollgate:audit")
+	opts.AckPoll = cmp.Or(opts.AckPoll, time.Second)
+	opts.AckTimeout = cmp.Or(opts.AckTimeout, time.Minute)
+	opts.MaxRecords = cmp.Or(opts.MaxRecords, DefaultBatchRecords)
+	opts.MaxBytes = cmp.Or(opts.MaxBytes, DefaultBatchBytes)
 	if opts.Ack && opts.Channel == "" {
 		var b [16]byte
 		rand.Read(b[:])
@@ -192,13 +192,6 @@ func NewHECSink(opts HECOptions) (*HECSink, error) {
 		s.header.Set("X-Splunk-Request-Channel", opts.Channel)
 	}
 	return s, nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // MaxBatch implements BatchSink.

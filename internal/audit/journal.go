@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -144,12 +145,12 @@ func OpenJournal(opts JournalOptions) (*Journal, error) {
 	if opts.SegmentBytes < 0 || opts.SegmentAge < 0 || opts.MaxBytes < 0 || opts.CheckpointEvery < 0 || opts.CheckpointInterval < 0 {
 		return nil, errors.New("audit: negative journal segment size, age or quota")
 	}
-	opts.SegmentBytes = orDefault64(opts.SegmentBytes, DefaultSegmentBytes)
-	opts.SegmentAge = orDefault(opts.SegmentAge, DefaultSegmentAge)
-	opts.MaxBytes = orDefault64(opts.MaxBytes, DefaultJournalBytes)
-	opts.SyncInterval = orDefault(opts.SyncInterval, DefaultSyncInterval)
-	opts.CheckpointEvery = orDefault(opts.CheckpointEvery, DefaultCheckpointEvery)
-	opts.CheckpointInterval = orDefault(opts.CheckpointInterval, DefaultCheckpointInterval)
+	opts.SegmentBytes = cmp.Or(opts.SegmentBytes, DefaultSegmentBytes)
+	opts.SegmentAge = cmp.Or(opts.SegmentAge, DefaultSegmentAge)
+	opts.MaxBytes = cmp.Or(opts.MaxBytes, DefaultJournalBytes)
+	opts.SyncInterval = cmp.Or(opts.SyncInterval, DefaultSyncInterval)
+	opts.CheckpointEvery = cmp.Or(opts.CheckpointEvery, DefaultCheckpointEvery)
+	opts.CheckpointInterval = cmp.Or(opts.CheckpointInterval, DefaultCheckpointInterval)
 	switch opts.OnFull {
 	case "":
 		opts.OnFull = DropOldest
@@ -168,13 +169,6 @@ func OpenJournal(opts JournalOptions) (*Journal, error) {
 		return nil, err
 	}
 	return j, nil
-}
-
-func orDefault64(v, def int64) int64 {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // recover lists the segments, repairs the active one and finds where the

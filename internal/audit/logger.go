@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -217,15 +218,15 @@ func New(cfg Config) (*Logger, error) {
 		return nil, errors.New("audit: fail-closed needs a journal")
 	}
 	l := &Logger{
-		queue:        make(chan queued, orDefault(cfg.QueueSize, DefaultQueueSize)),
-		blockTimeout: orDefault(cfg.BlockTimeout, DefaultBlockTimeout),
-		writeTimeout: orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
-		drainTimeout: orDefault(cfg.DrainTimeout, DefaultDrainTimeout),
-		backoff:      [2]time.Duration{orDefault(cfg.Backoff, DefaultBackoff), orDefault(cfg.MaxBackoff, DefaultMaxBackoff)},
+		queue:        make(chan queued, cmp.Or(cfg.QueueSize, DefaultQueueSize)),
+		blockTimeout: cmp.Or(cfg.BlockTimeout, DefaultBlockTimeout),
+		writeTimeout: cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout),
+		drainTimeout: cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout),
+		backoff:      [2]time.Duration{cmp.Or(cfg.Backoff, DefaultBackoff), cmp.Or(cfg.MaxBackoff, DefaultMaxBackoff)},
 		sensitive:    cfg.SensitiveParams,
 		pseudonyms:   cfg.Pseudonymize,
 		instance:     cfg.Instance,
-		maxField:     orDefault(cfg.MaxFieldBytes, DefaultMaxFieldBytes),
+		maxField:     cmp.Or(cfg.MaxFieldBytes, DefaultMaxFieldBytes),
 		sinks:        append([]Sink(nil), cfg.Sinks...),
 		log:          cfg.Log,
 		journal:      cfg.Journal,

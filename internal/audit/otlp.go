@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -51,9 +52,9 @@ func NewOTLPSink(opts OTLPOptions) (*OTLPSink, error) {
 	if err := checkHTTPSURL(opts.URL); err != nil {
 		return nil, fmt.Errorf("audit: OTLP: %w", err)
 	}
-	opts.Client = cmpOrClient(opts.Client)
-	opts.MaxRecords = orDefault(opts.MaxRecords, DefaultBatchRecords)
-	opts.MaxBytes = orDefault(opts.MaxBytes, DefaultBatchBytes)
+	opts.Client = cmp.Or(opts.Client, newSinkClient())
+	opts.MaxRecords = cmp.Or(opts.MaxRecords, DefaultBatchRecords)
+	opts.MaxBytes = cmp.Or(opts.MaxBytes, DefaultBatchBytes)
 	if opts.Product == (Product{}) {
 		opts.Product = DefaultProduct
 	}
@@ -165,7 +166,7 @@ func otlpRecord(line []byte, observed uint64) *logs.LogRecord {
 		SeverityID int `json:"severity_id"`
 	}
 	if json.Unmarshal(line, &other) == nil {
-		if uid := cmpOr(other.Metadata.UID, other.Event.ID); uid != "" {
+		if uid := cmp.Or(other.Metadata.UID, other.Event.ID); uid != "" {
 			r.Attributes = append(r.Attributes, strAttr("log.record.uid", uid))
 		}
 		if other.SeverityID >= 3 {
