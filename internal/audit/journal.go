@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -251,6 +252,10 @@ func (j *Journal) recover() error {
 		if err != nil {
 			f.Close()
 			return fmt.Errorf("audit: journal: last record: %w", err)
+		}
+		if seq == math.MaxUint64 {
+			f.Close()
+			return errors.New("audit: journal: the last record has the largest sequence number there is: start a new journal directory")
 		}
 		j.seq, j.last, j.hasLast = seq, sha256.Sum256(lastLine), true
 	}
