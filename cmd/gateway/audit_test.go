@@ -128,6 +128,22 @@ func journalRecords(t *testing.T, paths ...string) []audit.Event {
 	return evs
 }
 
+// checkAllAudited fails t for every request the upstream received without
+// its decision record in the journal: fail-closed forwards nothing unaudited.
+func checkAllAudited(t *testing.T, forwarded map[string]bool, journal string) {
+	t.Helper()
+	decided := decisionIDs(journalRecords(t, journal))
+	unaudited := 0
+	for id := range forwarded {
+		if !decided[id] {
+			unaudited++
+		}
+	}
+	if unaudited > 0 {
+		t.Errorf("%d of %d forwarded requests have no decision record in the journal", unaudited, len(forwarded))
+	}
+}
+
 func decisionIDs(evs []audit.Event) map[string]bool {
 	m := map[string]bool{}
 	for _, ev := range evs {
@@ -210,16 +226,7 @@ func TestAuditJournalSurvivesSIGKILL(t *testing.T) {
 	forwarded := up.forwarded()
 
 	// Nothing was forwarded unaudited: the journal has every decision.
-	decided := decisionIDs(journalRecords(t, journal))
-	unaudited := 0
-	for id := range forwarded {
-		if !decided[id] {
-			unaudited++
-		}
-	}
-	if unaudited > 0 {
-		t.Errorf("%d of %d forwarded requests have no decision record in the journal", unaudited, len(forwarded))
-	}
+	checkAllAudited(t, forwarded, journal)
 
 	// Started again, the gateway delivers what the sink had not got.
 	p = startGateway(t, io.Discard, io.Discard, "run", "-c", file)
@@ -296,21 +303,12 @@ func TestAuditJournalDiskFull(t *testing.T) {
 			// 256 KiB holds about a thousand records: 3,000 requests fill it.
 			ok, refused := load(ingress, 4, 750, nil)
 			forwarded := up.forwarded()
-			decided := decisionIDs(journalRecords(t, journal))
 			switch mode {
 			case "closed":
 				if refused == 0 {
 					t.Fatalf("the disk filled up and no request was refused (%d answered 200)", len(ok))
 				}
-				unaudited := 0
-				for id := range forwarded {
-					if !decided[id] {
-						unaudited++
-					}
-				}
-				if unaudited > 0 {
-					t.Errorf("%d of %d forwarded requests have no decision record", unaudited, len(forwarded))
-				}
+				checkAllAudited(t, forwarded, journal)
 			case "open":
 				if refused > 0 {
 					t.Errorf("fail-open: %d requests were refused while the journal was full", refused)
