@@ -94,6 +94,7 @@ func (l *Logger) deliver(i int) {
 					last = seq
 					if len(batch) == 0 {
 						r.Ack(seq)
+						c.acked.Store(seq)
 					}
 					continue
 				}
@@ -138,6 +139,7 @@ func (l *Logger) deliver(i int) {
 		}
 		c.delivered.Add(uint64(len(batch)))
 		r.Ack(last)
+		c.acked.Store(last)
 		if time.Since(lastSave) > time.Second {
 			if err := r.Save(); err != nil {
 				l.log.Warn("audit sink cursor not saved; records may be delivered again after a restart", "sink", c.name, "err", err)

@@ -590,10 +590,3 @@ func (j *Journal) close() error {
 	j.mu.Unlock()
 	return j.f.Close()
 }
-
-// cursor returns a reader's acknowledged position.
-func (j *Journal) cursor(r *JournalReader) uint64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.cursors[r]
-}

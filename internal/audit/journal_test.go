@@ -269,6 +269,9 @@ func TestJournalResumesUndeliveredAfterRestart(t *testing.T) {
 	if got := len(dead.events(t)); got != 0 {
 		t.Fatalf("the dead sink accepted %d events", got)
 	}
+	if lag := l.Stats().Sinks[0].LagEvents; lag != 30 {
+		t.Errorf("the dead sink's lag after Close: %d events, want 30", lag)
+	}
 	back := &collectSink{}
 	l = newJournalLogger(t, openTestJournal(t, dir, JournalOptions{}), Config{Sinks: []Sink{back}, SinkNames: []string{"siem"}})
 	if err := l.Close(); err != nil {

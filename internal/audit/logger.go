@@ -171,6 +171,7 @@ type queued struct {
 type sinkCounters struct {
 	name                        string
 	delivered, retries, dropped atomic.Uint64
+	acked                       atomic.Uint64 // the cursor, for the lag
 	lagNanos                    atomic.Int64
 }
 
@@ -259,6 +260,7 @@ func New(cfg Config) (*Logger, error) {
 		}
 		l.readers = append(l.readers, r)
 		l.sinkStats[i].name = name
+		l.sinkStats[i].acked.Store(r.Acked())
 	}
 	l.deliverCtx, l.stopDeliver = context.WithCancel(context.Background())
 	for i := range l.sinks {
@@ -332,7 +334,7 @@ func (l *Logger) Stats() Stats {
 	for i := range l.sinkStats {
 		c := &l.sinkStats[i]
 		ss := SinkStats{Name: c.name, Delivered: c.delivered.Load(), Retries: c.retries.Load(), Dropped: c.dropped.Load()}
-		if acked := l.journal.cursor(l.readers[i]); committed > acked {
+		if acked := c.acked.Load(); committed > acked {
 			ss.LagEvents = committed - acked
 			ss.LagSeconds = time.Duration(c.lagNanos.Load()).Seconds()
 		}
