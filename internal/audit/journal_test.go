@@ -247,6 +247,9 @@ func TestJournalSinkDownThenBack(t *testing.T) {
 		}
 	}
 	st := l.Stats()
+	if st.Sinks[0].LagEvents != 0 || st.Sinks[1].LagEvents != 0 {
+		t.Errorf("lag after everything was delivered: %d and %d events, want 0", st.Sinks[0].LagEvents, st.Sinks[1].LagEvents)
+	}
 	if st.Sinks[0].Retries != 20 || st.Sinks[0].Delivered != n || st.Sinks[1].Retries != 0 {
 		t.Errorf("sink stats %+v: want 20 retries and %d delivered on the first, no retries on the second", st.Sinks, n)
 	}
