@@ -8,9 +8,11 @@
 #
 # Installs (each skipped when already there): oidc-provider from npm and Debian's
 # chromium (scripts/oidc/install.sh), Debian's rsyslog with its OpenSSL driver
-# (scripts/rsyslog/install.sh), a small OpenTelemetry Collector built from the Go module
-# proxy into a cache folder (scripts/otelcol/install.sh, ~4-5 min the first time), spire-server and spire-agent built from the Go
-# module proxy into a cache folder (scripts/spire/install.sh, ~7 min the first time).
+# (scripts/rsyslog/install.sh), Debian's wrk, h2load, nginx and Caddy for a smoke run
+# of the side-by-side benchmark (scripts/bench-peers/install.sh), a small OpenTelemetry
+# Collector built from the Go module proxy into a cache folder (scripts/otelcol/install.sh,
+# ~4-5 min the first time), spire-server and spire-agent built from the Go module proxy
+# into a cache folder (scripts/spire/install.sh, ~7 min the first time).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +21,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "install test tools"
 scripts/oidc/install.sh
 scripts/rsyslog/install.sh
+scripts/bench-peers/install.sh
 SPIRE_BIN=$(scripts/spire/install.sh | tail -1)
 OTELCOL_BIN=$(scripts/otelcol/install.sh | tail -1)
 export SPIRE_BIN OTELCOL_BIN

@@ -46,12 +46,10 @@ func WritePKI(dir, td string, ttl time.Duration, ids map[string]string) (*PKI, e
 		if err != nil {
 			return nil, fmt.Errorf("SPIFFE ID %q: %w", raw, err)
 		}
-		var names identity.SVIDNames
-		if name == "gateway" {
-			// The gateway's SVID also names localhost: curl checks a proxy
-			// (the egress listener) by name.
-			names = identity.SVIDNames{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
-		}
+		// Every SVID also names localhost: curl checks a proxy (the egress
+		// listener) by name, and so do peers such as nginx checking an
+		// upstream (scripts/bench-peers.sh).
+		names := identity.SVIDNames{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
 		svid, err := ca.IssueSVIDWithNames(id, ttl, names)
 		if err != nil {
 			return nil, err

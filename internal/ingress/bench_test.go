@@ -4,15 +4,18 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"io"
 	"math/big"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
 	"syscall"
 
-	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"tollgate.dev/tollgate/internal/audit"
+	"tollgate.dev/tollgate/internal/benchdata"
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/oidc"
 )
@@ -93,38 +97,32 @@ func BenchmarkIngress(b *testing.B) {
 			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authenticate: authn})
 			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2, "Authorization", "Bearer "+token)
 		})
+		// The full path of the side-by-side comparison (scripts/bench-peers.sh):
+		// a bearer JWT, 100 policy rules and every event audited to a file.
+		b.Run("proxy=gateway+full/proto="+proto.name, func(b *testing.B) {
+			f, err := os.Create(filepath.Join(b.TempDir(), "audit.log"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(f)}})
+			b.Cleanup(func() { lg.Close(); f.Close() })
+			authn, token := benchJWT(b)
+			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authenticate: authn, authorize: compileTestPolicies(b, benchdata.Policies(100))})
+			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2, "Authorization", "Bearer "+token)
+		})
 		b.Run("proxy=gateway+policy100/proto="+proto.name, func(b *testing.B) {
 			lg, _ := audit.New(audit.Config{Sinks: []audit.Sink{audit.NewWriterSink(io.Discard)}})
 			b.Cleanup(func() { lg.Close() })
-			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authorize: compileTestPolicies(b, benchPolicies(100))})
+			tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg, authorize: compileTestPolicies(b, benchdata.Policies(100))})
 			runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
 		})
 	}
 }
 
-// benchPolicies writes n rules of realistic shape: ALLOW rules for distinct hosts
-// and path prefixes with method, header and claim conditions, and a few DENY
-// rules; the benchmark's request matches one ALLOW rule near the end.
-func benchPolicies(n int) string {
-	var b strings.Builder
-	b.WriteString("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: istio-system}\nspec:\n  action: DENY\n  rules:\n")
-	for i := range n / 10 {
-		fmt.Fprintf(&b, "  - to: [{operation: {paths: [\"/internal%d/*\"]}}]\n", i)
-	}
-	b.WriteString("---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow, namespace: istio-system}\nspec:\n  action: ALLOW\n  rules:\n")
-	for i := range n - n/10 - 1 {
-		switch i % 3 {
-		case 0:
-			fmt.Fprintf(&b, "  - to: [{operation: {hosts: [\"svc%d.example.com\"], paths: [\"/api/v%d/*\"], methods: [GET, HEAD]}}]\n", i, i)
-		case 1:
-			fmt.Fprintf(&b, "  - to: [{operation: {paths: [\"/team%d/*\"]}}]\n    when: [{key: \"request.headers[x-tenant]\", values: [\"t%d\"]}]\n", i, i)
-		default:
-			fmt.Fprintf(&b, "  - to: [{operation: {paths: [\"/reports%d/*\"]}}]\n    when: [{key: \"request.auth.claims[groups]\", values: [\"g%d\"]}]\n", i, i)
-		}
-	}
-	b.WriteString("  - to: [{operation: {paths: [\"/api/v1/*\"], methods: [GET]}}]\n")
-	return b.String()
-}
+// benchConns is how many clients run the load at once: 8 by default (4 per
+// core on the 2-core machines the figures come from), 64 like wrk's
+// default in the peers' comparisons (scripts/bench-audit.sh CONNS=64).
+var benchConns = flag.Int("conns", 8, "BenchmarkIngress: concurrent clients")
 
 func runLoad(b *testing.B, tb *testbed, target string, h2 bool, hdr ...string) {
 	c := tb.client(h2)
@@ -152,7 +150,8 @@ func runLoad(b *testing.B, tb *testbed, target string, h2 bool, hdr ...string) {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}
-	b.SetParallelism(4)
+	// -conns clients in all (RunParallel runs a multiple of GOMAXPROCS).
+	b.SetParallelism(max(1, *benchConns/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
