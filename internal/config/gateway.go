@@ -127,9 +127,18 @@ type Timeouts struct {
 type Limits struct {
 	MaxHeaderBytes int `yaml:"maxHeaderBytes"`
 	MaxHeaderCount int `yaml:"maxHeaderCount"`
-	// MaxConnections bounds each listener's open connections; at the limit it
-	// stops accepting until one closes. Zero: no limit.
+	// MaxConnections bounds each listener's open connections. At the limit
+	// a new connection sheds an idle keep-alive one (the least recently used
+	// of the source holding the most); if its source holds its share
+	// (MaxConnectionsPerSource) it may only replace an idle one of its own,
+	// or is closed at accept; with nothing idle it waits until one closes.
+	// Zero: no limit.
 	MaxConnections int `yaml:"maxConnections"`
+	// MaxConnectionsPerSource is how many connections one source (an IPv4
+	// address or an IPv6 /64, as the TCP peer) may hold while the listener
+	// is at MaxConnections. Zero: a fair share, MaxConnections divided
+	// among the sources holding connections.
+	MaxConnectionsPerSource int `yaml:"maxConnectionsPerSource"`
 }
 
 // Normalization selects the path normalizer's mode (Istio's names), what to do

@@ -125,11 +125,23 @@ func TestLoadBadInput(t *testing.T) {
 		{
 			name: "negative limits",
 			edit: func(s string) string {
-				return strings.Replace(s, "  listen: 127.0.0.1:8443\n", "  listen: 127.0.0.1:8443\n  limits: {maxConnections: -1, maxHeaderCount: -5}\n", 1)
+				return strings.Replace(s, "  listen: 127.0.0.1:8443\n", "  listen: 127.0.0.1:8443\n  limits: {maxConnections: -1, maxHeaderCount: -5, maxConnectionsPerSource: -2}\n", 1)
 			},
 			wants: []string{
 				`gateway.yaml:7:28: ingress.limits.maxConnections: must not be negative (got -1)`,
 				`gateway.yaml:7:48: ingress.limits.maxHeaderCount: must not be negative (got -5)`,
+				`gateway.yaml:7:77: ingress.limits.maxConnectionsPerSource: must not be negative (got -2)`,
+			},
+		},
+		{
+			name: "per-source share without a limit, or above it",
+			edit: func(s string) string {
+				s = strings.Replace(s, "  listen: 127.0.0.1:8443\n", "  listen: 127.0.0.1:8443\n  limits: {maxConnections: 100, maxConnectionsPerSource: 101}\n", 1)
+				return s + "egress: {listen: 127.0.0.1:15443, limits: {maxConnectionsPerSource: 5}}\n"
+			},
+			wants: []string{
+				`gateway.yaml:7:58: ingress.limits.maxConnectionsPerSource: must not exceed maxConnections (got 101, want at most 100)`,
+				`gateway.yaml:24:69: egress.limits.maxConnectionsPerSource: is a share of maxConnections, which is not set (got 5, want maxConnections set too)`,
 			},
 		},
 		{

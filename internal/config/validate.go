@@ -327,10 +327,21 @@ func (v *validator) limits(path string, l Limits) {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"maxHeaderBytes", l.MaxHeaderBytes}, {"maxHeaderCount", l.MaxHeaderCount}, {"maxConnections", l.MaxConnections}} {
+	}{
+		{"maxHeaderBytes", l.MaxHeaderBytes}, {"maxHeaderCount", l.MaxHeaderCount},
+		{"maxConnections", l.MaxConnections}, {"maxConnectionsPerSource", l.MaxConnectionsPerSource},
+	} {
 		if f.v < 0 {
 			v.errorf(path+"."+f.name, "must not be negative (got %d)", f.v)
 		}
+	}
+	// A share of no limit would be silently ignored, and one above the limit
+	// could never apply: either is a setting that does not do what it says.
+	switch n, limit := l.MaxConnectionsPerSource, l.MaxConnections; {
+	case n > 0 && limit == 0:
+		v.errorf(path+".maxConnectionsPerSource", "is a share of maxConnections, which is not set (got %d, want maxConnections set too)", n)
+	case n > 0 && n > limit:
+		v.errorf(path+".maxConnectionsPerSource", "must not exceed maxConnections (got %d, want at most %d)", n, limit)
 	}
 }
 

@@ -146,7 +146,10 @@ func (g *Gateway) openFront(f *front, spec frontSpec) error {
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		MaxHeaderCount:    l.MaxHeaderCount,
 		MaxConnections:    l.MaxConnections,
-		Logger:            g.log,
+		// A source's share of a full listener: its idle connections go
+		// first, its new ones are refused (listener.Config).
+		MaxConnectionsPerSource: l.MaxConnectionsPerSource,
+		Logger:                  g.log,
 		OnTLSHandshakeError: func(hf listener.HandshakeFailure) {
 			metrics.TLSHandshakeError(f.name)
 			// Every connection that reaches a listener leaves a record,
@@ -154,6 +157,7 @@ func (g *Gateway) openFront(f *front, spec frontSpec) error {
 			f.ex.HandshakeFailed(hf)
 		},
 		OnConnectionLimit: func() { metrics.ConnectionLimitReached(f.name) },
+		OnConnectionShed:  func(reason string) { metrics.ConnectionShed(f.name, reason) },
 		OnHTTP2Error:      func(errType string) { metrics.HTTP2Error(f.name, errType) },
 		// Requests net/http refuses unparsed get the gateway's JSON error,
 		// a request id and an audit event like every other.

@@ -32,14 +32,6 @@ import (
 type tlsListener struct {
 	tlsOptions
 	inner net.Listener
-	// connSlots is a semaphore (nil: no limit): a slot is held from accept
-	// until the connection closes, so a client holds one at most for the
-	// handshake timeout while handshaking, the header and read timeouts while
-	// sending a request, and the idle timeout between requests. There is no
-	// separate, smaller cap on handshakes in progress: a handshake waits on
-	// the client for most of its time, so such a cap would let a few stalled
-	// clients shut every new client out until their deadlines.
-	connSlots chan struct{}
 
 	ctx    context.Context // cancelled by Close; ends pending handshakes
 	cancel context.CancelFunc
@@ -47,17 +39,30 @@ type tlsListener struct {
 	errc   chan error    // the accept loop's terminal error, buffered 1
 
 	closeOnce sync.Once
-	wg        sync.WaitGroup // the accept loop and pending handshakes
+	wg        sync.WaitGroup // the accept loop, pending handshakes, sheds
 }
 
 // tlsOptions are the listener's settings, from Config.
 type tlsOptions struct {
-	conf     *tls.Config
-	timeout  time.Duration
-	maxConns int
-	onFail   func(HandshakeFailure)
-	onLimit  func()
-	log      *slog.Logger
+	conf    *tls.Config
+	timeout time.Duration
+	// table counts connections against MaxConnections (nil: no limit). A
+	// connection holds a slot from accept until it closes, so a client
+	// holds one at most for the handshake timeout while handshaking, the
+	// header and read timeouts while sending a request, and the idle
+	// timeout between requests, unless it is shed. There is no separate,
+	// smaller cap on handshakes in progress: a handshake waits on the
+	// client for most of its time, so such a cap would let a few stalled
+	// clients shut every new client out until their deadlines.
+	table *connTable
+	// connH2 gives each HTTP/2 connection a server of its own, so that it
+	// can be sent GOAWAY when shed (see newConnH2); only with a table.
+	connH2      bool
+	idleTimeout time.Duration
+	onFail      func(HandshakeFailure)
+	onLimit     func()
+	onShed      func(reason string)
+	log         *slog.Logger
 
 	onProtocolError func(ProtocolError) []byte
 }
@@ -72,54 +77,81 @@ func newTLSListener(inner net.Listener, o tlsOptions) *tlsListener {
 		conns:      make(chan net.Conn),
 		errc:       make(chan error, 1),
 	}
-	if o.maxConns > 0 {
-		l.connSlots = make(chan struct{}, o.maxConns)
-	}
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l
 }
 
-// acquireConn takes a connection slot, waiting while all are taken, until the
-// listener closes; it reports whether it got one.
-func (l *tlsListener) acquireConn() bool {
-	if l.connSlots == nil {
-		return true
-	}
-	select {
-	case l.connSlots <- struct{}{}:
-		return true
-	default:
-	}
-	if l.onLimit != nil {
-		l.onLimit()
-	}
-	l.log.Debug("listener: at the connection limit; accepting paused", "limit", l.maxConns)
-	select {
-	case l.connSlots <- struct{}{}:
-		return true
-	case <-l.ctx.Done():
-		return false
+// admit decides on a connection accepted while a connection limit is set,
+// and returns it to handshake, or nil when it was closed instead. At the
+// limit it sheds an idle connection to make room, refuses a source that
+// holds its share, or else waits for a slot, until the listener closes
+// (ok false).
+func (l *tlsListener) admit(c net.Conn) (admittedConn net.Conn, ok bool) {
+	key := sourceOf(c.RemoteAddr())
+	paused := false
+	for {
+		e, victim, v := l.table.admit(key)
+		switch v {
+		case admitted:
+			if victim != nil {
+				l.shed(victim)
+			}
+			return &trackedConn{Conn: c, t: l.table, e: e}, true
+		case refused:
+			// Closed unread: the client sees its connection reset or closed
+			// before the TLS handshake, as from any server at capacity.
+			_ = c.Close()
+			l.log.Debug("listener: full; new connection from a source at its share closed",
+				"remote", c.RemoteAddr().String(), "source", key.String())
+			if l.onShed != nil {
+				l.onShed(ShedPerSource)
+			}
+			return nil, true
+		}
+		if !paused {
+			paused = true
+			if l.onLimit != nil {
+				l.onLimit()
+			}
+			l.log.Debug("listener: at the connection limit with no idle connection to shed; accepting paused",
+				"limit", l.table.limit)
+		}
+		select {
+		case <-l.table.wake:
+		case <-l.ctx.Done():
+			_ = c.Close()
+			return nil, false
+		}
 	}
 }
 
-func release(sem chan struct{}) {
-	if sem != nil {
-		<-sem
+// shed makes victim, whose slot a new connection has taken, go away: an
+// HTTP/2 connection with its own server gets GOAWAY, any other is closed.
+// Either way only a connection that is idle, between requests, is shed.
+func (l *tlsListener) shed(victim *tracked) {
+	if l.onShed != nil {
+		l.onShed(ShedIdle)
 	}
-}
-
-// slotConn gives its connection slot back when closed, once.
-type slotConn struct {
-	net.Conn
-	once  sync.Once
-	slots chan struct{}
-}
-
-func (c *slotConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { release(c.slots) })
-	return err
+	l.table.mu.Lock()
+	c := victim.conn
+	if victim.h2 != nil && !victim.closed {
+		victim.drainTimer = time.AfterFunc(drainTimeout, func() {
+			if c := l.table.drainExpired(victim); c != nil {
+				_ = c.Close()
+			}
+		})
+	}
+	l.table.mu.Unlock()
+	l.log.Debug("listener: full; idle connection shed", "remote", c.RemoteAddr().String())
+	if victim.h2 != nil {
+		goAway(victim.h2)
+		return
+	}
+	// As http.Server does with idle connections on Shutdown, but not on
+	// this goroutine: the TLS close_notify is a write that can wait on
+	// the client (up to 5s).
+	l.wg.Go(func() { _ = c.Close() })
 }
 
 // Accept returns the next connection whose handshake succeeded.
@@ -153,12 +185,8 @@ func (l *tlsListener) acceptLoop() {
 	defer l.wg.Done()
 	var backoff time.Duration
 	for {
-		if !l.acquireConn() {
-			return
-		}
 		c, err := l.inner.Accept()
 		if err != nil {
-			release(l.connSlots)
 			if l.ctx.Err() != nil {
 				return
 			}
@@ -179,8 +207,14 @@ func (l *tlsListener) acceptLoop() {
 			return
 		}
 		backoff = 0
-		if l.connSlots != nil {
-			c = &slotConn{Conn: c, slots: l.connSlots}
+		if l.table != nil {
+			var ok bool
+			if c, ok = l.admit(c); !ok {
+				return
+			}
+			if c == nil {
+				continue
+			}
 		}
 		l.wg.Add(1)
 		go l.handshake(c)
@@ -202,8 +236,15 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	// ALPN only then. HTTP/1.x gets the wrapper that catches net/http's
 	// own answers.
 	var c net.Conn = tc
-	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+	h2 := tc.ConnectionState().NegotiatedProtocol == "h2"
+	if !h2 {
 		c = newProtoConn(tc, l.tlsOptions)
+	}
+	if tr, ok := raw.(*trackedConn); ok {
+		if h2 && l.connH2 {
+			tr.e.h2 = newConnH2(l.idleTimeout)
+		}
+		l.table.serving(tr.e, c)
 	}
 	select {
 	case l.conns <- c:

@@ -24,6 +24,18 @@ type guard struct {
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e, _ := r.Context().Value(trackedKey{}).(*tracked); e != nil {
+		if e.refuse.Load() {
+			// The connection was shed, closed as idle, while net/http was
+			// reading this request: no answer can reach the client, which
+			// sees its connection closed unanswered and may send the
+			// request again. Serving it would act on it twice.
+			panic(http.ErrAbortHandler)
+		}
+		if !e.served.Load() { // once: spare the shared write on every request
+			e.served.Store(true)
+		}
+	}
 	pc, _ := r.Context().Value(connKey{}).(*protoConn)
 	if pc != nil && !pc.handlerStarted() {
 		// An earlier request on this connection required it to close

@@ -94,6 +94,10 @@ func (c *protoConn) stateChanged(s http.ConnState) {
 // accepted: a *protoConn for HTTP/1.x, a *tls.Conn for HTTP/2.
 type connKey struct{}
 
+// trackedKey is the request context key of the connection's *tracked, with
+// a connection limit.
+type trackedKey struct{}
+
 func withConn(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }

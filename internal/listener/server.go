@@ -78,12 +78,45 @@ type Config struct {
 	// MaxConcurrentStreams bounds the HTTP/2 streams open per connection.
 	MaxConcurrentStreams int
 	// MaxConnections bounds the open connections, handshaking and idle
-	// keep-alive ones included. At the limit the server stops accepting until
-	// one closes; new clients wait in the kernel's backlog. A connection holds
-	// its slot at most HandshakeTimeout, ReadHeaderTimeout/ReadTimeout or
-	// IdleTimeout at a time, so keep those short where the limit is tight.
-	// Zero: no limit.
+	// keep-alive ones included. Zero: no limit. When the server is full, it
+	// accepts the next connection to see where it comes from, and then:
+	//
+	//   - if its source already holds its share (MaxConnectionsPerSource),
+	//     sheds an idle connection of that source's own (as below), so that
+	//     clients behind one address still get in while it does not grow;
+	//     with none, closes the new one at once, unread
+	//     (OnConnectionShed(ShedPerSource)), so that one source's new
+	//     connections cannot keep others waiting;
+	//   - else sheds an idle keep-alive connection to make room, one that
+	//     has served a request and is between requests (never one
+	//     handshaking, waiting for its first request or with a request in
+	//     flight): the least recently used one of the source holding the
+	//     most connections (OnConnectionShed(ShedIdle)). An HTTP/1.x
+	//     connection is closed, as net/http closes idle connections on
+	//     Shutdown; a request it sent as it was closed never reaches
+	//     Handler. An HTTP/2 connection is sent GOAWAY (NO_ERROR, the last
+	//     stream it opened): requests it opened before are served to the
+	//     end, later ones the client sends again on a new connection, and the
+	//     connection closes once it has none in flight (see h2goaway.go);
+	//   - else stops accepting until a connection closes or turns idle
+	//     (OnConnectionLimit); new clients wait in the kernel's backlog.
+	//
+	// A shed connection gives its slot to the new one at once. Until it has
+	// closed, the server holds it on top of the limit: at most
+	// MaxConnections/8 (at least 16) at a time, HTTP/2 ones for about a
+	// second, at most 5 s unless a request is in flight on them; beyond
+	// that, accepting waits. A connection holds its slot at most
+	// HandshakeTimeout, ReadHeaderTimeout/ReadTimeout or IdleTimeout at a
+	// time, so keep those short where the limit is tight.
 	MaxConnections int
+	// MaxConnectionsPerSource is how many connections one source may hold
+	// while the server is full (see MaxConnections); below the limit it
+	// does not apply. A source is the client's IPv4 address or the /64 of
+	// its IPv6 address, as the TCP peer (behind a proxy or load balancer
+	// that is the proxy). Zero: a fair share, MaxConnections divided by the
+	// number of sources holding connections (the new one's included),
+	// rounded up. Ignored without MaxConnections.
+	MaxConnectionsPerSource int
 
 	// Logger receives net/http's internal errors (at warn) and handshake
 	// failures (at debug). Default: discard.
@@ -93,8 +126,12 @@ type Config struct {
 	// sending any byte, such as a TCP health check, is not reported.
 	OnTLSHandshakeError func(HandshakeFailure)
 	// OnConnectionLimit, if set, is called each time accepting pauses at
-	// MaxConnections.
+	// MaxConnections (there was no idle connection to shed).
 	OnConnectionLimit func()
+	// OnConnectionShed, if set, is called once for each connection shed at
+	// MaxConnections, with why: ShedIdle or ShedPerSource. It is called on
+	// the accept loop: it must not block.
+	OnConnectionShed func(reason string)
 	// OnHTTP2Error, if set, is called with a short word for each HTTP/2
 	// stream or connection the server refuses without a Handler (a header
 	// list over the advertised limit, connection-specific or upper-case
@@ -184,6 +221,7 @@ func New(cfg Config) (*Server, error) {
 		{"MaxHeaderCount", cfg.MaxHeaderCount},
 		{"MaxConcurrentStreams", cfg.MaxConcurrentStreams},
 		{"MaxConnections", cfg.MaxConnections},
+		{"MaxConnectionsPerSource", cfg.MaxConnectionsPerSource},
 	} {
 		if n.v < 0 {
 			return nil, fmt.Errorf("listener: config: %s must not be negative (got %d)", n.name, n.v)
@@ -220,6 +258,10 @@ func New(cfg Config) (*Server, error) {
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
 	onConnState := cfg.OnConnState
+	var table *connTable
+	if cfg.MaxConnections > 0 {
+		table = newConnTable(cfg.MaxConnections, cfg.MaxConnectionsPerSource)
+	}
 	srv := &http.Server{
 		Handler: &guard{
 			next:     cfg.Handler,
@@ -237,10 +279,21 @@ func New(cfg Config) (*Server, error) {
 		// than being answered by net/http unseen by policy and audit.
 		DisableGeneralOptionsHandler: true,
 		// The guard finds the connection of a request through this.
-		ConnContext: withConn,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ctx = withConn(ctx, c)
+			if table != nil {
+				if e := table.lookup(c); e != nil {
+					ctx = context.WithValue(ctx, trackedKey{}, e)
+				}
+			}
+			return ctx
+		},
 		ConnState: func(c net.Conn, s http.ConnState) {
 			if pc, ok := c.(*protoConn); ok {
 				pc.stateChanged(s)
+			}
+			if table != nil {
+				table.stateChanged(c, s)
 			}
 			if onConnState != nil {
 				onConnState(c, s)
@@ -256,15 +309,48 @@ func New(cfg Config) (*Server, error) {
 			CountError:           cfg.OnHTTP2Error,
 		},
 	}
+	connH2 := false
+	if table != nil {
+		// Shedding an idle HTTP/2 connection sends it GOAWAY through a
+		// server of its own (see h2goaway.go). shared serves HTTP/2
+		// connections should one not get its own, which happens only if
+		// net/http changed how it sets up HTTP/2: then they are shed by
+		// closing them.
+		if shared := newConnH2(cfg.IdleTimeout); shared != nil {
+			connH2 = true
+			srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
+				"h2": func(hs *http.Server, tc *tls.Conn, h http.Handler) {
+					own := shared
+					if e := table.lookup(tc); e != nil && e.h2 != nil {
+						own = e.h2
+					}
+					own.TLSNextProto["h2"](hs, tc, h)
+				},
+			}
+			// What Shutdown does for the HTTP/2 connections of the
+			// server: GOAWAY to each.
+			srv.RegisterOnShutdown(func() {
+				for _, s := range append(table.h2Servers(), shared) {
+					goAway(s)
+				}
+			})
+		} else {
+			cfg.Logger.Warn("listener: net/http did not set up HTTP/2 as expected (GODEBUG=http2server=0?); " +
+				"idle HTTP/2 connections are closed when shed, without GOAWAY")
+		}
+	}
 	return &Server{
 		srv: srv,
 		tlsLn: tlsOptions{
-			conf:     tlsConf,
-			timeout:  cfg.HandshakeTimeout,
-			maxConns: cfg.MaxConnections,
-			onFail:   cfg.OnTLSHandshakeError,
-			onLimit:  cfg.OnConnectionLimit,
-			log:      cfg.Logger,
+			conf:        tlsConf,
+			timeout:     cfg.HandshakeTimeout,
+			table:       table,
+			connH2:      connH2,
+			idleTimeout: cfg.IdleTimeout,
+			onFail:      cfg.OnTLSHandshakeError,
+			onLimit:     cfg.OnConnectionLimit,
+			onShed:      cfg.OnConnectionShed,
+			log:         cfg.Logger,
 
 			onProtocolError: cfg.OnProtocolError,
 		},

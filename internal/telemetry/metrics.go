@@ -43,6 +43,7 @@ type Metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	tlsErrors      *prometheus.CounterVec
 	connLimited    *prometheus.CounterVec
+	connShed       *prometheus.CounterVec
 	configReloads  *prometheus.CounterVec
 	configOK       *prometheus.GaugeVec
 	certReloads    *prometheus.CounterVec
@@ -104,6 +105,10 @@ func NewMetrics() *Metrics {
 			Name: "tollgate_listener_connection_limit_reached_total",
 			Help: "Times a listener paused accepting at its connection limit (ingress.limits.maxConnections), by listener.",
 		}, []string{"listener"}),
+		connShed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_listener_connections_shed_total",
+			Help: "Connections a full listener (ingress.limits.maxConnections) shed, by listener and reason: idle (an idle keep-alive connection closed or sent GOAWAY to make room) or per_source (a new connection closed at accept, its source holding its share).",
+		}, []string{"listener", "reason"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_config_reloads_total",
 			Help: "Configuration and policy reload attempts, by result and kind.",
@@ -126,7 +131,7 @@ func NewMetrics() *Metrics {
 		}, []string{"result", "kind"}),
 	}
 	m.reg.MustRegister(
-		m.requests, m.duration, m.upstreamErrors, m.tlsErrors, m.connLimited, m.configReloads, m.configOK, m.certReloads,
+		m.requests, m.duration, m.upstreamErrors, m.tlsErrors, m.connLimited, m.connShed, m.configReloads, m.configOK, m.certReloads,
 		m.loginEvents, m.http2Errors,
 		&svidCollector{m: m}, &auditCollector{m: m}, &loginCollector{m: m}, &logCollector{m: m},
 		collectors.NewGoCollector(),
@@ -195,6 +200,12 @@ func (m *Metrics) HTTP2Error(listener, errType string) {
 // ConnectionLimitReached counts a pause in accepting on the named listener.
 func (m *Metrics) ConnectionLimitReached(listener string) {
 	m.connLimited.WithLabelValues(listener).Inc()
+}
+
+// ConnectionShed counts a connection the named listener shed at its
+// connection limit; reason is one of the listener package's Shed* words.
+func (m *Metrics) ConnectionShed(listener, reason string) {
+	m.connShed.WithLabelValues(listener, reason).Inc()
 }
 
 // ConfigReload counts a reload attempt of kind (for example "gateway", "policy")

@@ -118,6 +118,9 @@ func TestReloadAndHandshakeMetrics(t *testing.T) {
 	m.TLSHandshakeError("ingress")
 	m.TLSHandshakeError("ingress")
 	m.ConnectionLimitReached("mesh")
+	m.ConnectionShed("ingress", "idle")
+	m.ConnectionShed("ingress", "idle")
+	m.ConnectionShed("ingress", "per_source")
 
 	want := `
 # HELP tollgate_cert_reloads_total Certificate and trust bundle reloads, by result and kind.
@@ -136,6 +139,10 @@ tollgate_config_reloads_total{kind="policy",result="success"} 1
 # HELP tollgate_listener_connection_limit_reached_total Times a listener paused accepting at its connection limit (ingress.limits.maxConnections), by listener.
 # TYPE tollgate_listener_connection_limit_reached_total counter
 tollgate_listener_connection_limit_reached_total{listener="mesh"} 1
+# HELP tollgate_listener_connections_shed_total Connections a full listener (ingress.limits.maxConnections) shed, by listener and reason: idle (an idle keep-alive connection closed or sent GOAWAY to make room) or per_source (a new connection closed at accept, its source holding its share).
+# TYPE tollgate_listener_connections_shed_total counter
+tollgate_listener_connections_shed_total{listener="ingress",reason="idle"} 2
+tollgate_listener_connections_shed_total{listener="ingress",reason="per_source"} 1
 # HELP tollgate_tls_handshake_errors_total Failed client TLS handshakes, by listener.
 # TYPE tollgate_tls_handshake_errors_total counter
 tollgate_tls_handshake_errors_total{listener="ingress"} 2
@@ -143,6 +150,7 @@ tollgate_tls_handshake_errors_total{listener="ingress"} 2
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
 		"tollgate_cert_reloads_total", "tollgate_config_last_reload_successful",
 		"tollgate_config_reloads_total", "tollgate_listener_connection_limit_reached_total",
+		"tollgate_listener_connections_shed_total",
 		"tollgate_tls_handshake_errors_total"); err != nil {
 		t.Error(err)
 	}
