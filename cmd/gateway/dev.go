@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 	"time"
 
@@ -42,6 +43,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer sigs.stop()
+	log.Debug("garbage collector", "gcPercent", tuneGC(os.Getenv))
 	env, err := dev.Start(sigs.ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Egress: *egress, Logger: log, Out: stderr, Audit: stdout, LogStats: sigs.logStats})
 	if err != nil {
 		sigs.flushLog()

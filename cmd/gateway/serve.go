@@ -116,6 +116,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 2
 	}
 	defer sigs.stop()
+	log.Debug("garbage collector", "gcPercent", tuneGC(os.Getenv))
 	cfg, err := config.Load(*file)
 	if err != nil {
 		printConfigErrors(stderr, err)
