@@ -270,7 +270,7 @@ func (au *Authenticator) Authenticate(r *http.Request) (Result, error) {
 		return res, nil
 	}
 	var first *verified
-	remove := slices.Clone(au.strip)
+	remove := au.strip // shared until a token's header joins it: cloned then
 	for _, f := range found {
 		v, err := au.verify(r.Context(), f)
 		if err != nil {
@@ -284,7 +284,7 @@ func (au *Authenticator) Authenticate(r *http.Request) (Result, error) {
 			return res, newError(fmt.Errorf("%w: tokens in %s and %s name different principals", errMultipleTokens, found[0].loc, f.loc))
 		}
 		if f.loc.kind == locHeader && !v.rule.forward {
-			remove = append(remove, f.loc.name)
+			remove = append(slices.Clip(remove), f.loc.name)
 		}
 		v.rule.setOutputs(&res, v)
 	}
@@ -380,19 +380,36 @@ func (r *rule) checkClaims(t *token, now time.Time) error {
 	if err := t.validateTime(now, r.skew); err != nil {
 		return err
 	}
-	auds, err := t.audiences()
-	if err != nil {
-		return err
-	}
-	if len(r.audiences) == 0 {
-		return nil
-	}
-	for _, a := range auds {
-		if slices.Contains(r.audiences, a) {
+	// As t.audiences(), without a list per request (this runs on every
+	// cache hit).
+	n := 0
+	match := func(a string) bool { n++; return slices.Contains(r.audiences, a) }
+	switch v := t.claims["aud"].(type) {
+	case string:
+		if len(r.audiences) == 0 || match(v) {
+			return nil
+		}
+	case []any:
+		ok := len(r.audiences) == 0
+		for _, e := range v {
+			s, isString := e.(string)
+			if !isString {
+				return fmt.Errorf("%w: aud holds a non-string", errMalformed)
+			}
+			ok = ok || match(s)
+		}
+		if ok {
+			return nil
+		}
+	default:
+		if _, err := t.audiences(); err != nil {
+			return err
+		}
+		if len(r.audiences) == 0 {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: token audiences %d, none configured", errAudience, len(auds))
+	return fmt.Errorf("%w: token audiences %d, none configured", errAudience, n)
 }
 
 // buildAuth is the identity policy sees. scope, permission and the rule's
