@@ -9,6 +9,8 @@
 //	                                 the gateway's SPIFFE ID and answers "ok\n"
 //	benchrig bare -dir D ...         Go's floor: a bare httputil.ReverseProxy, TLS in and
 //	                                 mTLS out with go-spiffe, Go's default transport
+//	benchrig webhook -dir D ...      a remote audit sink: takes the NDJSON batches of
+//	                                 Tollgate's webhook sink over TLS and counts the records
 //	benchrig open -url U -rate R ... an open-loop load at R requests/s: latency percentiles
 //	benchrig idle -url U -pid P ...  memory per idle keep-alive TLS connection of process P
 //	benchrig cpu PID                 the CPU time of PID and its children, in clock ticks
@@ -17,6 +19,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -33,6 +36,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,7 +57,7 @@ const (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchrig setup|upstream|bare|open|idle|cpu ...")
+		fmt.Fprintln(os.Stderr, "usage: benchrig setup|upstream|bare|webhook|open|idle|cpu ...")
 		os.Exit(2)
 	}
 	var err error
@@ -64,6 +68,8 @@ func main() {
 		err = upstream(args)
 	case "bare":
 		err = bare(args)
+	case "webhook":
+		err = webhook(args)
 	case "open":
 		err = open(args)
 	case "idle":
@@ -88,6 +94,7 @@ func setup(args []string) error {
 	admin := fs.String("admin", "127.0.0.1:19901", "Tollgate's admin address")
 	ngx := fs.String("nginx", "127.0.0.1:18444", "nginx's address")
 	caddy := fs.String("caddy", "127.0.0.1:18445", "Caddy's address")
+	sink := fs.String("sink", "127.0.0.1:19444", "the audit webhook's address (benchrig webhook)")
 	rules := fs.Int("rules", 100, "AuthorizationPolicy rules")
 	fs.Parse(args)
 	if *dir == "" {
@@ -107,6 +114,10 @@ func setup(args []string) error {
 	if err != nil {
 		return fmt.Errorf("-caddy: %w", err)
 	}
+	_, sinkPort, err := net.SplitHostPort(*sink)
+	if err != nil {
+		return fmt.Errorf("-sink: %w", err)
+	}
 	iss, err := dev.NewIssuer()
 	if err != nil {
 		return err
@@ -119,13 +130,17 @@ func setup(args []string) error {
 		"token":               token,
 		"policies/authn.yaml": string(iss.RequestAuthentication()),
 		"policies/rules.yaml": benchdata.Policies(*rules),
-		"gateway.yaml":        fmt.Sprintf(gatewayYAML, *gw, *up, upstreamID, *admin),
-		"nginx/nginx.conf":    strings.ReplaceAll(fmt.Sprintf(nginxConf, *up, *ngx), "$DIR", d),
-		"caddy/Caddyfile":     strings.ReplaceAll(fmt.Sprintf(caddyfile, caddyPort, caddyHost, *up), "$DIR", d),
-		"nginx/tmp/.keep":     "",
-		"caddy/data/.keep":    "",
-		"caddy/config/.keep":  "",
-		"audit/.keep":         "",
+		"gateway.yaml":        fmt.Sprintf(gatewayYAML, *gw, *up, upstreamID, *admin) + fileAudit,
+		// The audit journal (group commit) feeding a webhook, and the same
+		// fail-closed: a request waits for its decision record's fsync.
+		"gateway-journal.yaml":    fmt.Sprintf(gatewayYAML, *gw, *up, upstreamID, *admin) + fmt.Sprintf(journalAudit, "open", sinkPort),
+		"gateway-failclosed.yaml": fmt.Sprintf(gatewayYAML, *gw, *up, upstreamID, *admin) + fmt.Sprintf(journalAudit, "closed", sinkPort),
+		"nginx/nginx.conf":        strings.ReplaceAll(fmt.Sprintf(nginxConf, *up, *ngx), "$DIR", d),
+		"caddy/Caddyfile":         strings.ReplaceAll(fmt.Sprintf(caddyfile, caddyPort, caddyHost, *up), "$DIR", d),
+		"nginx/tmp/.keep":         "",
+		"caddy/data/.keep":        "",
+		"caddy/config/.keep":      "",
+		"audit/.keep":             "",
 	}
 	for name, content := range files {
 		p := filepath.Join(d, name)
@@ -159,11 +174,23 @@ ingress:
       spiffeIDs: [%s]
 admin:
   listen: %s
-audit:
-  sinks:
-  - file: audit/audit.log
 policy:
   files: [policies/]
+`
+
+const fileAudit = `audit:
+  sinks:
+  - file: audit/audit.log
+`
+
+const journalAudit = `audit:
+  failureMode: %s
+  journal:
+    dir: audit/journal
+  sinks:
+  - webhook:
+      url: https://localhost:%s/audit
+      caFile: pki/ca.crt
 `
 
 // nginx 1.22 (Debian 12): TLS in, mTLS out with the gateway's SVID; it checks
@@ -295,6 +322,39 @@ func bareServer(dir, upAddr string) (*tls.Config, http.Handler, error) {
 		Transport: tr,
 	}
 	return &tls.Config{Certificates: []tls.Certificate{front}, NextProtos: []string{"h2", "http/1.1"}}, rp, nil
+}
+
+// webhook is the audit sink of the journal variants: it reads every batch
+// and answers 204, and at exit prints how many records it took.
+func webhook(args []string) error {
+	fs := flag.NewFlagSet("webhook", flag.ExitOnError)
+	dir := fs.String("dir", "", "setup's directory")
+	listen := fs.String("listen", "127.0.0.1:19444", "address")
+	fs.Parse(args)
+	cfg, h, records, err := webhookServer(*dir)
+	if err != nil {
+		return err
+	}
+	defer func() { fmt.Println(records.Load(), "records") }()
+	return serve(*listen, cfg, h)
+}
+
+func webhookServer(dir string) (*tls.Config, http.Handler, *atomic.Int64, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "pki", "tls.crt"), filepath.Join(dir, "pki", "tls.key"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var records atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "read", http.StatusBadRequest)
+			return
+		}
+		records.Add(int64(bytes.Count(b, []byte("\n"))))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}, h, &records, nil
 }
 
 // serve runs h on addr with TLS until SIGTERM or SIGINT.

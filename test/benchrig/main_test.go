@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"os"
@@ -22,12 +23,17 @@ func TestSetup(t *testing.T) {
 	if err := setup([]string{"-dir", dir}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(filepath.Join(dir, "gateway.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gateway.Check(cfg); err != nil {
-		t.Fatalf("gateway check: %v", err)
+	for _, f := range []string{"gateway.yaml", "gateway-journal.yaml", "gateway-failclosed.yaml"} {
+		cfg, err := config.Load(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := gateway.Check(cfg); err != nil {
+			t.Fatalf("gateway check %s: %v", f, err)
+		}
+		if closed := cfg.Audit.FailureMode == "closed"; closed != (f == "gateway-failclosed.yaml") {
+			t.Errorf("%s: failureMode %q", f, cfg.Audit.FailureMode)
+		}
 	}
 	rules, err := os.ReadFile(filepath.Join(dir, "policies", "rules.yaml"))
 	if err != nil {
@@ -94,6 +100,38 @@ func TestOpenLoop(t *testing.T) {
 				t.Errorf("percentiles p50 %v p99 %v max %v", res.p50, res.p99, res.max)
 			}
 		})
+	}
+}
+
+// TestWebhook: the audit sink of the journal variants counts the records
+// of each batch.
+func TestWebhook(t *testing.T) {
+	dir := t.TempDir()
+	if err := setup([]string{"-dir", dir}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, h, records, err := webhookServer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTest(t, cfg, h)
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(filepath.Join(dir, "pki", "ca.crt"))
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	defer c.CloseIdleConnections()
+	for _, batch := range []string{"{}\n{}\n", "{}\n"} {
+		resp, err := c.Post("https://"+addr+"/audit", "application/x-ndjson", strings.NewReader(batch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("status %d", resp.StatusCode)
+		}
+	}
+	if n := records.Load(); n != 3 {
+		t.Errorf("counted %d records, want 3", n)
 	}
 }
 
