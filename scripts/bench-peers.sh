@@ -2,7 +2,8 @@
 # Side by side, each in its own process: Tollgate's full ingress path against Go's bare reverse
 # proxy and the peers users would pick instead (issue 11's table and targets).
 #
-#   scripts/bench-peers.sh               6 rounds (benchstat needs 6 for a confidence interval), benchstat tables, the ratios against bare
+#   scripts/bench-peers.sh               6 rounds (benchstat's confidence intervals need 6),
+#                                        benchstat tables, the ratios against bare
 #   COUNT=9 DUR=10 scripts/bench-peers.sh
 #   OUT=dir                              keep the raw results (benchstat across commits)
 #   TARGETS="bare tollgate"              a subset (bare always runs: it is the baseline)
@@ -17,7 +18,8 @@
 #
 # By default (PIN=1, with 2 or more cores) the target runs alone on core 0 and the load generators
 # and the upstream on the others (taskset), so the load cannot take CPU from the target and the
-# target's figures are per core: a Go target sees GOMAXPROCS=1, nginx runs one worker.
+# target's figures are per core: a Go target sees GOMAXPROCS=1 (Tollgate raises its own to 2, see
+# cmd/gateway/runtime.go), nginx runs one worker.
 #
 # Targets, every one TLS in (h2 and http/1.1) and mTLS out to the same upstream, which accepts only
 # the gateway's SPIFFE ID and answers "ok\n" (test/benchrig):

@@ -116,7 +116,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 2
 	}
 	defer sigs.stop()
-	log.Debug("garbage collector", "gcPercent", tuneGC(os.Getenv))
+	gcPercent, procs := tuneRuntime(os.Getenv)
+	log.Debug("runtime", "gcPercent", gcPercent, "gomaxprocs", procs)
 	cfg, err := config.Load(*file)
 	if err != nil {
 		printConfigErrors(stderr, err)

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+)
+
+func TestTuneRuntime(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct {
+		gogc, maxprocs string
+		procs          int // GOMAXPROCS before
+		wantGC         int // in effect
+		setGC          int // what the runtime holds after tuneRuntime, from 100
+		wantProcs      int
+	}{
+		{gogc: "", procs: 1, wantGC: defaultGCPercent, setGC: defaultGCPercent, wantProcs: minProcs},
+		{gogc: "", procs: 3, wantGC: defaultGCPercent, setGC: defaultGCPercent, wantProcs: 3},
+		// The environment is the runtime's own: tuneRuntime leaves it alone.
+		{gogc: "50", maxprocs: "1", procs: 1, wantGC: 50, setGC: 100, wantProcs: 1},
+		{gogc: "off", procs: 2, wantGC: -1, setGC: 100, wantProcs: 2},
+		{gogc: "bogus", procs: 2, wantGC: 100, setGC: 100, wantProcs: 2},
+	} {
+		debug.SetGCPercent(100)
+		runtime.GOMAXPROCS(tc.procs)
+		env := map[string]string{"GOGC": tc.gogc, "GOMAXPROCS": tc.maxprocs}
+		gc, procs := tuneRuntime(func(k string) string { return env[k] })
+		if gc != tc.wantGC || procs != tc.wantProcs {
+			t.Errorf("GOGC=%q GOMAXPROCS=%q with %d Ps: tuneRuntime = %d, %d; want %d, %d", tc.gogc, tc.maxprocs, tc.procs, gc, procs, tc.wantGC, tc.wantProcs)
+		}
+		if now := debug.SetGCPercent(100); now != tc.setGC {
+			t.Errorf("GOGC=%q: the runtime's percent is %d, want %d", tc.gogc, now, tc.setGC)
+		}
+		if now := runtime.GOMAXPROCS(0); now != tc.wantProcs {
+			t.Errorf("GOMAXPROCS=%q with %d Ps: the runtime has %d, want %d", tc.maxprocs, tc.procs, now, tc.wantProcs)
+		}
+	}
+}
