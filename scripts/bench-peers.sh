@@ -18,8 +18,8 @@
 #
 # By default (PIN=1, with 2 or more cores) the target runs alone on core 0 and the load generators
 # and the upstream on the others (taskset), so the load cannot take CPU from the target and the
-# target's figures are per core: a Go target sees GOMAXPROCS=1 (Tollgate raises its own to 2, see
-# cmd/gateway/runtime.go), nginx runs one worker.
+# target's figures are per core: a Go target sees GOMAXPROCS=1 (Tollgate with a journal raises its
+# own to 2, see cmd/gateway/runtime.go), nginx runs one worker.
 #
 # Targets, every one TLS in (h2 and http/1.1) and mTLS out to the same upstream, which accepts only
 # the gateway's SPIFFE ID and answers "ok\n" (test/benchrig):

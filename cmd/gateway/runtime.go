@@ -16,19 +16,21 @@ import (
 // ceiling) still have the last word.
 const defaultGCPercent = 200
 
-// minProcs is the fewest Ps the serving commands run with unless GOMAXPROCS
-// is set. Go gives a process limited to one CPU (by affinity or a cgroup
-// quota) one P, and a goroutine blocked in a file system call holds it until
-// the runtime's monitor notices, which on an otherwise busy process can take
-// milliseconds: each fsync of the audit journal would stop every request.
+// minProcs is the fewest Ps `run` uses with an audit journal, unless
+// GOMAXPROCS is set. Go gives a process limited to one CPU (by affinity or a
+// cgroup quota) one P, and a goroutine blocked in a file system call holds it
+// until the runtime's monitor notices, which on an otherwise busy process can
+// take milliseconds: each fsync of the journal would stop every request.
 // Measured on one core, fail-closed audit served 1.9k requests/s with one P
 // (about one decision per fsync) and 3.9k with two (about 18 per fsync).
+// Without a journal one P is better: two Ps time-share the one CPU and
+// lengthen the latency tail.
 const minProcs = 2
 
-// tuneRuntime applies defaultGCPercent unless getenv("GOGC") is set, and
-// minProcs unless getenv("GOMAXPROCS") is. It returns the GC percent (-1:
-// off) and the number of Ps in effect.
-func tuneRuntime(getenv func(string) string) (gcPercent, procs int) {
+// tuneRuntime applies defaultGCPercent unless getenv("GOGC") is set, and,
+// when journal is true, minProcs unless getenv("GOMAXPROCS") is set. It
+// returns the GC percent (-1: off) and the number of Ps in effect.
+func tuneRuntime(getenv func(string) string, journal bool) (gcPercent, procs int) {
 	gcPercent = defaultGCPercent
 	switch v := getenv("GOGC"); {
 	case v == "off":
@@ -42,7 +44,7 @@ func tuneRuntime(getenv func(string) string) (gcPercent, procs int) {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	procs = runtime.GOMAXPROCS(0)
-	if getenv("GOMAXPROCS") == "" && procs < minProcs {
+	if journal && getenv("GOMAXPROCS") == "" && procs < minProcs {
 		runtime.GOMAXPROCS(minProcs)
 		procs = minProcs
 	}

@@ -11,24 +11,26 @@ func TestTuneRuntime(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, tc := range []struct {
 		gogc, maxprocs string
+		journal        bool
 		procs          int // GOMAXPROCS before
 		wantGC         int // in effect
 		setGC          int // what the runtime holds after tuneRuntime, from 100
 		wantProcs      int
 	}{
-		{gogc: "", procs: 1, wantGC: defaultGCPercent, setGC: defaultGCPercent, wantProcs: minProcs},
-		{gogc: "", procs: 3, wantGC: defaultGCPercent, setGC: defaultGCPercent, wantProcs: 3},
+		{gogc: "", journal: true, procs: 1, wantGC: defaultGCPercent, setGC: defaultGCPercent, wantProcs: minProcs},
+		{gogc: "", journal: false, procs: 1, wantGC: defaultGCPercent, setGC: defaultGCPercent, wantProcs: 1},
+		{gogc: "", journal: true, procs: 3, wantGC: defaultGCPercent, setGC: defaultGCPercent, wantProcs: 3},
 		// The environment is the runtime's own: tuneRuntime leaves it alone.
-		{gogc: "50", maxprocs: "1", procs: 1, wantGC: 50, setGC: 100, wantProcs: 1},
+		{gogc: "50", maxprocs: "1", journal: true, procs: 1, wantGC: 50, setGC: 100, wantProcs: 1},
 		{gogc: "off", procs: 2, wantGC: -1, setGC: 100, wantProcs: 2},
 		{gogc: "bogus", procs: 2, wantGC: 100, setGC: 100, wantProcs: 2},
 	} {
 		debug.SetGCPercent(100)
 		runtime.GOMAXPROCS(tc.procs)
 		env := map[string]string{"GOGC": tc.gogc, "GOMAXPROCS": tc.maxprocs}
-		gc, procs := tuneRuntime(func(k string) string { return env[k] })
+		gc, procs := tuneRuntime(func(k string) string { return env[k] }, tc.journal)
 		if gc != tc.wantGC || procs != tc.wantProcs {
-			t.Errorf("GOGC=%q GOMAXPROCS=%q with %d Ps: tuneRuntime = %d, %d; want %d, %d", tc.gogc, tc.maxprocs, tc.procs, gc, procs, tc.wantGC, tc.wantProcs)
+			t.Errorf("GOGC=%q GOMAXPROCS=%q journal %v with %d Ps: tuneRuntime = %d, %d; want %d, %d", tc.gogc, tc.maxprocs, tc.journal, tc.procs, gc, procs, tc.wantGC, tc.wantProcs)
 		}
 		if now := debug.SetGCPercent(100); now != tc.setGC {
 			t.Errorf("GOGC=%q: the runtime's percent is %d, want %d", tc.gogc, now, tc.setGC)

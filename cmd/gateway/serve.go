@@ -116,13 +116,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 2
 	}
 	defer sigs.stop()
-	gcPercent, procs := tuneRuntime(os.Getenv)
-	log.Debug("runtime", "gcPercent", gcPercent, "gomaxprocs", procs)
 	cfg, err := config.Load(*file)
 	if err != nil {
 		printConfigErrors(stderr, err)
 		return 1
 	}
+	gcPercent, procs := tuneRuntime(os.Getenv, cfg.Audit.Journal != nil)
+	log.Debug("runtime", "gcPercent", gcPercent, "gomaxprocs", procs)
 	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout, LogStats: sigs.logStats, Version: version})
 	if err != nil {
 		sigs.flushLog()
