@@ -11,6 +11,8 @@
 #   scripts/bench-audit.sh             6 rounds, benchstat tables, ratios
 #   COUNT=10 scripts/bench-audit.sh    more rounds
 #   OUT=dir                            keep the raw results in dir
+#   CONNS=64 scripts/bench-audit.sh    64 closed-loop clients instead of 8 (with 8, fail-closed
+#                                      measures the fsync's latency more than its cost)
 #
 # Each ingress variant also reports cpu-µs/op: the CPU time of the whole process (client, gateway,
 # upstream; user and kernel, fsync included) per request, steadier than req/s on a shared machine.
@@ -33,7 +35,7 @@ go test -c -o "$OUT/audit.test" ./internal/audit/
 for i in $(seq 1 "$COUNT"); do
   echo "--- round $i/$COUNT (load $(cut -d' ' -f1 /proc/loadavg))"
   for v in 'gateway\+noaudit' 'gateway' 'gateway\+journal' 'gateway\+failclosed'; do
-    "$OUT/ingress.test" -test.run '^$' -test.bench "BenchmarkIngress/proxy=$v\$/proto=h1\$" -test.benchtime 2s -test.count 1 |
+    "$OUT/ingress.test" -test.run '^$' -test.bench "BenchmarkIngress/proxy=$v\$/proto=h1\$" -test.benchtime 2s -test.count 1 -conns "${CONNS:-8}" |
       tee -a "$OUT/ingress.txt" | grep -E '^Benchmark' || true
   done
   (cd internal/audit && "$OUT/audit.test" -test.run '^$' -test.bench 'BenchmarkJournal' -test.benchtime 2s -test.count 1) |
