@@ -130,9 +130,14 @@ func (t *connTable) admit(key netip.Prefix) (e, victim *tracked, v verdict) {
 	// load balancer's, still get in while the source does not grow); with
 	// none, it is refused outright: were its connection held here until a
 	// slot freed, the accept loop would wait on it and every other source's
-	// new connections with it.
+	// new connections with it. Unless it is the only source: then it waits,
+	// as without fair shares (a load balancer's burst queues in the
+	// backlog rather than being reset).
 	if s := t.sources[key]; s != nil && s.n >= t.share(key) {
 		if s.idle.head == nil || t.draining >= t.drainCap {
+			if len(t.sources) == 1 {
+				return nil, nil, wait
+			}
 			return nil, nil, refused
 		}
 		victim = s.idle.head

@@ -21,10 +21,23 @@ type guard struct {
 	maxBytes int // header list size
 	onErr    func(ProtocolError) []byte
 	log      *slog.Logger
+	// tracked: connections are tracked for shedding (MaxConnections), so a
+	// request's context may carry its connection's entry. Without a limit
+	// the lookup, which would walk the whole context chain, is skipped.
+	tracked bool
+}
+
+// trackedConn is the table entry of r's connection, if connections are tracked.
+func (g *guard) trackedConn(r *http.Request) (*tracked, bool) {
+	if !g.tracked {
+		return nil, false
+	}
+	e, ok := r.Context().Value(trackedKey{}).(*tracked)
+	return e, ok
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e, _ := r.Context().Value(trackedKey{}).(*tracked); e != nil {
+	if e, _ := g.trackedConn(r); e != nil {
 		if e.refuse.Load() {
 			// The connection was shed, closed as idle, while net/http was
 			// reading this request: no answer can reach the client, which

@@ -86,7 +86,8 @@ type Config struct {
 	//     clients behind one address still get in while it does not grow;
 	//     with none, closes the new one at once, unread
 	//     (OnConnectionShed(ShedPerSource)), so that one source's new
-	//     connections cannot keep others waiting;
+	//     connections cannot keep others waiting (the only source holding
+	//     connections waits instead, as below);
 	//   - else sheds an idle keep-alive connection to make room, one that
 	//     has served a request and is between requests (never one
 	//     handshaking, waiting for its first request or with a request in
@@ -269,6 +270,7 @@ func New(cfg Config) (*Server, error) {
 			maxBytes: cfg.MaxHeaderBytes,
 			onErr:    cfg.OnProtocolError,
 			log:      cfg.Logger,
+			tracked:  table != nil,
 		},
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,

@@ -203,7 +203,9 @@ func TestConnTable(t *testing.T) {
 			// One source (a load balancer, say) holds everything: its new
 			// connection takes the place of its own idle one.
 			{op: "admit", src: "10.0.0.1", name: "a2", want: admitted, wantVictim: "b"},
-			{op: "admit", src: "10.0.0.1", name: "x", want: refused},
+			// Nothing idle of its own, and no other source to make room
+			// for: it waits, as without fair shares.
+			{op: "admit", src: "10.0.0.1", name: "x", want: wait},
 			{op: "idle", name: "a"},
 			{op: "admit", src: "10.0.0.2", name: "c", want: admitted, wantVictim: "a"},
 			// Now a2 and c hold a slot each: 10.0.0.2 is at its share, with
@@ -258,7 +260,7 @@ func TestConnTable(t *testing.T) {
 		steps: []step{
 			{op: "admit", src: "2001:db8:0:1::1", name: "a"},
 			{op: "admit", src: "2001:db8:0:1::2", name: "b"},
-			{op: "admit", src: "2001:db8:0:1:ffff::3", name: "x", want: refused},
+			{op: "admit", src: "2001:db8:0:1:ffff::3", name: "x", want: wait}, // the only source
 			{op: "idle", name: "a"},
 			{op: "admit", src: "2001:db8:0:2::1", name: "c", want: admitted, wantVictim: "a"},
 		},
@@ -344,7 +346,7 @@ func (v verdict) String() string {
 // connection just shed (closed as idle) never reaches the Handler.
 func TestGuardRefusesShedConnection(t *testing.T) {
 	called := false
-	g := &guard{next: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true }), maxCount: 100, maxBytes: 1 << 16}
+	g := &guard{next: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true }), maxCount: 100, maxBytes: 1 << 16, tracked: true}
 	e := &tracked{}
 	e.refuse.Store(true)
 	r := httptest.NewRequest(http.MethodPost, "https://a.example.com/", nil)
@@ -698,26 +700,27 @@ func waitForWithin(tb testing.TB, d time.Duration, what string, cond func() bool
 	}
 }
 
-// TestPerSourceRefusal: at a full listener, a source that holds its share
-// with nothing idle has its new connection closed at accept, and counted.
+// TestPerSourceRefusal: at a full listener that another source shares, a
+// source that holds its share with nothing idle has its new connection
+// closed at accept, and counted.
 func TestPerSourceRefusal(t *testing.T) {
 	store, ca := newTestStore(t)
 	for i, p := range []proto{h1, h2} {
-		holder := fmt.Sprintf("127.0.%d.12", i+1)
+		holder, other := fmt.Sprintf("127.0.%d.12", i+1), fmt.Sprintf("127.0.%d.13", i+1)
 		t.Run(string(p), func(t *testing.T) {
 			var n shedCounts
-			srv := startServer(t, n.config(Config{Certs: store, MaxConnections: 2}))
+			srv := startServer(t, n.config(Config{Certs: store, MaxConnections: 3}))
 			conf := &tls.Config{RootCAs: ca.Pool(), ServerName: "a.example.com"}
-			// Two connections that have sent no request: they hold the two
-			// slots and are not idle.
-			for range 2 {
-				c, err := dialRaw(srv.Addr(), holder, conf, p)
+			// Connections that have sent no request: they hold the three
+			// slots, two of one source, one of another, and are not idle.
+			for _, ip := range []string{holder, holder, other} {
+				c, err := dialRaw(srv.Addr(), ip, conf, p)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer c.Close()
 			}
-			waitForWithin(t, 10*time.Second, "both slots taken", func() bool { return tableOf(srv).stats().open == 2 })
+			waitForWithin(t, 10*time.Second, "every slot taken", func() bool { return tableOf(srv).stats().open == 3 })
 			for j := range 3 {
 				if c, err := dialRaw(srv.Addr(), holder, conf, p); err == nil {
 					// The handshake may complete in the kernel's buffers
