@@ -57,7 +57,8 @@ type SyslogSink struct {
 // ending means the receiver closed (or broke) the connection: writing on
 // would put records in a socket buffer nobody reads, a loss no error
 // reports. A receiver that restarts closes its connections; this catches
-// that, though not one that dies without a FIN.
+// that, though not one that dies without a FIN. Write also asks the kernel
+// (peerClosed): the reader may not have run yet when the next record comes.
 type syslogConn struct {
 	*tls.Conn
 	gone atomic.Bool
@@ -135,7 +136,9 @@ func (s *SyslogSink) Write(ctx context.Context, line []byte) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.conn != nil && s.conn.gone.Load() {
+	// A receiver that closed the connection gets a new one, before this
+	// record would vanish into the old one's socket buffer.
+	if s.conn != nil && (s.conn.gone.Load() || peerClosed(s.conn.NetConn())) {
 		s.conn.close()
 		s.conn = nil
 	}
