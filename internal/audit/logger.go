@@ -460,9 +460,14 @@ func (l *Logger) writeSinks(ev *Event, count bool) {
 			}
 			line = l.formatted
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
-		err := s.Write(ctx, line)
-		cancel()
+		var err error
+		if _, ok := s.(localSink); ok {
+			err = s.Write(context.Background(), line)
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
+			err = s.Write(ctx, line)
+			cancel()
+		}
 		if err != nil {
 			ok = false
 			l.errors.Add(1)

@@ -37,6 +37,9 @@ func NewWriterSink(w io.Writer) *WriterSink {
 
 // Write writes line with a single call to the writer, so that a tailing
 // shipper never sees half an event.
+// local: the sink's Write ignores its context (see localSink).
+func (s *WriterSink) local() {}
+
 func (s *WriterSink) Write(_ context.Context, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,6 +96,9 @@ func openAppend(path string) (*os.File, error) {
 // Path returns the file the sink writes to.
 func (s *FileSink) Path() string { return s.path }
 
+// local: the sink's Write ignores its context (see localSink).
+func (s *FileSink) local() {}
+
 // Write appends line with a single write.
 func (s *FileSink) Write(_ context.Context, line []byte) error {
 	s.mu.Lock()
@@ -147,4 +153,12 @@ func (s *FileSink) Close() error {
 	f := s.f
 	s.f = nil
 	return errors.Join(f.Sync(), f.Close())
+}
+
+// localSink is a sink whose Write ignores its context: the Logger's writer
+// calls it without making a deadline per record (a timer and a context per
+// event and sink, on the way of every request's record).
+type localSink interface {
+	Sink
+	local()
 }
