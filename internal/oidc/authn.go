@@ -380,34 +380,14 @@ func (r *rule) checkClaims(t *token, now time.Time) error {
 	if err := t.validateTime(now, r.skew); err != nil {
 		return err
 	}
-	// As t.audiences(), without a list per request (this runs on every
-	// cache hit).
-	n := 0
-	match := func(a string) bool { n++; return slices.Contains(r.audiences, a) }
-	switch v := t.claims["aud"].(type) {
-	case string:
-		if len(r.audiences) == 0 || match(v) {
-			return nil
-		}
-	case []any:
-		ok := len(r.audiences) == 0
-		for _, e := range v {
-			s, isString := e.(string)
-			if !isString {
-				return fmt.Errorf("%w: aud holds a non-string", errMalformed)
-			}
-			ok = ok || match(s)
-		}
-		if ok {
-			return nil
-		}
-	default:
-		if _, err := t.audiences(); err != nil {
-			return err
-		}
-		if len(r.audiences) == 0 {
-			return nil
-		}
+	// Without a list per request: this runs on every cache hit.
+	n, ok := 0, len(r.audiences) == 0
+	err := t.eachAudience(func(a string) {
+		n++
+		ok = ok || slices.Contains(r.audiences, a)
+	})
+	if err != nil || ok {
+		return err
 	}
 	return fmt.Errorf("%w: token audiences %d, none configured", errAudience, n)
 }

@@ -273,27 +273,39 @@ func numericDate(claims map[string]any, name string) (time.Time, bool, error) {
 
 // audiences returns the aud claim as a list (RFC 7519 allows a string or a list).
 func (t *token) audiences() ([]string, error) {
+	var out []string
+	if v, ok := t.claims["aud"].([]any); ok {
+		out = make([]string, 0, len(v))
+	}
+	if err := t.eachAudience(func(a string) { out = append(out, a) }); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachAudience calls f with each entry of the aud claim, the one place that
+// reads it: absent, a string, or a list of strings; anything else is
+// malformed (after f has seen the list's strings before the bad entry).
+func (t *token) eachAudience(f func(string)) error {
 	switch v := t.claims["aud"].(type) {
 	case nil:
 		if _, present := t.claims["aud"]; present {
-			return nil, fmt.Errorf("%w: aud is null", errMalformed)
+			return fmt.Errorf("%w: aud is null", errMalformed)
 		}
-		return nil, nil
 	case string:
-		return []string{v}, nil
+		f(v)
 	case []any:
-		out := make([]string, 0, len(v))
 		for _, e := range v {
 			s, ok := e.(string)
 			if !ok {
-				return nil, fmt.Errorf("%w: aud holds a non-string", errMalformed)
+				return fmt.Errorf("%w: aud holds a non-string", errMalformed)
 			}
-			out = append(out, s)
+			f(s)
 		}
-		return out, nil
 	default:
-		return nil, fmt.Errorf("%w: aud is neither a string nor a list", errMalformed)
+		return fmt.Errorf("%w: aud is neither a string nor a list", errMalformed)
 	}
+	return nil
 }
 
 // claimString renders a claim for an output header: strings as they are,
