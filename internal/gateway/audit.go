@@ -169,12 +169,19 @@ func bearer(tokenFile string) (http.Header, error) {
 	return http.Header{"Authorization": {"Bearer " + tok}}, nil
 }
 
-func webhookSink(c config.AuditWebhook) (*audit.WebhookSink, error) {
+// webhookClient is the client and Authorization header of a webhook or
+// OTLP sink.
+func webhookClient(c config.AuditWebhook) (*http.Client, http.Header, error) {
 	client, err := httpSinkClient(c.CAFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h, err := bearer(c.TokenFile)
+	return client, h, err
+}
+
+func webhookSink(c config.AuditWebhook) (*audit.WebhookSink, error) {
+	client, h, err := webhookClient(c)
 	if err != nil {
 		return nil, err
 	}
@@ -182,11 +189,7 @@ func webhookSink(c config.AuditWebhook) (*audit.WebhookSink, error) {
 }
 
 func otlpSink(c config.AuditWebhook, p audit.Product) (*audit.OTLPSink, error) {
-	client, err := httpSinkClient(c.CAFile)
-	if err != nil {
-		return nil, err
-	}
-	h, err := bearer(c.TokenFile)
+	client, h, err := webhookClient(c)
 	if err != nil {
 		return nil, err
 	}
