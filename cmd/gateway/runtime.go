@@ -23,8 +23,8 @@ const defaultGCPercent = 200
 // take milliseconds: each fsync of the journal would stop every request.
 // Measured on one core, fail-closed audit served 1.9k requests/s with one P
 // (about one decision per fsync) and 3.9k with two (about 18 per fsync).
-// Without a journal one P is better: two Ps time-share the one CPU and
-// lengthen the latency tail.
+// Without a journal nothing blocks that long, and two Ps would only
+// time-share the one CPU.
 const minProcs = 2
 
 // tuneRuntime applies defaultGCPercent unless getenv("GOGC") is set, and,
