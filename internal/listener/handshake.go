@@ -99,14 +99,16 @@ func (l *tlsListener) admit(c net.Conn) (admittedConn net.Conn, ok bool) {
 			}
 			return &trackedConn{Conn: c, t: l.table, e: e}, true
 		case refused:
-			// Closed unread: the client sees its connection reset or closed
-			// before the TLS handshake, as from any server at capacity.
-			_ = c.Close()
-			l.log.Debug("listener: full; new connection from a source at its share closed",
-				"remote", c.RemoteAddr().String(), "source", key.String())
+			// Counted before the close, so that a client which has seen its
+			// connection closed also finds it in the metric. Closed unread:
+			// the client sees its connection reset or closed before the TLS
+			// handshake, as from any server at capacity.
 			if l.onShed != nil {
 				l.onShed(ShedPerSource)
 			}
+			l.log.Debug("listener: full; new connection from a source at its share closed",
+				"remote", c.RemoteAddr().String(), "source", key.String())
+			_ = c.Close()
 			return nil, true
 		}
 		if !paused {
