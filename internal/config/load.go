@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 )
 
 // Load reads, decodes, defaults and validates a gateway configuration file. It
@@ -35,19 +37,39 @@ func Parse(file string, src []byte) (*Gateway, error) {
 	if g.Kind != KindGateway {
 		d.Errorf("kind", "must be %q (got %q)", KindGateway, g.Kind)
 	}
-	if len(d.Errs) > 0 {
-		// Type errors make validation noisy and misleading: report them alone.
-		return nil, d.Errs.Err()
-	}
+	// Every problem in one run: an unknown field must not hide an
+	// invalid value elsewhere. Only what validation would say again of a
+	// field that failed to decode (left unset, so "required") is dropped.
+	decoded := len(d.Errs)
 	g.pos = d // before defaults: a value written as 0 is not unset
 	g.ApplyDefaults()
 	g.resolvePaths(filepath.Dir(file))
 	v := &validator{d: d, g: g}
 	v.validate()
+	d.Errs = append(d.Errs[:decoded], withoutFieldsOf(d.Errs[decoded:], d.Errs[:decoded])...)
 	if err := d.Errs.Err(); err != nil {
 		return g, err
 	}
 	return g, nil
+}
+
+// withoutFieldsOf returns the errors of errs that are not about a field of
+// failed, or a field inside one.
+func withoutFieldsOf(errs, failed Errors) Errors {
+	var out Errors
+	for _, e := range errs {
+		keep := true
+		for _, f := range failed {
+			if f.Path != "" && (e.Path == f.Path || strings.HasPrefix(e.Path, f.Path+".") || strings.HasPrefix(e.Path, f.Path+"[")) {
+				keep = false
+				break
+			}
+		}
+		if keep {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // ErrorAt returns a positioned error for a field path of this configuration, for
@@ -58,6 +80,14 @@ func (g *Gateway) ErrorAt(path, msg string) Error {
 	}
 	p := g.pos.Pos(path)
 	return Error{File: g.File, Line: p.Line, Col: p.Col, Path: path, Msg: msg}
+}
+
+// SameSettings reports whether g and o hold the same settings, wherever in
+// their files they were written.
+func (g *Gateway) SameSettings(o *Gateway) bool {
+	a, b := *g, *o
+	a.pos, b.pos = nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 // ErrorFor is ErrorAt with err's text as the problem and err as its cause.
