@@ -99,7 +99,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	fs := newFlagSet("run", "run -c gateway.yaml\n\nServes until SIGTERM or SIGINT (then turns readiness false, keeps serving for shutdownDelay, and drains in-flight requests for shutdownTimeout; a second signal exits at once); SIGHUP reloads certificates, policies and audit files.", stderr)
+	fs := newFlagSet("run", "run -c gateway.yaml\n\nServes until SIGTERM or SIGINT (then turns readiness false, keeps serving for shutdownDelay, and drains in-flight requests for shutdownTimeout; a second signal exits at once); the gateway file and the policies reload when they change, and on SIGHUP, which also reloads certificates and reopens audit files.", stderr)
 	file := fs.String("c", "", "configuration file (required)")
 	var lf logFlags
 	lf.register(fs)
@@ -136,6 +136,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	sigs.serve(log, gw.Reload)
+	// The shutdown timings apply live: the file in force says them.
+	cfg = gw.Config()
 	if d := cfg.ShutdownDelay; d > 0 {
 		// Readiness false first, listeners open: a load balancer that polls
 		// readiness stops sending before connections are refused. A second
@@ -234,7 +236,9 @@ func (s *serveSignals) serve(log *slog.Logger, reload func() error) {
 				continue
 			}
 			if err := reload(); err != nil {
-				log.Error("reload incomplete", "err", err)
+				for _, p := range problems(err) {
+					log.Error("reload incomplete", "err", p)
+				}
 			} else {
 				log.Info("reloaded")
 			}
@@ -243,6 +247,26 @@ func (s *serveSignals) serve(log *slog.Logger, reload func() error) {
 			return
 		}
 	}
+}
+
+// problems are err's problems, one per line of the log: each of a joined
+// error's, and each of a configuration's.
+func problems(err error) []string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range j.Unwrap() {
+			out = append(out, problems(e)...)
+		}
+		return out
+	}
+	if es, ok := config.AsErrors(err); ok {
+		out := make([]string, len(es))
+		for i, e := range es {
+			out[i] = e.Error()
+		}
+		return out
+	}
+	return []string{err.Error()}
 }
 
 func (s *serveSignals) stop() {

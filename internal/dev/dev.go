@@ -171,7 +171,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		Audit:  config.Audit{Sinks: []config.AuditSink{{Stdout: true}}},
 	}
 	cfg.ApplyDefaults()
-	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: o.Logger, Identity: gwSrc, Certs: certs, Stdout: o.Audit, LogStats: o.LogStats,
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: o.Logger, Identity: gwSrc, Certs: certs, Stdout: o.Audit, LogStats: o.LogStats, Built: true,
 		EgressResolver: resolver{}})
 	if err != nil {
 		return nil, err

@@ -26,7 +26,6 @@ import (
 	"tollgate.dev/tollgate/internal/exchange"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/policy"
-	"tollgate.dev/tollgate/internal/policy/pathnorm"
 	"tollgate.dev/tollgate/internal/request"
 	"tollgate.dev/tollgate/internal/testkit"
 )
@@ -288,15 +287,11 @@ func benchGatewayHandler(tb testing.TB, outsideCAFile string, originPort, tunnel
 	}
 	tb.Cleanup(func() { lg.Close() })
 	p := NewProxy(ProxyOptions{
-		Front: exchange.New(exchange.Options{Name: "egress", Recorder: lg}),
-		Normalize: func(target string) (string, string, error) {
-			res, err := pathnorm.Normalize(target, pathnorm.Default())
-			return res.Path, res.RawQuery, err
-		},
+		Front:                 exchange.New(exchange.Options{Name: "egress", Recorder: lg}),
 		Dial:                  guard.DialContext,
 		DialTimeout:           5 * time.Second,
 		ResponseHeaderTimeout: 5 * time.Second,
-	}, &Snapshot{Destinations: reg, Authorize: engineAuthorizer{engine}})
+	}, &Snapshot{Normalize: defaultNormalizer, Destinations: reg, Authorize: engineAuthorizer{engine}})
 	tb.Cleanup(p.Close)
 	return p
 }

@@ -39,14 +39,17 @@ type Snapshot struct {
 	// Authorize is nil when no policy applies to the egress listener: then
 	// every call to a registered destination is allowed, as in Istio.
 	Authorize exchange.Authorizer
+	// Normalize is the path normalizer (egress.normalization).
+	Normalize Normalizer
+	// Rules are the front's header rules; nil: the front's own.
+	Rules *exchange.Rules
 }
 
 // ProxyOptions configure a Proxy; they are fixed for its life.
 type ProxyOptions struct {
 	// Front is the shared per-request plumbing of the egress listener.
-	Front     *exchange.Front
-	Normalize Normalizer
-	Dial      DialFunc
+	Front *exchange.Front
+	Dial  DialFunc
 	// DialTimeout bounds TCP + TLS to a destination; ResponseHeaderTimeout
 	// the wait for its response headers.
 	DialTimeout, ResponseHeaderTimeout time.Duration
@@ -171,7 +174,7 @@ type callKey struct{}
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap := p.snap.Load()
-	x, ok := p.front.Begin(w, r)
+	x, ok := p.front.Begin(w, r, snap.Rules)
 	defer x.Finish()
 	if !ok {
 		return
@@ -198,7 +201,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(x, http.StatusBadRequest, "target", "unsupported request target")
 		return
 	}
-	path, rawQuery, err := p.opts.Normalize(target)
+	path, rawQuery, err := snap.Normalize(target)
 	if err != nil {
 		refuse(x, http.StatusBadRequest, "path", "invalid request path")
 		return

@@ -158,11 +158,7 @@ func startProxy(t *testing.T) *proxyEnv {
 	front := exchange.New(exchange.Options{Name: "egress", Recorder: e.events})
 	p := NewProxy(ProxyOptions{
 		Front: front, Dial: dial, DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 5 * time.Second,
-		Normalize: func(target string) (string, string, error) {
-			res, err := pathnorm.Normalize(target, pathnorm.Default())
-			return res.Path, res.RawQuery, err
-		},
-	}, &Snapshot{Destinations: reg, Authorize: denyAdmin{}})
+	}, &Snapshot{Normalize: defaultNormalizer, Destinations: reg, Authorize: denyAdmin{}})
 	t.Cleanup(p.Close)
 	srv := httptest.NewUnstartedServer(p)
 	srv.EnableHTTP2 = true
@@ -370,11 +366,7 @@ func TestProxyAllowAny(t *testing.T) {
 	p := NewProxy(ProxyOptions{
 		Front: exchange.New(exchange.Options{Name: "egress"}), Dial: dial, AllowAny: true, RootCAs: ca.Pool(),
 		DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 5 * time.Second,
-		Normalize: func(target string) (string, string, error) {
-			res, err := pathnorm.Normalize(target, pathnorm.Default())
-			return res.Path, res.RawQuery, err
-		},
-	}, &Snapshot{Destinations: reg, Authorize: denyAdmin{}})
+	}, &Snapshot{Normalize: defaultNormalizer, Destinations: reg, Authorize: denyAdmin{}})
 	t.Cleanup(p.Close)
 	srv := httptest.NewTLSServer(p)
 	t.Cleanup(srv.Close)
@@ -404,4 +396,10 @@ func TestProxyAllowAny(t *testing.T) {
 	if dials.get("any.example.test:443") != 1 || dials.get("127.0.0.1:80") != 0 || dials.get("127.0.0.1:443") != 0 {
 		t.Errorf("dials %v", dials.n)
 	}
+}
+
+// defaultNormalizer is the gateway's default path normalization.
+func defaultNormalizer(target string) (string, string, error) {
+	res, err := pathnorm.Normalize(target, pathnorm.Default())
+	return res.Path, res.RawQuery, err
 }

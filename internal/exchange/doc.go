@@ -7,9 +7,9 @@
 //
 // A front is "its own routing and forwarding on top of an Exchange":
 //
-//	x, ok := front.Begin(w, r)   // ids, hygiene, canonical authority, event basics
-//	defer x.Finish()             // one audit event and the metrics, always
-//	if !ok { return }            // Begin already answered (400, 403, 421)
+//	x, ok := front.Begin(w, r, rules) // ids, hygiene, canonical authority, event basics
+//	defer x.Finish()                  // one audit event and the metrics, always
+//	if !ok { return }                 // Begin already answered (400, 403, 421)
 //	... x.SetTarget(path, query); route; authenticate ...
 //	if !x.Authorize(engine) || !x.Admit() { return }   // 403, or 503 from the audit seam
 //	... forward; upstream errors through x.Fail ...

@@ -42,7 +42,7 @@ func begin(f *Front, r *http.Request, peer string) (*Exchange, bool, *httptest.R
 	r.RemoteAddr = peer
 	*r = *r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 8443}))
 	w := httptest.NewRecorder()
-	x, ok := f.Begin(w, r)
+	x, ok := f.Begin(w, r, nil)
 	return x, ok, w
 }
 
@@ -67,7 +67,7 @@ func TestBeginDescribesTheRequestOnce(t *testing.T) {
 			headers: map[string]string{"X-Forwarded-For": "6.6.6.6, 1.2.3.4"}, trusted: lb, wantHost: "a.example", wantIP: "1.2.3.4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := New(Options{Name: "ingress", TrustedProxies: tc.trusted})
+			f := New(Options{Name: "ingress", Rules: Rules{TrustedProxies: tc.trusted}})
 			r := httptest.NewRequest("GET", "/x", nil)
 			r.Host = tc.host
 			for k, v := range tc.headers {
@@ -118,7 +118,7 @@ func TestBeginRefuses(t *testing.T) {
 		{name: "host field differs from authority", host: "a.example", headers: [][2]string{{"Host", "admin.example"}}, want: 400},
 		{name: "absolute :path over HTTP/2", host: "a.example", h2Target: "https://admin.example/x", want: 400},
 		{name: "misdirected", host: "admin.example", sni: "www.example",
-			opts: Options{Misdirected: func(sni, host string) bool { return sni != host }}, want: 421},
+			opts: Options{Rules: Rules{Misdirected: func(sni, host string) bool { return sni != host }}}, want: 421},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &events{}
@@ -151,7 +151,7 @@ func TestBeginRefuses(t *testing.T) {
 }
 
 func TestUnderscoresCanBeDropped(t *testing.T) {
-	f := New(Options{Underscores: DropUnderscores})
+	f := New(Options{Rules: Rules{Underscores: DropUnderscores}})
 	r := httptest.NewRequest("GET", "/x", nil)
 	r.Header["X_forwarded_for"] = []string{"1.2.3.4"}
 	x, ok, _ := begin(f, r, "198.51.100.1:1")

@@ -33,19 +33,13 @@ type Observer interface {
 	UpstreamError(front, route string, kind audit.ErrorKind)
 }
 
-// Options configure a Front; they are fixed for its life.
+// Options configure a Front; they are fixed for its life. Rules are the
+// default for requests that begin without rules of their own (Begin).
 type Options struct {
 	// Name is the front's name, "ingress", "mesh" or "egress": the audit
 	// event's kind, the metrics' front label, request.Request.Front.
 	Name string
-	// TrustedProxies are the peers whose forwarding headers and request id
-	// are believed.
-	TrustedProxies []netip.Prefix
-	// Underscores says what to do with header names holding '_'.
-	Underscores UnderscoreAction
-	// Misdirected, when set, reports a request whose Host would have been
-	// served another certificate than its SNI chose (domain fronting): 421.
-	Misdirected func(sni, host string) bool
+	Rules
 	// RedactQueryValues records only the keys of a request's query in the
 	// audit event, and the values of KeepQueryValues (egress, where a query
 	// may carry anything a workload sends out). Off: only the values of
@@ -55,6 +49,20 @@ type Options struct {
 	Recorder          Recorder
 	Metrics           Observer
 	Logger            *slog.Logger
+}
+
+// Rules are what a front believes of a request's headers and host. They
+// belong to the configuration a reload replaces, so the fronts carry them in
+// the snapshot each request loads once, with its router and policies.
+type Rules struct {
+	// TrustedProxies are the peers whose forwarding headers and request id
+	// are believed.
+	TrustedProxies []netip.Prefix
+	// Underscores says what to do with header names holding '_'.
+	Underscores UnderscoreAction
+	// Misdirected, when set, reports a request whose Host would have been
+	// served another certificate than its SNI chose (domain fronting): 421.
+	Misdirected func(sni, host string) bool
 }
 
 // Front is the per-request plumbing of one front (one listener).
@@ -100,8 +108,11 @@ func (f *Front) listenerAddr(ip netip.Addr) string {
 // exchange, whose Finish the caller must defer; ok is false when Begin has
 // already refused the request (400 for an invalid host or an underscore
 // header, 421 for a misdirected one, 403 for an upgrade the gateway does not
-// relay).
-func (f *Front) Begin(w http.ResponseWriter, r *http.Request) (x *Exchange, ok bool) {
+// relay). rules are the caller's snapshot's; nil: the front's Options.Rules.
+func (f *Front) Begin(w http.ResponseWriter, r *http.Request, rules *Rules) (x *Exchange, ok bool) {
+	if rules == nil {
+		rules = &f.opts.Rules
+	}
 	x = &Exchange{front: f, w: Response{ResponseWriter: w}}
 	ev := &x.Event
 	ev.Time = time.Now()
@@ -135,14 +146,14 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request) (x *Exchange, ok b
 			}
 		}
 	}
-	trusted := inPrefixes(peer.Addr(), f.opts.TrustedProxies)
+	trusted := inPrefixes(peer.Addr(), rules.TrustedProxies)
 	x.trusted = trusted
 	ev.RequestID = r.Header.Get(HeaderRequestID)
 	if !trusted || !validRequestID(ev.RequestID) {
 		ev.RequestID = processIDs.next()
 	}
 	// Read before hygiene removes an untrusted peer's X-Forwarded-For.
-	q.RemoteIP = request.ClientIP(peer.Addr(), r.Header["X-Forwarded-For"], f.opts.TrustedProxies)
+	q.RemoteIP = request.ClientIP(peer.Addr(), r.Header["X-Forwarded-For"], rules.TrustedProxies)
 	if r.Body != nil && r.Body != http.NoBody {
 		x.body = &countingReader{ReadCloser: r.Body}
 		r.Body = x.body
@@ -155,7 +166,7 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request) (x *Exchange, ok b
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "unsupported request target")
 		return x, false
 	}
-	if !hygiene(r.Header, trusted, f.opts.Underscores) {
+	if !hygiene(r.Header, trusted, rules.Underscores) {
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "header names with underscores are not accepted")
 		return x, false
 	}
@@ -185,7 +196,7 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request) (x *Exchange, ok b
 		r.Host = a.String()
 	}
 	ev.Host = r.Host
-	if f.opts.Misdirected != nil && q.SNI != "" && f.opts.Misdirected(q.SNI, a.Host) {
+	if rules.Misdirected != nil && q.SNI != "" && rules.Misdirected(q.SNI, a.Host) {
 		x.Reject(http.StatusMisdirectedRequest, audit.ErrBadRequest, "misdirected request: host and TLS server name differ")
 		return x, false
 	}

@@ -36,16 +36,8 @@ func Check(cfg *config.Gateway) (warnings []string, _ error) {
 			src.Close()
 		}
 	}
-	if cfg.Ingress != nil {
-		_, err := compileUpstreams(cfg)
-		add(err)
-		_, err = normalizer(cfg, "ingress.normalization", cfg.Ingress.Normalization)
-		add(err)
-	}
-	if e := cfg.Egress; e != nil {
-		_, err := normalizer(cfg, "egress.normalization", e.Normalization)
-		add(err)
-	}
+	_, err := compileLive(cfg)
+	add(err)
 	add(checkLogins(cfg))
 	if len(cfg.Policy.Files) > 0 {
 		c := *cfg

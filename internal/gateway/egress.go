@@ -10,13 +10,12 @@ import (
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/egress"
 	"tollgate.dev/tollgate/internal/identity"
-	"tollgate.dev/tollgate/internal/ingress"
 )
 
 // openEgress builds the front for workloads calling out: an mTLS listener
 // that requires the caller's SVID (its SPIFFE ID is source.principal), and
 // the forward proxy, which dials destinations only through the SSRF guard.
-func (g *Gateway) openEgress(norm ingress.Normalizer) error {
+func (g *Gateway) openEgress() error {
 	e := g.cfg.Egress
 	if e == nil {
 		return nil
@@ -56,10 +55,9 @@ func (g *Gateway) openEgress(norm ingress.Normalizer) error {
 	mtls := identity.ServerTLSConfig(g.src, allowed)
 	// Workloads are not proxies whose forwarding headers we'd trust, and the
 	// listener has one certificate (the SVID) for every name.
-	ex := g.newExchange("egress", false, nil)
+	ex := g.newExchange("egress")
 	g.egress = egress.NewProxy(egress.ProxyOptions{
 		Front:                 ex,
-		Normalize:             egress.Normalizer(norm),
 		Dial:                  guard.DialContext,
 		DialTimeout:           e.Timeouts.Dial,
 		ResponseHeaderTimeout: e.Timeouts.Upstream,
@@ -79,10 +77,17 @@ func (g *Gateway) openEgress(norm ingress.Normalizer) error {
 // egressHandler adapts the egress front's forward proxy.
 type egressHandler struct{ *egress.Proxy }
 
-func (h egressHandler) swap(c *Compiled, name string, w config.Workload) []any {
-	engine := c.Policies.EngineFor(w)
-	h.Swap(&egress.Snapshot{Destinations: c.Destinations, Authorize: authorizer{engine}})
-	return []any{name + "Policies", engine.Len(), name + "Destinations", c.Destinations.Len()}
+func (h egressHandler) swap(c *Compiled, l *liveSet, f *front) []any {
+	s := *h.Snapshot()
+	s.Normalize, s.Rules = l.egressNorm, f.rules(l.cfg)
+	var counts []any
+	if c != nil {
+		engine := c.Policies.EngineFor(frontWorkload(l.cfg, f.name))
+		s.Destinations, s.Authorize = c.Destinations, authorizer{engine}
+		counts = []any{f.name + "Policies", engine.Len(), f.name + "Destinations", c.Destinations.Len()}
+	}
+	h.Swap(&s)
+	return counts
 }
 
 // openCredentials builds the injected credentials of egress.credentials, by

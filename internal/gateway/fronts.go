@@ -24,26 +24,51 @@ type front struct {
 	ex      *exchange.Front
 	handler frontHandler
 	server  *listener.Server
+	// trustsProxies: the front believes forwarding headers from
+	// ingress.trustedProxies (callers in the mesh are not proxies).
+	trustsProxies bool
+	// misdirected is the front's domain-fronting check, or nil; in force
+	// unless ingress.misdirectedRequests is ALLOW.
+	misdirected func(sni, host string) bool
 }
 
 // frontHandler is a front's request handler: the ingress's router and
-// reverse proxy, or the egress's forward proxy. swap installs what a policy
-// set compiled for the front's scope, and returns log attributes that count
-// it.
+// reverse proxy, or the egress's forward proxy. swap installs the live set l
+// and the policy set c (nil: no policy files) as one snapshot, with what
+// they hold for front f's scope, and returns log attributes that count it.
 type frontHandler interface {
 	http.Handler
-	swap(c *Compiled, name string, w config.Workload) []any
+	swap(c *Compiled, l *liveSet, f *front) []any
 }
 
 // ingressHandler adapts the ingress and mesh fronts' handler.
 type ingressHandler struct{ *ingress.Handler }
 
-func (h ingressHandler) swap(c *Compiled, name string, w config.Workload) []any {
+func (h ingressHandler) swap(c *Compiled, l *liveSet, f *front) []any {
 	s := *h.Snapshot()
-	engine, authn := c.Policies.EngineFor(w), c.Authn.ForWorkload(w)
-	s.Authorize, s.Authenticate = authorizer{engine}, authn
+	s.Router, s.Normalize, s.Rules = l.router, l.ingressNorm, f.rules(l.cfg)
+	if f.name == "ingress" {
+		s.Logins = l.logins
+	}
+	var counts []any
+	if c != nil {
+		w := frontWorkload(l.cfg, f.name)
+		engine, authn := c.Policies.EngineFor(w), c.Authn.ForWorkload(w)
+		s.Authorize, s.Authenticate = authorizer{engine}, authn
+		counts = []any{f.name + "Policies", engine.Len(), f.name + "JWTRules", authn.Len()}
+	}
 	h.Swap(&s)
-	return []any{name + "Policies", engine.Len(), name + "JWTRules", authn.Len()}
+	return counts
+}
+
+// frontWorkload is the scope of the front named name under cfg.
+func frontWorkload(cfg *config.Gateway, name string) config.Workload {
+	for _, fc := range configuredFronts(cfg) {
+		if fc.name == name {
+			return fc.workload
+		}
+	}
+	panic("gateway: no front named " + name) // a programming error: names are constants
 }
 
 // frontConfig is where a front is configured: its name, the field of its
@@ -84,26 +109,17 @@ type frontSpec struct {
 	clientAuth func(*tls.Config)
 }
 
-// newExchange returns the per-request plumbing of a front named name.
-// trusted is whether the front believes forwarding headers from
-// ingress.trustedProxies (callers in the mesh are not proxies);
-// misdirected is its domain-fronting check, or nil.
-func (g *Gateway) newExchange(name string, trusted bool, misdirected func(sni, host string) bool) *exchange.Front {
+// newExchange returns the per-request plumbing of a front named name; its
+// header and host rules come with each snapshot (front.rules).
+func (g *Gateway) newExchange(name string) *exchange.Front {
 	opts := exchange.Options{
-		Name:        name,
-		Misdirected: misdirected,
-		Recorder:    g.audit,
-		Metrics:     metricsAdapter{g.metrics},
-		Logger:      g.log,
+		Name:     name,
+		Recorder: g.audit,
+		Metrics:  metricsAdapter{g.metrics},
+		Logger:   g.log,
 	}
 	if e := g.cfg.Egress; name == "egress" && e != nil {
-		opts.Underscores = underscoreAction(e.HeadersWithUnderscores)
 		opts.RedactQueryValues, opts.KeepQueryValues = true, e.AuditQueryValues
-	} else if in := g.cfg.Ingress; in != nil {
-		opts.Underscores = underscoreAction(in.HeadersWithUnderscores)
-		if trusted {
-			opts.TrustedProxies = config.ParsePrefixes(in.TrustedProxies)
-		}
 	}
 	return exchange.New(opts)
 }

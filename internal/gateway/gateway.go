@@ -10,11 +10,13 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/egress"
+	"tollgate.dev/tollgate/internal/filewatch"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/listener"
@@ -41,6 +43,9 @@ type Options struct {
 	// /metrics (the log can't report its own failures when its reader is
 	// gone).
 	LogStats func() telemetry.LogStats
+	// Built says the configuration was built in code, not read from
+	// cfg.File (dev mode): there is no gateway file to reload.
+	Built bool
 	// Version is the gateway's version, for formatted audit records
 	// (OCSF metadata.product.version); empty: "dev".
 	Version string
@@ -68,10 +73,21 @@ type Gateway struct {
 	egress  *egress.Proxy // nil without an egress section
 	// credentials are the egress credentials, closed with the gateway.
 	credentials []*egress.Credentials
-	router      *ingress.Router
-	policies    *policyWatcher
-	keys        *oidc.KeyCache
-	logins      []*oidc.Login
+	// live is the part of the gateway file in force (see liveSet); the
+	// policy watcher's mu serializes its swaps.
+	live     atomic.Pointer[liveSet]
+	policies *policyWatcher
+	keys     *oidc.KeyCache
+	logins   []*oidc.Login
+	// loginsByName are the logins by provider name, for binding routes.
+	loginsByName map[string]*oidc.Login
+	// configWatch reloads the gateway file when it changes (after Start).
+	configWatch *filewatch.Watcher
+	// cfgHash is the hash of the gateway file's content last put in force
+	// (zero: the content New was given), restart the fields of it that wait
+	// for a restart; the policy watcher's mu guards both.
+	cfgHash [32]byte
+	restart []string
 
 	draining chan struct{}
 	// rotationDone closes when watchRotation returns; nil until Start.
@@ -110,35 +126,32 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 	if err := g.openIdentity(ctx); err != nil {
 		return nil, err
 	}
-	router, err := g.buildRoutes()
+	if cfg.Ingress != nil {
+		if err := g.openLogins(); err != nil {
+			return nil, err
+		}
+	}
+	live, err := g.buildLive(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	g.router = router
-	if in := cfg.Ingress; in != nil {
-		norm, err := normalizer(cfg, "ingress.normalization", in.Normalization)
-		if err != nil {
+	g.live.Store(live)
+	if cfg.Ingress != nil {
+		if err := g.openIngress(); err != nil {
 			return nil, err
 		}
-		logins, err := g.openLogins()
-		if err != nil {
-			return nil, err
-		}
-		if err := g.openIngress(norm, logins); err != nil {
-			return nil, err
-		}
-		if err := g.openMesh(norm); err != nil {
+		if err := g.openMesh(); err != nil {
 			return nil, err
 		}
 	}
-	if e := cfg.Egress; e != nil {
-		norm, err := normalizer(cfg, "egress.normalization", e.Normalization)
-		if err != nil {
+	if cfg.Egress != nil {
+		if err := g.openEgress(); err != nil {
 			return nil, err
 		}
-		if err := g.openEgress(norm); err != nil {
-			return nil, err
-		}
+	}
+	// Every front serves the live set; the policy watcher adds its set.
+	for _, f := range g.fronts {
+		f.handler.swap(nil, live, f)
 	}
 
 	g.keys = oidc.NewKeyCache(oidc.KeyCacheOptions{Logger: g.log})
@@ -146,6 +159,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 	if err != nil {
 		return nil, err
 	}
+	g.noteConfigFile()
 	g.health.AddCheck("identity", g.src.Ready)
 	g.health.AddCheck("policy", g.policies.ready)
 	g.health.AddCheck("draining", func() error {
@@ -204,33 +218,6 @@ func (g *Gateway) openIdentity(ctx context.Context) error {
 	return checkTrustDomain(g.cfg, g.src)
 }
 
-// buildRoutes compiles the routes: an mTLS transport per upstream that presents
-// the gateway's SVID and accepts only the configured SPIFFE IDs.
-func (g *Gateway) buildRoutes() (*ingress.Router, error) {
-	in := g.cfg.Ingress
-	if in == nil {
-		// An egress-only gateway: no routes.
-		return ingress.NewRouter(nil), nil
-	}
-	ups, err := compileUpstreams(g.cfg)
-	if err != nil {
-		return nil, err
-	}
-	routes := make([]*ingress.Route, len(in.Routes))
-	for i, rc := range in.Routes {
-		up := ups[i]
-		tlsCfg := identity.ClientTLSConfig(g.src, up.allowed, identity.ClientOptions{ServerName: rc.Upstream.ServerName})
-		routes[i] = &ingress.Route{
-			Name: rc.Name, Host: rc.Host, PathPrefix: rc.PathPrefix, Upstream: up.url,
-			UpstreamIDs: up.allowed.String(),
-			Transport: newRotatingTransport(ingress.NewTransport(ingress.TransportOptions{
-				TLS: tlsCfg, DialTimeout: in.Timeouts.Dial, ResponseHeaderTimeout: rc.Upstream.Timeout,
-			})),
-		}
-	}
-	return ingress.NewRouter(routes), nil
-}
-
 // NormalizationOptions maps the ingress normalization settings to the
 // normalizer's options: the one place that parses them, for the gateway and
 // for `gateway policy eval -c` alike.
@@ -273,7 +260,7 @@ func normalizer(cfg *config.Gateway, path string, n config.Normalization) (ingre
 
 // openIngress builds the front for external clients: the configured
 // certificates by SNI, trusted proxies, and the domain-fronting check.
-func (g *Gateway) openIngress(norm ingress.Normalizer, logins *ingress.Logins) error {
+func (g *Gateway) openIngress() error {
 	in := g.cfg.Ingress
 	certs := g.opts.Certs
 	if certs == nil {
@@ -295,12 +282,13 @@ func (g *Gateway) openIngress(norm ingress.Normalizer, logins *ingress.Logins) e
 		g.certStore, certs = store, store
 	}
 	var misdirected func(sni, host string) bool
-	if m, ok := certs.(interface{ Misdirected(sni, host string) bool }); ok && in.MisdirectedRequests != "ALLOW" {
+	if m, ok := certs.(interface{ Misdirected(sni, host string) bool }); ok {
 		misdirected = m.Misdirected
 	}
-	ex := g.newExchange("ingress", true, misdirected)
-	g.handler = ingress.New(ingress.Options{Front: ex, Normalize: norm}, &ingress.Snapshot{Router: g.router, Logins: logins})
-	return g.openFront(&front{frontConfig: g.frontConfig("ingress"), ex: ex, handler: ingressHandler{g.handler}}, frontSpec{certs: certs})
+	ex := g.newExchange("ingress")
+	g.handler = ingress.New(ingress.Options{Front: ex}, &ingress.Snapshot{Router: ingress.NewRouter(nil)})
+	return g.openFront(&front{frontConfig: g.frontConfig("ingress"), ex: ex, handler: ingressHandler{g.handler},
+		trustsProxies: true, misdirected: misdirected}, frontSpec{certs: certs})
 }
 
 // Start binds the listeners and starts watching policy files.
@@ -312,15 +300,20 @@ func (g *Gateway) Start() error {
 		return &ListenError{Field: "admin.listen", Addr: g.cfg.Admin.Listen, Err: err}
 	}
 	g.policies.start()
+	g.watchConfig()
 	g.rotationDone = make(chan struct{})
 	go g.watchRotation()
-	attrs := []any{"admin", g.admin.Addr(), "spiffeID", g.src.Status().ID.String(), "routes", len(g.router.Routes())}
+	attrs := []any{"admin", g.admin.Addr(), "spiffeID", g.src.Status().ID.String(), "routes", len(g.live.Load().router.Routes())}
 	for _, f := range g.fronts {
 		attrs = append(attrs, f.name, f.server.Addr().String())
 	}
 	g.log.Info("gateway started", attrs...)
 	return nil
 }
+
+// Config is the configuration in force: the gateway file as last reloaded,
+// with the settings that wait for a restart as the gateway started.
+func (g *Gateway) Config() *config.Gateway { return g.live.Load().cfg }
 
 // IngressAddr is the bound ingress address (after Start).
 func (g *Gateway) IngressAddr() net.Addr { return g.frontAddr("ingress") }
@@ -331,9 +324,9 @@ func (g *Gateway) AdminAddr() string { return g.admin.Addr() }
 // Handler is the ingress handler (for benchmarks and tests).
 func (g *Gateway) Handler() *ingress.Handler { return g.handler }
 
-// Reload re-reads what can change without a restart: certificates, policy and
-// authentication documents, and reopens audit files (for logrotate). It is what
-// SIGHUP does.
+// Reload re-reads what can change without a restart: the gateway file (what
+// of it applies live), certificates, policy and authentication documents,
+// and reopens audit files (for logrotate). It is what SIGHUP does.
 func (g *Gateway) Reload() error {
 	var errs []error
 	// Audit files first: logrotate's postrotate waits for nothing else, and
@@ -347,6 +340,9 @@ func (g *Gateway) Reload() error {
 		if err := g.certStore.Reload(); err != nil {
 			errs = append(errs, fmt.Errorf("certificates: %w", err))
 		}
+	}
+	if err := g.reloadFile(); err != nil {
+		errs = append(errs, fmt.Errorf("gateway file: %w", err))
 	}
 	if err := g.policies.reload(); err != nil {
 		errs = append(errs, err)
@@ -385,6 +381,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 }
 
 func (g *Gateway) closeParts() {
+	if g.configWatch != nil {
+		g.configWatch.Close()
+	}
 	if g.policies != nil {
 		g.policies.close()
 	}
@@ -394,11 +393,9 @@ func (g *Gateway) closeParts() {
 	for _, c := range g.credentials {
 		c.Close()
 	}
-	if g.router != nil {
-		for _, r := range g.router.Routes() {
-			if t, ok := r.Transport.(interface{ CloseIdleConnections() }); ok {
-				t.CloseIdleConnections()
-			}
+	if l := g.live.Load(); l != nil {
+		for _, t := range l.transports {
+			t.CloseIdleConnections()
 		}
 	}
 	if g.certStore != nil {

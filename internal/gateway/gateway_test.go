@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -53,6 +52,8 @@ type env struct {
 	client    *http.Client
 	h1        *http.Client
 	key       *rsa.PrivateKey
+	// cfgFile is the gateway file; echoAddr the echo upstream's address.
+	cfgFile, echoAddr string
 }
 
 func jwksFor(key *rsa.PublicKey, kid string) string {
@@ -116,25 +117,11 @@ func startEnvOpts(t *testing.T, policies string, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, policyDir: filepath.Join(dir, "policies"), key: key}
+	e := &env{t: t, dir: dir, policyDir: filepath.Join(dir, "policies"), key: key,
+		cfgFile: filepath.Join(dir, "gateway.yaml"), echoAddr: echo.Addr()}
 	os.MkdirAll(e.policyDir, 0o755)
 	e.writePolicy(policies)
-	cfgText := fmt.Sprintf(`apiVersion: tollgate.dev/v1
-kind: Gateway
-identity:
-  files: {cert: pki/gateway.crt, key: pki/gateway.key, bundle: pki/ca.crt}
-ingress:
-  listen: 127.0.0.1:0
-  tls:
-    certificates: [{cert: pki/tls.crt, key: pki/tls.key}]
-  routes:
-  - name: echo
-    host: "*"
-    upstream: {url: "https://%s", spiffeIDs: ["%s"]}
-%sadmin: {listen: "127.0.0.1:0"}
-audit: {sinks: [{file: audit.log}]}
-policy: {files: [policies/], pollInterval: 50ms}
-`, echo.Addr(), echoID, o.ingress)
+	cfgText := e.gatewayFile(e.route("echo", "", ""), o.ingress, "")
 	cfgText += o.top
 	if o.noIngress {
 		i, j := strings.Index(cfgText, "ingress:\n"), strings.Index(cfgText, "admin:")

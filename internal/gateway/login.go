@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"tollgate.dev/tollgate/internal/config"
-	"tollgate.dev/tollgate/internal/ingress"
 	"tollgate.dev/tollgate/internal/oidc"
 )
 
@@ -66,20 +65,22 @@ func loginConfigs(cfg *config.Gateway) ([]oidc.LoginConfig, error) {
 }
 
 // openLogins starts one oidc.Login per provider (discovery runs in the
-// background; logins answer 503 until it succeeds) and binds the routes.
-func (g *Gateway) openLogins() (*ingress.Logins, error) {
+// background; logins answer 503 until it succeeds); buildLive binds the
+// routes to them.
+func (g *Gateway) openLogins() error {
 	lcs, err := loginConfigs(g.cfg)
 	if err != nil || len(lcs) == 0 {
-		return nil, err
+		return err
 	}
 	byName := map[string]*oidc.Login{}
+	g.loginsByName = byName
 	for i, lc := range lcs {
 		lc.Logger = g.log
 		name := lc.Provider.Name
 		lc.OnEvent = func(event, result string) { g.metrics.LoginEvent(name, event, result) }
 		l, err := oidc.NewLogin(lc)
 		if err != nil {
-			return nil, config.Errors{g.cfg.ErrorAt(fmt.Sprintf("oidc.providers[%d]", i), err.Error())}
+			return config.Errors{g.cfg.ErrorAt(fmt.Sprintf("oidc.providers[%d]", i), err.Error())}
 		}
 		g.logins = append(g.logins, l)
 		byName[lc.Provider.Name] = l
@@ -92,13 +93,7 @@ func (g *Gateway) openLogins() (*ingress.Logins, error) {
 		}
 		return ready
 	})
-	byRoute := map[string]*oidc.Login{}
-	for _, r := range g.cfg.Ingress.Routes {
-		if r.Login != "" {
-			byRoute[r.Name] = byName[r.Login]
-		}
-	}
-	return ingress.NewLogins(byRoute, g.logins), nil
+	return nil
 }
 
 // Logins returns the gateway's browser logins, one per provider (for tests and

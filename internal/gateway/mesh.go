@@ -14,7 +14,7 @@ import (
 // openMesh builds the listener for in-mesh callers: the same routes as the
 // ingress, the gateway's SVID as server certificate, and a required client SVID
 // whose SPIFFE ID becomes source.principal for policy.
-func (g *Gateway) openMesh(norm ingress.Normalizer) error {
+func (g *Gateway) openMesh() error {
 	m := g.cfg.Ingress.Mesh
 	if m == nil {
 		return nil
@@ -30,8 +30,8 @@ func (g *Gateway) openMesh(norm ingress.Normalizer) error {
 	mtls := identity.ServerTLSConfig(g.src, allowed)
 	// Callers in the mesh are not proxies whose forwarding headers we'd
 	// trust, and the listener has one certificate (the SVID) for every name.
-	ex := g.newExchange("mesh", false, nil)
-	h := ingress.New(ingress.Options{Front: ex, Normalize: norm}, &ingress.Snapshot{Router: g.router})
+	ex := g.newExchange("mesh")
+	h := ingress.New(ingress.Options{Front: ex}, &ingress.Snapshot{Router: ingress.NewRouter(nil)})
 	return g.openFront(&front{frontConfig: g.frontConfig("mesh"), ex: ex, handler: ingressHandler{h}}, frontSpec{
 		certs: certFunc(mtls.GetCertificate),
 		clientAuth: func(c *tls.Config) {

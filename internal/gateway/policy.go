@@ -346,37 +346,57 @@ func (w *policyWatcher) refused(err error) {
 	w.g.log.Error("policy reload refused; the previous policy set keeps serving", "version", version, "err", err)
 }
 
-// apply compiles snap and swaps it in, unless it fails or (after startup) would
-// stop enforcing what the set in force enforces; the caller reports an error.
-// The caller holds mu, or is newPolicyWatcher.
+// apply compiles snap for the live set in force and swaps it in, unless it
+// fails or (after startup) would stop enforcing what the set in force
+// enforces; the caller reports an error. The caller holds mu, or is
+// newPolicyWatcher.
 func (w *policyWatcher) apply(snap *filewatch.Snapshot, startup bool) error {
-	g := w.g
-	cfg := *g.cfg
-	if cfg.Identity.TrustDomain == "" {
-		cfg.Identity.TrustDomain = g.src.Status().ID.TrustDomain().Name()
-	}
-	c, err := compileSnapshot(&cfg, snap, g.keys)
+	l := w.g.live.Load()
+	c, err := w.compile(l.cfg, snap)
 	if err == nil && !startup {
-		err = w.checkEmptied(c)
+		err = w.checkEmptied(l.cfg, c)
 	}
 	if err != nil {
 		return err
 	}
-	// Every front's snapshot is swapped from the one compiled set.
-	counts := []any{"version", c.Version, "policies", c.Policies.Len()}
+	w.install(c, snap, l)
+	return nil
+}
+
+// compile compiles the documents of snap with cfg's settings.
+func (w *policyWatcher) compile(cfg *config.Gateway, snap *filewatch.Snapshot) (*Compiled, error) {
+	c := *cfg
+	if c.Identity.TrustDomain == "" {
+		c.Identity.TrustDomain = w.g.src.Status().ID.TrustDomain().Name()
+	}
+	return compileSnapshot(&c, snap, w.g.keys)
+}
+
+// install swaps every front's snapshot to l and c at once (c nil: no
+// policy files, nothing to authorize with), and records them as in force.
+// The caller holds mu, or is newPolicyWatcher.
+func (w *policyWatcher) install(c *Compiled, snap *filewatch.Snapshot, l *liveSet) {
+	g := w.g
+	var counts []any
+	if c != nil {
+		counts = []any{"version", c.Version, "policies", c.Policies.Len()}
+	}
 	for _, f := range g.fronts {
-		counts = append(counts, f.handler.swap(c, f.name, f.workload)...)
+		counts = append(counts, f.handler.swap(c, l, f)...)
+	}
+	g.live.Store(l)
+	if c == nil {
+		return
 	}
 	prev := w.inForce.Swap(&policyState{compiled: c, snap: snap})
 	w.failed = false
 	g.metrics.ConfigReload("policy", nil)
 	if prev == nil || prev.compiled.Version != c.Version {
 		g.log.Info("policy set in force", counts...)
-		for _, u := range c.Unselected(g.cfg) {
+		for _, u := range c.Unselected(l.cfg) {
 			g.log.Warn("document applies to no listener (check its namespace and selector)", "document", u)
 		}
 	}
-	return nil
 }
 
 // checkEmptied refuses a new set that, for some listener, has no policies, no
@@ -384,20 +404,27 @@ func (w *policyWatcher) apply(snap *filewatch.Snapshot, startup bool) error {
 // a deleted one in a policy directory, or a deploy caught halfway would
 // otherwise widen access silently (no ALLOW policy allows everything that no
 // DENY matches). policy.allowEmpty lets such a set in, with a warning.
-func (w *policyWatcher) checkEmptied(next *Compiled) error {
+//
+// next is compiled for cfg; the set in force for the live set in force. A
+// listener is compared with itself under each (its labels and namespace may
+// have changed with cfg).
+func (w *policyWatcher) checkEmptied(cfg *config.Gateway, next *Compiled) error {
 	cur := w.inForce.Load()
 	if cur == nil {
 		return nil
 	}
 	var lost []string
-	for _, l := range configuredFronts(w.g.cfg) {
+	// The same listeners in the same order: they change only at a restart.
+	before := configuredFronts(w.g.live.Load().cfg)
+	for i, l := range configuredFronts(cfg) {
+		old := before[i].workload
 		// JWT rules too: without them a listener stops verifying tokens and
 		// stops stripping client copies of its claim headers, so identity a
 		// client injects would reach the upstream.
-		if was, now := cur.compiled.Authn.ForWorkload(l.workload).Len(), next.Authn.ForWorkload(l.workload).Len(); was > 0 && now == 0 {
+		if was, now := cur.compiled.Authn.ForWorkload(old).Len(), next.Authn.ForWorkload(l.workload).Len(); was > 0 && now == 0 {
 			lost = append(lost, fmt.Sprintf("listener %s would have no JWT rules (has %d)", l.name, was))
 		}
-		was, now := cur.compiled.Policies.CountFor(l.workload), next.Policies.CountFor(l.workload)
+		was, now := cur.compiled.Policies.CountFor(old), next.Policies.CountFor(l.workload)
 		switch {
 		case was.Policies > 0 && now.Policies == 0:
 			lost = append(lost, fmt.Sprintf("listener %s would have no policies (has %d)", l.name, was.Policies))
@@ -414,7 +441,7 @@ func (w *policyWatcher) checkEmptied(next *Compiled) error {
 		return nil
 	}
 	err := fmt.Errorf("%w: %s", ErrPolicySetEmptied, strings.Join(lost, "; "))
-	if w.g.cfg.Policy.AllowEmpty {
+	if cfg.Policy.AllowEmpty {
 		w.g.log.Warn("policy set goes into force although it removes policies in force (policy.allowEmpty)", "version", next.Version, "err", err)
 		return nil
 	}

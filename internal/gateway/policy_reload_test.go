@@ -71,7 +71,8 @@ func startPolicyEnv(t *testing.T, policies string, o policyEnvOptions) (*env, *l
 	tap := &logTap{t: t}
 	log := slog.New(slog.NewTextHandler(tap, nil))
 
-	e := &env{t: t, dir: dir, policyDir: filepath.Join(dir, "policies")}
+	e := &env{t: t, dir: dir, policyDir: filepath.Join(dir, "policies"),
+		cfgFile: filepath.Join(dir, "gateway.yaml"), echoAddr: echo.Addr()}
 	if err := os.MkdirAll(e.policyDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -79,22 +80,7 @@ func startPolicyEnv(t *testing.T, policies string, o policyEnvOptions) (*env, *l
 	if o.policy == "" {
 		o.policy = "{files: [policies/], pollInterval: 50ms}"
 	}
-	cfgText := fmt.Sprintf(`apiVersion: tollgate.dev/v1
-kind: Gateway
-identity:
-  files: {cert: pki/gateway.crt, key: pki/gateway.key, bundle: pki/ca.crt}
-ingress:
-  listen: 127.0.0.1:0
-  tls:
-    certificates: [{cert: pki/tls.crt, key: pki/tls.key}]
-  routes:
-  - name: echo
-    host: "*"
-    upstream: {url: "https://%s", spiffeIDs: ["%s"]}
-admin: {listen: "127.0.0.1:0"}
-audit: {sinks: [{file: audit.log}]}
-policy: %s
-`, echo.Addr(), echoID, o.policy)
+	cfgText := e.gatewayFile(e.route("echo", "", ""), "", o.policy)
 	file := filepath.Join(dir, "gateway.yaml")
 	if err := os.WriteFile(file, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
@@ -161,18 +147,23 @@ func (e *env) waitStatuses(want statuses) {
 	}
 }
 
-var policyReloadsRE = regexp.MustCompile(`(?m)^tollgate_config_reloads_total\{kind="policy",result="([a-z_]+)"\} (\d+)$`)
+var reloadsRE = regexp.MustCompile(`(?m)^tollgate_config_reloads_total\{kind="([a-z]+)",result="([a-z_]+)"\} (\d+)$`)
 
-// policyReloads are the policy reloads counted, by result.
-func (e *env) policyReloads() map[string]int {
+// reloads are the reloads of kind ("policy", "gateway") counted, by result.
+func (e *env) reloads(kind string) map[string]int {
 	e.t.Helper()
 	out := map[string]int{}
-	for _, m := range policyReloadsRE.FindAllStringSubmatch(e.metrics(), -1) {
-		n, _ := strconv.Atoi(m[2])
-		out[m[1]] = n
+	for _, m := range reloadsRE.FindAllStringSubmatch(e.metrics(), -1) {
+		if m[1] == kind {
+			n, _ := strconv.Atoi(m[3])
+			out[m[2]] = n
+		}
 	}
 	return out
 }
+
+// policyReloads are the policy reloads counted, by result.
+func (e *env) policyReloads() map[string]int { return e.reloads("policy") }
 
 // waitReloads polls until at least n policy reloads with result are counted.
 func (e *env) waitReloads(result string, n int) {

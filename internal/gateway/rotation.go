@@ -110,11 +110,11 @@ func (g *Gateway) watchRotation() {
 	}
 }
 
+// eachRotating calls f for every upstream transport of the live set in
+// force (a reload retires the others: see retire).
 func (g *Gateway) eachRotating(f func(*rotatingTransport)) {
-	for _, r := range g.router.Routes() {
-		if rt, ok := r.Transport.(*rotatingTransport); ok {
-			f(rt)
-		}
+	for _, rt := range g.live.Load().transports {
+		f(rt)
 	}
 }
 

@@ -32,14 +32,17 @@ type Snapshot struct {
 	Authenticate *oidc.Authenticator
 	// Logins binds routes to OIDC browser logins and serves ReservedPrefix; nil: none.
 	Logins *Logins
+	// Normalize is the path normalizer (ingress.normalization).
+	Normalize Normalizer
+	// Rules are the front's header and host rules; nil: the front's own.
+	Rules *exchange.Rules
 }
 
 // Options configure a Handler; they are fixed for its life.
 type Options struct {
 	// Front is the shared per-request plumbing of this listener (its name,
 	// trusted proxies, audit and metrics).
-	Front     *exchange.Front
-	Normalize Normalizer
+	Front *exchange.Front
 }
 
 // Handler is the http.Handler of the ingress and mesh fronts: routing and a
@@ -72,7 +75,7 @@ func (h *Handler) Snapshot() *Snapshot { return h.snap.Load() }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap := h.snap.Load()
-	x, ok := h.front.Begin(w, r)
+	x, ok := h.front.Begin(w, r, snap.Rules)
 	defer x.Finish()
 	if !ok {
 		return
@@ -84,7 +87,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "unsupported request target")
 		return
 	}
-	path, rawQuery, err := h.opts.Normalize(target)
+	path, rawQuery, err := snap.Normalize(target)
 	if err != nil {
 		log.Debug("path rejected", "requestId", ev.RequestID, "err", err)
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "invalid request path")

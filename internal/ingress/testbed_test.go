@@ -175,13 +175,13 @@ func newTestbed(t testing.TB, o testbedOptions) *testbed {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	front := exchange.New(exchange.Options{
-		Name:           cmpOr(o.front, "ingress"),
-		TrustedProxies: o.trusted,
-		Recorder:       cmpOr[exchange.Recorder](o.audit, tb.events),
-		Metrics:        o.metrics,
-		Logger:         logger,
+		Name:     cmpOr(o.front, "ingress"),
+		Rules:    exchange.Rules{TrustedProxies: o.trusted},
+		Recorder: cmpOr[exchange.Recorder](o.audit, tb.events),
+		Metrics:  o.metrics,
+		Logger:   logger,
 	})
-	tb.handler = New(Options{Front: front, Normalize: Normalizer(pathnormDefault)}, &Snapshot{Router: NewRouter(routes), Authorize: o.authorize, Authenticate: o.authenticate})
+	tb.handler = New(Options{Front: front}, &Snapshot{Router: NewRouter(routes), Authorize: o.authorize, Authenticate: o.authenticate, Normalize: Normalizer(pathnormDefault)})
 
 	cert, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
 	if err != nil {

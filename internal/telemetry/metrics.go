@@ -46,6 +46,7 @@ type Metrics struct {
 	connShed       *prometheus.CounterVec
 	configReloads  *prometheus.CounterVec
 	configOK       *prometheus.GaugeVec
+	restartNeeded  prometheus.Gauge
 	certReloads    *prometheus.CounterVec
 	http2Errors    *prometheus.CounterVec
 	loginEvents    *prometheus.CounterVec
@@ -117,6 +118,10 @@ func NewMetrics() *Metrics {
 			Name: "tollgate_config_last_reload_successful",
 			Help: "1 if the last reload of this kind succeeded, 0 if it failed and the previous snapshot still serves.",
 		}, []string{"kind"}),
+		restartNeeded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_config_restart_required_fields",
+			Help: "How many settings of the gateway file changed but apply only at the next start (the log names them).",
+		}),
 		loginEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_login_events_total",
 			Help: "Browser login outcomes, by provider, event (login, refresh, logout) and result.",
@@ -131,7 +136,7 @@ func NewMetrics() *Metrics {
 		}, []string{"result", "kind"}),
 	}
 	m.reg.MustRegister(
-		m.requests, m.duration, m.upstreamErrors, m.tlsErrors, m.connLimited, m.connShed, m.configReloads, m.configOK, m.certReloads,
+		m.requests, m.duration, m.upstreamErrors, m.tlsErrors, m.connLimited, m.connShed, m.configReloads, m.configOK, m.restartNeeded, m.certReloads,
 		m.loginEvents, m.http2Errors,
 		&svidCollector{m: m}, &auditCollector{m: m}, &loginCollector{m: m}, &logCollector{m: m},
 		collectors.NewGoCollector(),
@@ -218,6 +223,9 @@ func (m *Metrics) ConfigReload(kind string, err error) {
 	}
 	m.configOK.WithLabelValues(kind).Set(ok)
 }
+
+// SetRestartRequired reports how many changed settings wait for a restart.
+func (m *Metrics) SetRestartRequired(n int) { m.restartNeeded.Set(float64(n)) }
 
 // ConfigReloadRefused counts a reload of kind that was read and compiled but
 // refused by a safety rule, named by result (ResultRefusedEmpty). The previous

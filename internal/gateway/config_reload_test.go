@@ -1,0 +1,326 @@
+package gateway_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gatewayFile is a gateway file for e's PKI and echo upstream: the ingress
+// with routes (YAML list items, two-space indented) and ingress (more
+// ingress fields, two-space indented), and the policy section (flow style;
+// "": the policies/ directory polled every 50ms).
+func (e *env) gatewayFile(routes, ingress, policy string) string {
+	if policy == "" {
+		policy = "{files: [policies/], pollInterval: 50ms}"
+	}
+	return `apiVersion: tollgate.dev/v1
+kind: Gateway
+identity:
+  files: {cert: pki/gateway.crt, key: pki/gateway.key, bundle: pki/ca.crt}
+ingress:
+  listen: 127.0.0.1:0
+  tls:
+    certificates: [{cert: pki/tls.crt, key: pki/tls.key}]
+  routes:
+` + routes + ingress + `admin: {listen: "127.0.0.1:0"}
+audit: {sinks: [{file: audit.log}]}
+policy: ` + policy + "\n"
+}
+
+// route is one route to the echo upstream for paths under prefix ("": every
+// path), with more upstream fields in flow style (", timeout: 5s").
+func (e *env) route(name, prefix, upstream string) string {
+	r := "  - name: " + name + "\n    host: \"*\"\n"
+	if prefix != "" {
+		r += "    pathPrefix: " + prefix + "\n"
+	}
+	return r + fmt.Sprintf("    upstream: {url: \"https://%s\", spiffeIDs: [%q]%s}\n", e.echoAddr, echoID, upstream)
+}
+
+// writeConfig replaces the gateway file, by rename.
+func (e *env) writeConfig(text string) {
+	e.t.Helper()
+	tmp := e.cfgFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, e.cfgFile); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// Routes change under load, 100 times, by SIGHUP and by the file watcher at
+// once: not one request fails, over HTTP/1.1 and HTTP/2, and after each
+// reload the new routes answer. Each version also changes the catch-all
+// route's upstream timeout, so its pooled upstream connections are retired
+// on every reload while requests use them.
+func TestGatewayFileReloadUnderLoad(t *testing.T) {
+	const (
+		reloads     = 100
+		clients     = 2 // per protocol
+		maxRequests = 50_000
+		maxDuration = 90 * time.Second
+	)
+	e, _ := startPolicyEnv(t, apDoc("deny", `{action: DENY, rules: [{to: [{operation: {paths: ["/ok/deny"]}}]}]}`), policyEnvOptions{})
+	versions := [2]string{
+		e.gatewayFile(e.route("ok", "/ok", ", timeout: 5s")+e.route("only-a", "/a", ""), "", ""),
+		e.gatewayFile(e.route("ok", "/ok", ", timeout: 7s")+e.route("only-b", "/b", ""), "", ""),
+	}
+	// want is what /a and /b answer under each version.
+	want := [2][2]int{{200, 404}, {404, 200}}
+	h1 := e.h1Client()
+	e.h1 = e.h1Client()
+
+	var (
+		done            atomic.Bool
+		sent, failed    atomic.Int64
+		mu              sync.Mutex
+		failures        []string
+		clientsWG       sync.WaitGroup
+		deadline        = time.Now().Add(maxDuration)
+		protocolsServed sync.Map
+	)
+	for _, c := range []*http.Client{e.client, h1} {
+		for range clients {
+			clientsWG.Go(func() {
+				for !done.Load() && time.Now().Before(deadline) && sent.Add(1) <= maxRequests {
+					resp, err := c.Get(e.base + "/ok/x")
+					if err == nil {
+						protocolsServed.Store(resp.Proto, true)
+						resp.Body.Close()
+					}
+					if err != nil || resp.StatusCode != 200 {
+						failed.Add(1)
+						mu.Lock()
+						if len(failures) < 10 {
+							failures = append(failures, fmt.Sprint(err, statusOf(resp)))
+						}
+						mu.Unlock()
+					}
+				}
+			})
+		}
+	}
+	var wrong []string
+	for i := range reloads {
+		v := i % 2
+		e.writeConfig(versions[v])
+		if err := e.gw.Reload(); err != nil {
+			t.Errorf("reload %d: %v", i, err)
+		}
+		for j, p := range []string{"/a", "/b"} {
+			if got := e.do(e.h1, "GET", p).status; got != want[v][j] {
+				wrong = append(wrong, fmt.Sprintf("reload %d: %s answered %d, want %d", i, p, got, want[v][j]))
+			}
+		}
+		// The policies in force were compiled again for each version:
+		// /ok/deny stays denied.
+		if got := e.do(e.h1, "GET", "/ok/deny").status; got != 403 {
+			wrong = append(wrong, fmt.Sprintf("reload %d: /ok/deny answered %d, want 403", i, got))
+		}
+	}
+	done.Store(true)
+	clientsWG.Wait()
+	n := min(sent.Load(), maxRequests)
+	t.Logf("%d requests during %d reloads; %d failed; gateway reloads %v", n, reloads, failed.Load(), e.reloads("gateway"))
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed across %d route reloads, e.g. %q", failed.Load(), n, reloads, failures)
+	}
+	if len(wrong) > 0 {
+		t.Errorf("%d answers from a version not in force, e.g. %q", len(wrong), wrong[:min(len(wrong), 10)])
+	}
+	for _, p := range []string{"HTTP/1.1", "HTTP/2.0"} {
+		if _, ok := protocolsServed.Load(p); !ok {
+			t.Errorf("no request was served over %s", p)
+		}
+	}
+	if got := e.reloads("gateway")["success"]; got < reloads {
+		t.Errorf("%d successful gateway file reloads counted, want at least %d", got, reloads)
+	}
+	if n < 2*reloads {
+		t.Errorf("only %d requests ran across %d reloads: the load did not overlap the reloads", n, reloads)
+	}
+}
+
+func statusOf(resp *http.Response) string {
+	if resp == nil {
+		return ""
+	}
+	return resp.Status
+}
+
+// h1Client is a client of e's gateway that speaks HTTP/1.1 only.
+func (e *env) h1Client() *http.Client {
+	e.t.Helper()
+	roots := e.client.Transport.(*http.Transport).TLSClientConfig.RootCAs
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, NextProtos: []string{"http/1.1"}},
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// What applies live applies at once; what needs a restart is named, once per
+// field, and the rest of the file still applies; a broken file changes
+// nothing and each of its problems is logged on a line of its own.
+func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
+	e, tap := startPolicyEnv(t, apDoc("deny-x", `{action: DENY, rules: [{to: [{operation: {paths: ["/x"]}}]}]}`), policyEnvOptions{})
+	e.h1 = e.h1Client()
+	base := e.route("echo", "", "")
+	cases := []struct {
+		name    string
+		file    string
+		restart []string // fields logged as waiting for a restart
+		refused bool
+		// probe is requested after the reload, with headers; the answer's
+		// status must be status, and the echoed request must pass check.
+		probe   string
+		headers []string
+		status  int
+		check   func(r reply) string
+	}{{
+		name:  "a route added answers",
+		file:  e.gatewayFile(base+e.route("new", "/new", ""), "", ""),
+		probe: "/new/1", status: 200,
+	}, {
+		name:  "a route removed stops answering",
+		file:  e.gatewayFile(e.route("only", "/only", ""), "", ""),
+		probe: "/new/1", status: 404,
+	}, {
+		name:  "normalization changes the path the upstream and policy see",
+		file:  e.gatewayFile(base, "  normalization: {mode: NONE}\n", ""),
+		probe: "/a/../x", status: 200,
+		check: func(r reply) string {
+			if r.echo.Path != "/a/../x" {
+				return "upstream saw " + r.echo.Path
+			}
+			return ""
+		},
+	}, {
+		name:  "normalization back to the default: /a/../x is /x, denied",
+		file:  e.gatewayFile(base, "", ""),
+		probe: "/a/../x", status: 403,
+	}, {
+		name:  "trusted proxies: a peer's X-Forwarded-For is kept",
+		file:  e.gatewayFile(base, "  trustedProxies: [127.0.0.0/8]\n", ""),
+		probe: "/p", headers: []string{"X-Forwarded-For", "203.0.113.9"}, status: 200,
+		check: func(r reply) string {
+			if xff := strings.Join(r.echo.Headers["X-Forwarded-For"], ","); !strings.HasPrefix(xff, "203.0.113.9") {
+				return "X-Forwarded-For " + xff
+			}
+			return ""
+		},
+	}, {
+		name:  "untrusted again: the client's X-Forwarded-For is dropped",
+		file:  e.gatewayFile(base, "", ""),
+		probe: "/p", headers: []string{"X-Forwarded-For", "203.0.113.9"}, status: 200,
+		check: func(r reply) string {
+			if xff := strings.Join(r.echo.Headers["X-Forwarded-For"], ","); strings.Contains(xff, "203.0.113.9") {
+				return "X-Forwarded-For " + xff
+			}
+			return ""
+		},
+	}, {
+		name:  "headers with underscores dropped instead of refused",
+		file:  e.gatewayFile(base, "  headersWithUnderscores: DROP_HEADER\n", ""),
+		probe: "/u", headers: []string{"X_User", "admin"}, status: 200,
+		check: func(r reply) string {
+			for k := range r.echo.Headers {
+				if strings.EqualFold(k, "x_user") {
+					return k + " reached the upstream"
+				}
+			}
+			return ""
+		},
+	}, {
+		name: "listener settings wait for a restart; the routes beside them apply",
+		file: strings.Replace(e.gatewayFile(base+e.route("late", "/late", ""), "  limits: {maxConnections: 7}\n  timeouts: {idle: 42s}\n", ""),
+			"listen: 127.0.0.1:0", "listen: 127.0.0.1:1", 1),
+		restart: []string{"ingress.listen", "ingress.limits", "ingress.timeouts.idle"},
+		probe:   "/late", status: 200,
+	}, {
+		name:    "a broken file changes nothing",
+		file:    e.gatewayFile(base+"  - name: bad\n    host: \"*\"\n    upstream: {url: \"http://plain\", spiffeIDs: [\"not-an-id\"]}\n", "  bogus: 1\n", ""),
+		refused: true,
+		probe:   "/late", status: 200,
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := e.t
+			e.t = t
+			defer func() { e.t = parent }()
+			failedBefore := e.reloads("gateway")["failure"]
+			e.writeConfig(tc.file)
+			err := e.gw.Reload()
+			if tc.refused {
+				if err == nil {
+					t.Fatal("the broken file was put in force")
+				}
+				// SIGHUP's, and maybe the watcher's.
+				if got := e.reloads("gateway")["failure"]; got <= failedBefore {
+					t.Errorf("failed reloads counted %d, want more than %d", got, failedBefore)
+				}
+				// One line per problem, all of them: the unknown field
+				// does not hide the route's.
+				for _, p := range []string{"ingress.bogus: unknown field", "ingress.routes[1].upstream.url: must be https://",
+					"ingress.routes[1].upstream.spiffeIDs[0]: invalid SPIFFE ID", "ingress.routes[1]: duplicate route"} {
+					if len(tap.lines("gateway file reload refused", p)) == 0 {
+						t.Errorf("no line for the problem %q", p)
+					}
+				}
+			} else if err != nil {
+				t.Fatalf("reload: %v", err)
+			}
+			for _, f := range tc.restart {
+				if len(tap.lines("restart required", "field="+f)) == 0 {
+					t.Errorf("no restart-required line for %s", f)
+				}
+			}
+			r := e.do(e.h1, "GET", tc.probe, tc.headers...)
+			if r.status != tc.status {
+				t.Fatalf("GET %s = %d, want %d (%s)", tc.probe, r.status, tc.status, r.body)
+			}
+			if tc.check != nil {
+				if msg := tc.check(r); msg != "" {
+					t.Error(msg)
+				}
+			}
+		})
+	}
+	// The gateway still listens where it started.
+	if !strings.HasPrefix(e.base, "https://127.0.0.1:") || strings.HasSuffix(e.base, ":1") {
+		t.Errorf("ingress moved: %s", e.base)
+	}
+}
+
+// A route bound to a browser login that is not running (OIDC providers
+// change at a restart) is refused: it would otherwise serve without login.
+func TestGatewayFileReloadRefusesRouteWithoutItsLogin(t *testing.T) {
+	e, tap := startPolicyEnv(t, apDoc("deny-x", `{action: DENY, rules: [{to: [{operation: {paths: ["/x"]}}]}]}`), policyEnvOptions{})
+	e.h1 = e.h1Client()
+	secret := filepath.Join(e.dir, "client-secret")
+	key := filepath.Join(e.dir, "session.key")
+	os.WriteFile(secret, []byte("s3cret"), 0o600)
+	os.WriteFile(key, []byte(strings.Repeat("k", 32)), 0o600)
+	file := e.gatewayFile(e.route("echo", "", "")+e.route("private", "/private", "")+"    login: corp\n", "", "") +
+		"oidc:\n  sessionKeyFiles: [session.key]\n  providers:\n  - {name: corp, issuer: \"https://127.0.0.1:1\", clientID: gw, clientSecretFile: client-secret}\n"
+	e.writeConfig(file)
+	if err := e.gw.Reload(); err == nil {
+		t.Fatal("a route whose login is not running was put in force")
+	}
+	if len(tap.lines("restart required", "field=oidc")) != 0 {
+		t.Error("a refused file's restart fields were reported as if it applied")
+	}
+	if got := e.do(e.h1, "GET", "/private").status; got != 200 {
+		// The echo route (every path) still serves it: the refused file
+		// changed nothing.
+		t.Errorf("GET /private = %d, want 200 from the route in force", got)
+	}
+}
