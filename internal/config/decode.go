@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	goccy "github.com/goccy/go-yaml"
+	goccyparser "github.com/goccy/go-yaml/parser"
 	"gopkg.in/yaml.v3"
 )
 
@@ -63,7 +65,7 @@ func ParseDocuments(file string, src []byte) ([]*yaml.Node, error) {
 			return docs, nil
 		}
 		if err != nil {
-			return docs, Errors{syntaxError(file, err)}
+			return docs, Errors{syntaxError(file, src, err)}
 		}
 		if n.Kind == yaml.DocumentNode && len(n.Content) == 1 && !isNull(n.Content[0]) {
 			docs = append(docs, n.Content[0])
@@ -73,7 +75,15 @@ func ParseDocuments(file string, src []byte) ([]*yaml.Node, error) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func syntaxError(file string, err error) Error {
+// syntaxError positions a YAML syntax error of src. yaml.v3 names the line
+// only, so the same bytes are given to a second parser that tracks columns
+// (github.com/goccy/go-yaml): when it fails too, its position and its words
+// are reported; otherwise yaml.v3's line, at column 1.
+func syntaxError(file string, src []byte, err error) Error {
+	var se *goccy.SyntaxError
+	if _, perr := goccyparser.ParseBytes(src, 0); errors.As(perr, &se) && se.Token != nil && se.Token.Position != nil {
+		return Error{File: file, Line: se.Token.Position.Line, Col: se.Token.Position.Column, Msg: "invalid YAML: " + se.Message}
+	}
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])

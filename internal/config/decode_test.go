@@ -86,10 +86,19 @@ func TestDecoderErrors(t *testing.T) {
 	}
 }
 
+// A syntax error is reported where it is, column included, not at column 1.
 func TestParseDocumentsSyntaxError(t *testing.T) {
-	_, err := ParseDocuments("bad.yaml", []byte("a: b\n  c: : d\n"))
-	if err == nil || !strings.HasPrefix(err.Error(), "bad.yaml:2:1: invalid YAML:") {
-		t.Fatalf("got %v", err)
+	for _, tc := range []struct{ src, at string }{
+		{"a: b\n  c: : d\n", "bad.yaml:2:6:"},
+		{"a: 1\nb: c: d\n", "bad.yaml:2:4:"},       // the second mapping value
+		{"a:\n\tb: 1\n", "bad.yaml:2:1:"},          // the tab
+		{"key: \"unterminated\n", "bad.yaml:1:6:"}, // the opening quote
+		{"a: [1, 2\nb: 3\n", "bad.yaml:2:1:"},
+	} {
+		_, err := ParseDocuments("bad.yaml", []byte(tc.src))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.at+" invalid YAML:") {
+			t.Errorf("%q: got %v, want it at %s", tc.src, err, tc.at)
+		}
 	}
 }
 

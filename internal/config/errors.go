@@ -82,3 +82,39 @@ func (es Errors) Err() error {
 	es.Sort()
 	return es
 }
+
+// Combine returns the problems of first and of second as one sorted list,
+// without those of second about a field that first already reports a
+// problem of (the same field, one inside it or one containing it): a second
+// look at a field that failed would only say it again. Both are Errors or
+// nil.
+func Combine(first, second error) error {
+	a, _ := AsErrors(first)
+	b, _ := AsErrors(second)
+	out := append(Errors(nil), a...)
+	for _, e := range b {
+		if !a.covers(e.Path) {
+			out = append(out, e)
+		}
+	}
+	return out.Err()
+}
+
+// covers reports whether es has a problem of the field path, of a field
+// inside it, or of a field containing it.
+func (es Errors) covers(path string) bool {
+	if path == "" {
+		return false
+	}
+	for _, e := range es {
+		if e.Path != "" && (within(path, e.Path) || within(e.Path, path)) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether path is field or a field inside it.
+func within(path, field string) bool {
+	return path == field || strings.HasPrefix(path, field+".") || strings.HasPrefix(path, field+"[")
+}

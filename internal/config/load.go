@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 )
 
 // Load reads, decodes, defaults and validates a gateway configuration file. It
@@ -60,7 +59,7 @@ func withoutFieldsOf(errs, failed Errors) Errors {
 	for _, e := range errs {
 		keep := true
 		for _, f := range failed {
-			if f.Path != "" && (e.Path == f.Path || strings.HasPrefix(e.Path, f.Path+".") || strings.HasPrefix(e.Path, f.Path+"[")) {
+			if f.Path != "" && within(e.Path, f.Path) {
 				keep = false
 				break
 			}
