@@ -35,13 +35,16 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdAuditVerify(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("audit verify", `audit verify [--key FILE] PATH...
+	fs := newCommand("audit verify", `audit verify [--key FILE] PATH...
 
 Checks audit journal segments: the files given, or every segment of a journal
-directory (audit.journal.dir), in sequence order.`, stderr)
+directory (audit.journal.dir), in sequence order.`, stdout, stderr)
 	keyFile := fs.String("key", "", "Ed25519 key (public, or the signing key itself) that checks the checkpoints' signatures")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if exit, ok := fs.parse(args); !ok {
+		return exit
+	}
+	if fs.NArg() == 0 {
+		return fs.fail("name journal files or directories")
 	}
 	var key ed25519.PublicKey
 	if *keyFile != "" {
@@ -51,10 +54,6 @@ directory (audit.journal.dir), in sequence order.`, stderr)
 			return 2
 		}
 		key = k
-	}
-	if fs.NArg() == 0 {
-		fmt.Fprint(stderr, "gateway audit verify: name journal files or directories\n")
-		return 2
 	}
 	rep, err := audit.Verify(fs.Args(), key)
 	if err != nil {

@@ -20,27 +20,25 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		case "pki":
 			return cmdDevPKI(args[1:], stdout, stderr)
 		case "echo":
-			return cmdDevEcho(args[1:], stderr)
+			return cmdDevEcho(args[1:], stdout, stderr)
 		}
 	}
-	fs := newFlagSet("dev", "dev [flags]\n\nRuns a complete gateway with a dev trust domain, a demo mTLS upstream and a demo policy,\nand an egress listener with a demo external API and a workload SVID for curl.\nNothing is needed from you; files go to -dir. SIGHUP reloads the policy at once; Ctrl-C stops it.\n\n  gateway dev pki -out DIR     write a throwaway CA, SVIDs and a localhost certificate (for examples/)\n  gateway dev echo ...         run the demo mTLS echo upstream with SVID files", stderr)
+	fs := newCommand("dev", "dev [flags]\n\nRuns a complete gateway with a dev trust domain, a demo mTLS upstream and a demo policy,\nand an egress listener with a demo external API and a workload SVID for curl.\nNothing is needed from you; files go to -dir. SIGHUP reloads the policy at once; Ctrl-C stops it.\n\n  gateway dev pki -out DIR     write a throwaway CA, SVIDs and a localhost certificate (for examples/)\n  gateway dev echo ...         run the demo mTLS echo upstream with SVID files", stdout, stderr)
 	dir := fs.String("dir", ".tollgate-dev", "directory for the dev CA certificate, the curl workload's SVID and the demo policies")
 	listen := fs.String("listen", "127.0.0.1:8443", "ingress address")
 	admin := fs.String("admin", "127.0.0.1:9901", "admin address (health, readiness, metrics)")
 	egress := fs.String("egress", "127.0.0.1:15443", "egress address (mTLS proxy for workloads)")
 	var lf logFlags
-	lf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	lf.register(fs.FlagSet)
+	if exit, ok := fs.parse(args); !ok {
+		return exit
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return 2
+	if exit, ok := fs.noArgs(); !ok {
+		return exit
 	}
 	sigs, log, err := lf.startServing(stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+		return fs.fail("%v", err)
 	}
 	defer sigs.stop()
 	gcPercent, procs := tuneRuntime(os.Getenv, false)
@@ -82,16 +80,18 @@ func devStartError(err error) string {
 var devListenFlags = map[string]string{"ingress.listen": "-listen", "admin.listen": "-admin", "egress.listen": "-egress"}
 
 func cmdDevPKI(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("dev pki", "dev pki -out DIR [-trust-domain TD]\n\nWrites a throwaway CA (ca.crt, also the SPIFFE bundle), SVIDs for the gateway\n(gateway.crt/key), a demo upstream (echo.crt/key) and a workload calling out\nthrough the egress listener (runner.crt/key), and a localhost server\ncertificate (tls.crt/key). Keys are written 0600. For trying Tollgate only.", stderr)
+	fs := newCommand("dev pki", "dev pki -out DIR [-trust-domain TD]\n\nWrites a throwaway CA (ca.crt, also the SPIFFE bundle), SVIDs for the gateway\n(gateway.crt/key), a demo upstream (echo.crt/key) and a workload calling out\nthrough the egress listener (runner.crt/key), and a localhost server\ncertificate (tls.crt/key). Keys are written 0600. For trying Tollgate only.", stdout, stderr)
 	out := fs.String("out", "", "directory to write (required)")
 	td := fs.String("trust-domain", "example.org", "trust domain of the SVIDs")
 	ttl := fs.Duration("ttl", 30*24*time.Hour, "lifetime of the certificates")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if exit, ok := fs.parse(args); !ok {
+		return exit
 	}
-	if *out == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
+	if exit, ok := fs.noArgs(); !ok {
+		return exit
+	}
+	if *out == "" {
+		return fs.fail("-out is required: name the directory to write")
 	}
 	ids := map[string]string{
 		"gateway": "spiffe://" + *td + "/ns/tollgate/sa/gateway",
@@ -108,8 +108,8 @@ func cmdDevPKI(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func cmdDevEcho(args []string, stderr io.Writer) int {
-	fs := newFlagSet("dev echo", "dev echo (-cert F -key F -bundle F | -workload-api SOCKET [-spiffe-id ID]) -allow SPIFFE-ID [-listen ADDR]\n\nServes the demo upstream over mTLS: it accepts only callers whose SPIFFE ID\nmatches -allow and answers JSON describing each request. Its SVID comes from\nfiles, or from a SPIFFE Workload API (a SPIRE agent) with -workload-api.", stderr)
+func cmdDevEcho(args []string, stdout, stderr io.Writer) int {
+	fs := newCommand("dev echo", "dev echo (-cert F -key F -bundle F | -workload-api SOCKET [-spiffe-id ID]) -allow SPIFFE-ID [-listen ADDR]\n\nServes the demo upstream over mTLS: it accepts only callers whose SPIFFE ID\nmatches -allow and answers JSON describing each request. Its SVID comes from\nfiles, or from a SPIFFE Workload API (a SPIRE agent) with -workload-api.", stdout, stderr)
 	listen := fs.String("listen", "127.0.0.1:9443", "address")
 	cert := fs.String("cert", "", "SVID certificate file")
 	key := fs.String("key", "", "SVID key file")
@@ -118,18 +118,23 @@ func cmdDevEcho(args []string, stderr io.Writer) int {
 	spiffeID := fs.String("spiffe-id", "", "with -workload-api: which of the issued SVIDs to serve (default: the first)")
 	allow := fs.String("allow", "", "SPIFFE ID pattern of allowed callers (spiffe://td/path, spiffe://td, spiffe://td/path/*)")
 	var lf logFlags
-	lf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	lf.register(fs.FlagSet)
+	if exit, ok := fs.parse(args); !ok {
+		return exit
+	}
+	if exit, ok := fs.noArgs(); !ok {
+		return exit
 	}
 	files := *cert != "" || *key != "" || *bundle != ""
 	switch {
-	case *allow == "" || fs.NArg() > 0,
-		*socket == "" && (*cert == "" || *key == "" || *bundle == ""),
-		*socket != "" && files,
-		*spiffeID != "" && *socket == "":
-		fs.Usage()
-		return 2
+	case *allow == "":
+		return fs.fail("-allow is required: the SPIFFE ID pattern of allowed callers")
+	case *socket != "" && files:
+		return fs.fail("-workload-api and -cert/-key/-bundle exclude each other")
+	case *socket == "" && (*cert == "" || *key == "" || *bundle == ""):
+		return fs.fail("-cert, -key and -bundle are required together (or -workload-api)")
+	case *spiffeID != "" && *socket == "":
+		return fs.fail("-spiffe-id needs -workload-api")
 	}
 	sigs, log, err := lf.startServing(stderr)
 	if err != nil {

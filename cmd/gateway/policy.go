@@ -52,7 +52,7 @@ func (l *listFlag) Set(v string) error {
 }
 
 func cmdPolicyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("policy eval", `policy eval [-c gateway.yaml] [--policies PATH]... [--normalization MODE] [--trust-domain TD] --request FILE|-
+	fs := newCommand("policy eval", `policy eval [-c gateway.yaml] [--policies PATH]... [--normalization MODE] [--trust-domain TD] --request FILE|-
 
 Reads one request description (JSON) and prints the decision record as JSON:
   {"method","host","port","path" (raw request-target, may carry query, fragment, escapes),
@@ -60,19 +60,18 @@ Reads one request description (JSON) and prints the decision record as JSON:
    "auth":{"principal","audiences","presenter","claims"},"protocol":"http"|"tcp"}
 Absent fields are absent attributes. With -c, the gateway's trust domain, normalization, ingress
 labels and namespace, and policy files are used, so the answer is the gateway's; without it, Istio's defaults
-(trust domain cluster.local, normalization BASE, every policy applies).`, stderr)
+(trust domain cluster.local, normalization BASE, every policy applies).`, stdout, stderr)
 	cfgFile := fs.String("c", "", "gateway configuration to take settings (and, by default, policies) from")
 	var policies listFlag
 	fs.Var(&policies, "policies", "policy file or directory (repeatable, or comma-separated)")
 	norm := fs.String("normalization", "", "path normalization: NONE, BASE, MERGE_SLASHES or DECODE_AND_MERGE_SLASHES")
 	td := fs.String("trust-domain", "", "trust domain principals are relative to (default cluster.local)")
 	reqFile := fs.String("request", "", "request description file, or - for standard input (required)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if exit, ok := fs.parse(args); !ok {
+		return exit
 	}
 	if *reqFile == "" {
-		fs.Usage()
-		return 2
+		return fs.fail("--request is required: a request description file, or - for standard input")
 	}
 	paths := append(policies, fs.Args()...)
 	var s policycli.Settings
@@ -140,19 +139,18 @@ func settingsFrom(cfg *config.Gateway) policycli.Settings {
 }
 
 func cmdPolicyTest(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("policy test", `policy test PATH...
+	fs := newCommand("policy test", `policy test PATH...
 
 Runs table-driven policy tests: each file names its policies (paths relative to
 the file, or inline documents), optional settings, and cases of a request
 description with the expected decision ("allow" or "deny") and optionally the
 deciding policy and rule. Prints every failure with both decisions and the reason,
-then "N passed, M failed"; exits 1 on any failure.`, stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+then "N passed, M failed"; exits 1 on any failure.`, stdout, stderr)
+	if exit, ok := fs.parse(args); !ok {
+		return exit
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
+		return fs.fail("name policy test files or directories")
 	}
 	_, failed, err := policycli.Test(fs.Args(), stdout)
 	if err != nil {

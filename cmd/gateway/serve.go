@@ -24,9 +24,36 @@ type logFlags struct {
 	format string
 }
 
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
 func (l *logFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
+	fs.StringVar(&l.level, "log-level", "", "log level: "+orList(logLevels)+" (default $"+envLogLevel+", else info)")
+	fs.StringVar(&l.format, "log-format", "", "log format: "+orList(logFormats)+" (default $"+envLogFormat+", else text)")
+}
+
+// resolve fills what the flags left unset from the environment, then the
+// defaults, and checks both values.
+func (l *logFlags) resolve(getenv func(string) string) error {
+	var levelSrc, formatSrc string
+	if l.level == "" {
+		l.level, levelSrc = getenv(envLogLevel), envLogLevel
+		if l.level == "" {
+			l.level, levelSrc = "info", ""
+		}
+	}
+	if l.format == "" {
+		l.format, formatSrc = getenv(envLogFormat), envLogFormat
+		if l.format == "" {
+			l.format, formatSrc = "text", ""
+		}
+	}
+	if err := choice("log-level", l.level, levelSrc, logLevels...); err != nil {
+		return err
+	}
+	return choice("log-format", l.format, formatSrc, logFormats...)
 }
 
 // varyingLogKeys are attributes that differ on every request. The log's rate
@@ -37,28 +64,18 @@ var varyingLogKeys = []string{"requestId", "seq", "remote"}
 // logger returns the operational log, writing to w through a queue that never
 // blocks the request path (internal/oplog). Close its handler with flushLog.
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, *oplog.Handler, error) {
+	if err := l.resolve(os.Getenv); err != nil {
+		return nil, nil, err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {
-		return nil, nil, fmt.Errorf("invalid -log-level %q", l.level)
-	}
-	if l.format != "text" && l.format != "json" {
-		return nil, nil, fmt.Errorf("invalid -log-format %q (want text or json)", l.format)
+		return nil, nil, fmt.Errorf("invalid -log-level %q: want %s", l.level, orList(logLevels))
 	}
 	h, err := oplog.New(w, oplog.Options{Format: l.format, Level: level, VaryingKeys: varyingLogKeys})
 	if err != nil {
 		return nil, nil, err
 	}
 	return slog.New(h), h, nil
-}
-
-func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: gateway %s\n\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
 }
 
 // printConfigErrors prints every configuration problem, one per line.
@@ -73,23 +90,10 @@ func printConfigErrors(w io.Writer, err error) {
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check", "check -c gateway.yaml\n\nValidates everything run would and prints every problem as file:line:col: field: problem.", stderr)
-	file := fs.String("c", "", "configuration file (required)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *file == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	cfg, err := config.Load(*file)
-	var warnings []string
-	if err == nil {
-		warnings, err = gateway.Check(cfg)
-	}
-	if err != nil {
-		printConfigErrors(stderr, err)
-		return 1
+	c := newCommand("check", "check -c gateway.yaml\n\nValidates everything run would, without binding or dialing anything, and prints every\nproblem as file:line:col: field: problem (exit 1), or one line that says what is configured.", stdout, stderr)
+	cfg, warnings, exit, ok := c.loadGatewayFile(args)
+	if !ok {
+		return exit
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning: "+w)
@@ -98,32 +102,71 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func cmdRun(args []string, stderr io.Writer) int {
-	fs := newFlagSet("run", "run -c gateway.yaml\n\nServes until SIGTERM or SIGINT (then turns readiness false, keeps serving for shutdownDelay, and drains in-flight requests for shutdownTimeout; a second signal exits at once); the gateway file and the policies reload when they change, and on SIGHUP, which also reloads certificates and reopens audit files.", stderr)
-	file := fs.String("c", "", "configuration file (required)")
-	var lf logFlags
-	lf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+// loadGatewayFile is check's and config's start: parse args (-c only), then
+// load and check the gateway file, printing its problems (exit 1).
+func (c *command) loadGatewayFile(args []string) (*config.Gateway, []string, int, bool) {
+	var cf configFlag
+	cf.register(c)
+	if exit, ok := c.parse(args); !ok {
+		return nil, nil, exit, false
 	}
-	if *file == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
+	file, exit, ok := cf.resolve(c, os.Getenv)
+	if !ok {
+		return nil, nil, exit, false
+	}
+	cfg, warnings, err := loadChecked(file, os.Getenv)
+	if err != nil {
+		printConfigErrors(c.stderr, err)
+		return nil, nil, 1, false
+	}
+	return cfg, warnings, 0, true
+}
+
+// loadChecked loads the gateway file and runs every check run makes before
+// starting anything: `gateway check` and `gateway run` both call it, so they
+// refuse the same files with the same lines. TOLLGATE_ADMIN_LISTEN replaces
+// admin.listen.
+func loadChecked(file string, getenv func(string) string) (*config.Gateway, []string, error) {
+	cfg, err := config.Load(file)
+	if cfg == nil {
+		return nil, nil, err
+	}
+	if a := getenv(envAdminListen); a != "" {
+		cfg.Admin.Listen = a
+	}
+	warnings, cerr := gateway.Check(cfg)
+	if err := config.Combine(err, cerr); err != nil {
+		return nil, nil, err
+	}
+	return cfg, warnings, nil
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("run", "run -c gateway.yaml\n\nServes until SIGTERM or SIGINT (then turns readiness false, keeps serving for shutdownDelay, and drains in-flight requests for shutdownTimeout; a second signal exits at once); the gateway file and the policies reload when they change, and on SIGHUP, which also reloads certificates and reopens audit files.\n\nEnvironment (a flag wins over its variable, a variable over the file): "+envConfig+", "+envLogLevel+", "+envLogFormat+", "+envAdminListen+" (replaces admin.listen).", stdout, stderr)
+	var cf configFlag
+	cf.register(c)
+	var lf logFlags
+	lf.register(c.FlagSet)
+	if exit, ok := c.parse(args); !ok {
+		return exit
+	}
+	file, exit, ok := cf.resolve(c, os.Getenv)
+	if !ok {
+		return exit
 	}
 	sigs, log, err := lf.startServing(stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+		return c.fail("%v", err)
 	}
 	defer sigs.stop()
-	cfg, err := config.Load(*file)
+	cfg, _, err := loadChecked(file, os.Getenv)
 	if err != nil {
 		printConfigErrors(stderr, err)
 		return 1
 	}
 	gcPercent, procs := tuneRuntime(os.Getenv, cfg.Audit.Journal != nil)
 	log.Debug("runtime", "gcPercent", gcPercent, "gomaxprocs", procs)
-	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout, LogStats: sigs.logStats, Version: version})
+	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout, LogStats: sigs.logStats, Version: buildVersion().Version})
 	if err != nil {
 		sigs.flushLog()
 		printConfigErrors(stderr, err)

@@ -18,6 +18,32 @@ import (
 // The audit pipeline of a gateway: the sinks, the journal and the Logger,
 // built from the audit section of the configuration.
 
+// loadPseudonymize reads audit.pseudonymize's key; nil without the section.
+func loadPseudonymize(cfg *config.Gateway) (*audit.Pseudonymize, error) {
+	ps := cfg.Audit.Pseudonymize
+	if ps == nil {
+		return nil, nil
+	}
+	p, err := audit.LoadPseudonymize(ps.KeyFile, ps.Fields)
+	if err != nil {
+		return nil, config.Errors{cfg.ErrorFor("audit.pseudonymize", err)}
+	}
+	return p, nil
+}
+
+// loadSigner reads the audit journal's signing key; nil without one.
+func loadSigner(cfg *config.Gateway) (*audit.Signer, error) {
+	jc := cfg.Audit.Journal
+	if jc == nil || jc.SigningKey == "" {
+		return nil, nil
+	}
+	signer, err := audit.LoadSigner(jc.SigningKey)
+	if err != nil {
+		return nil, config.Errors{cfg.ErrorFor("audit.journal.signingKey", err)}
+	}
+	return signer, nil
+}
+
 // openAudit builds the audit Logger: the sinks, the journal when one is
 // configured, pseudonyms. An error names the configuration field at fault.
 func (g *Gateway) openAudit() error {
@@ -37,24 +63,20 @@ func (g *Gateway) openAudit() error {
 	}
 	cfg := audit.Config{Sinks: sinks, SinkNames: names, SinkFormats: formats, Product: product, Log: g.log, Instance: g.cfg.Audit.Instance,
 		FailClosed: g.cfg.Audit.FailureMode == config.AuditFailClosed}
-	if ps := g.cfg.Audit.Pseudonymize; ps != nil {
-		p, err := audit.LoadPseudonymize(ps.KeyFile, ps.Fields)
-		if err != nil {
-			return config.Errors{g.cfg.ErrorFor("audit.pseudonymize", err)}
-		}
-		cfg.Pseudonymize = p
+	p, err := loadPseudonymize(g.cfg)
+	if err != nil {
+		return err
 	}
+	cfg.Pseudonymize = p
 	if jc := g.cfg.Audit.Journal; jc != nil {
 		jo := audit.JournalOptions{Dir: jc.Dir, SegmentBytes: jc.SegmentBytes, SegmentAge: jc.SegmentAge,
 			MaxBytes: jc.MaxBytes, OnFull: audit.OnFull(jc.OnFull), SyncInterval: jc.SyncInterval,
 			CheckpointEvery: jc.CheckpointEvery, CheckpointInterval: jc.CheckpointInterval, Log: g.log}
-		if jc.SigningKey != "" {
-			signer, err := audit.LoadSigner(jc.SigningKey)
-			if err != nil {
-				return config.Errors{g.cfg.ErrorFor("audit.journal.signingKey", err)}
-			}
-			jo.Signer = signer
+		signer, err := loadSigner(g.cfg)
+		if err != nil {
+			return err
 		}
+		jo.Signer = signer
 		j, err := audit.OpenJournal(jo)
 		if err != nil {
 			return config.Errors{g.cfg.ErrorFor("audit.journal.dir", err)}

@@ -1,16 +1,26 @@
 package gateway
 
 import (
+	"fmt"
+	"os"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/identity"
+	"tollgate.dev/tollgate/internal/listener"
 )
 
-// Check validates everything New would, without binding listeners or dialing
-// anything: identity files are parsed, routes and the path normalizer are
-// compiled, and policy documents are loaded and compiled with the gateway's
-// settings. A Workload API identity is checked for syntax only (there may be no
-// agent where check runs). It returns every problem at once, and warnings:
-// policy documents that apply to no listener.
+// Check validates everything New would, without binding listeners, dialing
+// anything or writing anything: identity files and ingress certificates are
+// read, routes, normalizers and allowed callers compiled, audit keys read,
+// and policy documents loaded and compiled with the gateway's settings, each
+// by the function New uses. A Workload API identity is checked without
+// dialing (there may be no agent where check runs): that a socket is named,
+// by the file or by $SPIFFE_ENDPOINT_SOCKET, and that the SPIFFE ID it asks
+// for is in identity.trustDomain. It returns every problem at once, and
+// warnings: policy documents that apply to no listener.
 func Check(cfg *config.Gateway) (warnings []string, _ error) {
 	var errs config.Errors
 	add := func(err error) {
@@ -36,7 +46,36 @@ func Check(cfg *config.Gateway) (warnings []string, _ error) {
 			src.Close()
 		}
 	}
+	if w := cfg.Identity.WorkloadAPI; w != nil {
+		if w.Socket == "" && os.Getenv(workloadapi.SocketEnv) == "" {
+			add(config.Errors{cfg.ErrorAt("identity.workloadAPI.socket",
+				"no Workload API socket: name one (unix:///path/agent.sock) or set $"+workloadapi.SocketEnv)})
+		}
+		if id, err := spiffeid.FromString(w.SPIFFEID); err == nil && trustDomain != "" && id.TrustDomain().Name() != trustDomain {
+			add(config.Errors{cfg.ErrorAt("identity.trustDomain",
+				fmt.Sprintf("identity.workloadAPI.spiffeID %s is not in trust domain %q", id, trustDomain))})
+		}
+	}
 	_, err := compileLive(cfg)
+	add(err)
+	if in := cfg.Ingress; in != nil {
+		store, err := openCertStore(cfg, listener.CertStoreOptions{})
+		if err == nil {
+			store.Close()
+		}
+		add(err)
+		if m := in.Mesh; m != nil {
+			_, err := allowedCallers(cfg, "ingress.mesh.allowedCallers", m.AllowedCallers, trustDomain)
+			add(err)
+		}
+	}
+	if e := cfg.Egress; e != nil {
+		_, err := allowedCallers(cfg, "egress.allowedCallers", e.AllowedCallers, trustDomain)
+		add(err)
+	}
+	_, err = loadPseudonymize(cfg)
+	add(err)
+	_, err = loadSigner(cfg)
 	add(err)
 	add(checkLogins(cfg))
 	if len(cfg.Policy.Files) > 0 {

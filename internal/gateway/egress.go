@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/egress"
 	"tollgate.dev/tollgate/internal/identity"
@@ -20,13 +18,9 @@ func (g *Gateway) openEgress() error {
 	if e == nil {
 		return nil
 	}
-	patterns := e.AllowedCallers
-	if len(patterns) == 0 {
-		patterns = []string{spiffeid.RequireTrustDomainFromString(g.trustDomain()).IDString()}
-	}
-	allowed, err := identity.ParseMatcher(patterns)
+	allowed, err := allowedCallers(g.cfg, "egress.allowedCallers", e.AllowedCallers, g.trustDomain())
 	if err != nil {
-		return config.Errors{g.cfg.ErrorFor("egress.allowedCallers", err)}
+		return err
 	}
 	resolver := g.opts.EgressResolver
 	if resolver == nil && len(e.Resolvers) > 0 {

@@ -261,14 +261,9 @@ func normalizer(cfg *config.Gateway, path string, n config.Normalization) (ingre
 // openIngress builds the front for external clients: the configured
 // certificates by SNI, trusted proxies, and the domain-fronting check.
 func (g *Gateway) openIngress() error {
-	in := g.cfg.Ingress
 	certs := g.opts.Certs
 	if certs == nil {
-		files := make([]listener.CertFile, len(in.TLS.Certificates))
-		for i, c := range in.TLS.Certificates {
-			files[i] = listener.CertFile{Cert: c.Cert, Key: c.Key}
-		}
-		store, err := listener.NewCertStore(files, listener.CertStoreOptions{OnReload: func(file string, err error) {
+		store, err := openCertStore(g.cfg, listener.CertStoreOptions{OnReload: func(file string, err error) {
 			g.metrics.CertReload("ingress", err)
 			if err != nil {
 				g.log.Error("certificate changed but could not be loaded; keeping the previous one", "file", file, "err", err)
@@ -277,7 +272,7 @@ func (g *Gateway) openIngress() error {
 			}
 		}})
 		if err != nil {
-			return config.Errors{g.cfg.ErrorFor("ingress.tls.certificates", err)}
+			return err
 		}
 		g.certStore, certs = store, store
 	}
@@ -289,6 +284,21 @@ func (g *Gateway) openIngress() error {
 	g.handler = ingress.New(ingress.Options{Front: ex}, &ingress.Snapshot{Router: ingress.NewRouter(nil)})
 	return g.openFront(&front{frontConfig: g.frontConfig("ingress"), ex: ex, handler: ingressHandler{g.handler},
 		trustsProxies: true, misdirected: misdirected}, frontSpec{certs: certs})
+}
+
+// openCertStore reads the ingress certificates: what New serves, and what
+// Check reads.
+func openCertStore(cfg *config.Gateway, opts listener.CertStoreOptions) (*listener.CertStore, error) {
+	in := cfg.Ingress
+	files := make([]listener.CertFile, len(in.TLS.Certificates))
+	for i, c := range in.TLS.Certificates {
+		files[i] = listener.CertFile{Cert: c.Cert, Key: c.Key}
+	}
+	store, err := listener.NewCertStore(files, opts)
+	if err != nil {
+		return nil, config.Errors{cfg.ErrorFor("ingress.tls.certificates", err)}
+	}
+	return store, nil
 }
 
 // Start binds the listeners and starts watching policy files.
@@ -423,7 +433,15 @@ func Summary(cfg *config.Gateway) string {
 	if cfg.Egress != nil {
 		egress = ", egress"
 	}
-	return cfg.File + ": ok (" + strconv.Itoa(n) + " routes" + egress + ", " + strconv.Itoa(len(cfg.Policy.Files)) + " policy paths)"
+	return cfg.File + ": ok (" + count(n, "route") + egress + ", " + count(len(cfg.Policy.Files), "policy path") + ")"
+}
+
+// count is "1 route", "2 routes".
+func count(n int, noun string) string {
+	if n != 1 {
+		noun += "s"
+	}
+	return strconv.Itoa(n) + " " + noun
 }
 
 type metricsAdapter struct{ m *telemetry.Metrics }

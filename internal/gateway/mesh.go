@@ -19,13 +19,9 @@ func (g *Gateway) openMesh() error {
 	if m == nil {
 		return nil
 	}
-	patterns := m.AllowedCallers
-	if len(patterns) == 0 {
-		patterns = []string{spiffeid.RequireTrustDomainFromString(g.trustDomain()).IDString()}
-	}
-	allowed, err := identity.ParseMatcher(patterns)
+	allowed, err := allowedCallers(g.cfg, "ingress.mesh.allowedCallers", m.AllowedCallers, g.trustDomain())
 	if err != nil {
-		return config.Errors{g.cfg.ErrorFor("ingress.mesh.allowedCallers", err)}
+		return err
 	}
 	mtls := identity.ServerTLSConfig(g.src, allowed)
 	// Callers in the mesh are not proxies whose forwarding headers we'd
@@ -39,6 +35,23 @@ func (g *Gateway) openMesh() error {
 			c.VerifyConnection = mtls.VerifyConnection
 		},
 	})
+}
+
+// allowedCallers compiles the SPIFFE ID patterns of the callers a listener
+// accepts, configured at path; none: any ID of the trust domain td.
+func allowedCallers(cfg *config.Gateway, path string, patterns []string, td string) (identity.Matcher, error) {
+	if len(patterns) == 0 {
+		if td == "" {
+			// Checking without an SVID: the trust domain comes from it.
+			return identity.Matcher{}, nil
+		}
+		patterns = []string{spiffeid.RequireTrustDomainFromString(td).IDString()}
+	}
+	allowed, err := identity.ParseMatcher(patterns)
+	if err != nil {
+		return identity.Matcher{}, config.Errors{cfg.ErrorFor(path, err)}
+	}
+	return allowed, nil
 }
 
 // certFunc adapts a GetCertificate function to listener.CertSource.
