@@ -2,7 +2,7 @@
 # Starts the browser-login example: oidc-provider (test/oidcprovider) on
 # 127.0.0.1:9000, the demo mTLS upstream on 127.0.0.1:9443 and the gateway on
 # https://localhost:8443. Ctrl-C stops all three.
-# Needs Go and Node.js >= 20.19 with npm. Makes (once, never committed):
+# Needs Go and Node.js with npm (22 LTS or later; 20.19 works with an "Unsupported runtime" warning). Makes (once, never committed):
 #   pki/      throwaway CA, SVIDs and a localhost certificate (gateway dev pki)
 #   secrets/  the client secret shared with the provider, and the session key
 set -euo pipefail

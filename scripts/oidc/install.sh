@@ -9,7 +9,7 @@ PROV="$ROOT/test/oidcprovider"
 
 # npm: reinstall when node_modules is missing or older than the lockfile.
 if ! command -v npm >/dev/null; then
-  echo "install.sh: npm not found (need Node.js >= 20.19 and npm)" >&2; exit 1
+  echo "install.sh: npm not found (need Node.js and npm: 22 LTS or later, or 20.19 with a warning)" >&2; exit 1
 fi
 stamp="$PROV/node_modules/.package-lock.json"
 if [ ! -f "$stamp" ] || [ "$PROV/package-lock.json" -nt "$stamp" ]; then

@@ -105,7 +105,7 @@ SPIRE is running (trust domain $TD). Processes of uid $(id -u) get these SVIDs: 
   socket:       $RUN/workload/agent.sock
   export SPIFFE_ENDPOINT_SOCKET=unix://$RUN/workload/agent.sock
   check:        $BIN/spire-agent api fetch x509 -socketPath $RUN/workload/agent.sock
-  more entries: $BIN/spire-server entry create -socketPath $RUN/server.sock -parentID $alias -spiffeID spiffe://$TD/x -selector unix:uid:1001
+  more entries: $BIN/spire-server entry create -socketPath $RUN/server.sock -parentID $alias -spiffeID spiffe://$TD/x -selector unix:uid:$(id -u)
   stop:         $0 stop $RUN
 EOF
 }
