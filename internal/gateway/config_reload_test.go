@@ -300,27 +300,67 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 	}
 }
 
-// A route bound to a browser login that is not running (OIDC providers
-// change at a restart) is refused: it would otherwise serve without login.
-func TestGatewayFileReloadRefusesRouteWithoutItsLogin(t *testing.T) {
+// OIDC providers change live: a provider added with a route bound to it
+// puts the route behind its login at once (never served without it), a
+// changed provider is a new login, and a provider that routes still name
+// cannot be removed (the file is refused, the route keeps its login).
+func TestGatewayFileReloadOIDCProviders(t *testing.T) {
 	e, tap := startPolicyEnv(t, apDoc("deny-x", `{action: DENY, rules: [{to: [{operation: {paths: ["/x"]}}]}]}`), policyEnvOptions{})
 	e.h1 = e.h1Client()
-	secret := filepath.Join(e.dir, "client-secret")
-	key := filepath.Join(e.dir, "session.key")
-	os.WriteFile(secret, []byte("s3cret"), 0o600)
-	os.WriteFile(key, []byte(strings.Repeat("k", 32)), 0o600)
-	file := e.gatewayFile(e.route("echo", "", "")+e.route("private", "/private", "")+"    login: corp\n", "", "") +
-		"oidc:\n  sessionKeyFiles: [session.key]\n  providers:\n  - {name: corp, issuer: \"https://127.0.0.1:1\", clientID: gw, clientSecretFile: client-secret}\n"
-	e.writeConfig(file)
-	if err := e.gw.Reload(); err == nil {
-		t.Fatal("a route whose login is not running was put in force")
-	}
-	if len(tap.lines("restart required", "field=oidc")) != 0 {
-		t.Error("a refused file's restart fields were reported as if it applied")
+	os.WriteFile(filepath.Join(e.dir, "client-secret"), []byte("s3cret"), 0o600)
+	os.WriteFile(filepath.Join(e.dir, "session.key"), []byte(strings.Repeat("k", 32)), 0o600)
+	routes := e.route("echo", "", "") + e.route("private", "/private", "") + "    login: corp\n"
+	withProvider := func(clientID string) string {
+		return e.gatewayFile(routes, "", "") + "oidc:\n  sessionKeyFiles: [session.key]\n  providers:\n" +
+			"  - {name: corp, issuer: \"https://127.0.0.1:1\", clientID: " + clientID + ", clientSecretFile: client-secret}\n"
 	}
 	if got := e.do(e.h1, "GET", "/private").status; got != 200 {
-		// The echo route (every path) still serves it: the refused file
-		// changed nothing.
-		t.Errorf("GET /private = %d, want 200 from the route in force", got)
+		t.Fatalf("before: GET /private = %d, want 200 from the catch-all route", got)
+	}
+
+	e.writeConfig(withProvider("gw"))
+	if err := e.gw.Reload(); err != nil {
+		t.Fatalf("adding a provider: %v", err)
+	}
+	first := e.gw.Logins()
+	if len(first) != 1 || first[0].Name() != "corp" {
+		t.Fatalf("logins in force %v, want corp", first)
+	}
+	// The provider is unreachable (discovery never succeeds): the route
+	// answers 401 or 503, never the upstream.
+	if got := e.do(e.h1, "GET", "/private").status; got != 401 && got != 503 {
+		t.Errorf("GET /private behind a login = %d, want 401 or 503", got)
+	}
+
+	e.writeConfig(withProvider("gw2"))
+	if err := e.gw.Reload(); err != nil {
+		t.Fatalf("changing a provider: %v", err)
+	}
+	second := e.gw.Logins()
+	if len(second) != 1 || second[0] == first[0] {
+		t.Fatalf("a changed provider kept its login")
+	}
+	e.writeConfig(withProvider("gw2") + e.route("more", "/more", ""))
+	if err := e.gw.Reload(); err == nil {
+		// (the route lands under oidc: a broken file)
+		t.Fatal("a file with a route under oidc was put in force")
+	}
+	e.writeConfig(e.gatewayFile(routes+e.route("more", "/more", ""), "", "") + strings.TrimPrefix(withProvider("gw2"), e.gatewayFile(routes, "", "")))
+	if err := e.gw.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if third := e.gw.Logins(); len(third) != 1 || third[0] != second[0] {
+		t.Errorf("a reload that left the provider as it was replaced its login")
+	}
+
+	e.writeConfig(e.gatewayFile(routes, "", ""))
+	if err := e.gw.Reload(); err == nil {
+		t.Fatal("removing a provider a route still names was put in force")
+	}
+	if len(tap.lines("gateway file reload refused", "ingress.routes[1].login")) == 0 {
+		t.Error("the refusal does not name the route's login")
+	}
+	if got := e.do(e.h1, "GET", "/private").status; got != 401 && got != 503 {
+		t.Errorf("after the refused removal GET /private = %d, want 401 or 503 (still behind its login)", got)
 	}
 }

@@ -78,9 +78,10 @@ type Gateway struct {
 	live     atomic.Pointer[liveSet]
 	policies *policyWatcher
 	keys     *oidc.KeyCache
-	logins   []*oidc.Login
-	// loginsByName are the logins by provider name, for binding routes.
-	loginsByName map[string]*oidc.Login
+	// retiredLogins are logins a reload replaced; closed after a grace
+	// period, or when the gateway closes.
+	retiredMu     sync.Mutex
+	retiredLogins []*oidc.Login
 	// configWatch reloads the gateway file when it changes (after Start).
 	configWatch *filewatch.Watcher
 	// cfgHash is the hash of the gateway file's content last put in force
@@ -126,16 +127,19 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 	if err := g.openIdentity(ctx); err != nil {
 		return nil, err
 	}
-	if cfg.Ingress != nil {
-		if err := g.openLogins(); err != nil {
-			return nil, err
-		}
-	}
 	live, err := g.buildLive(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
 	g.live.Store(live)
+	g.metrics.SetLoginReady(func() map[string]bool {
+		logins := g.live.Load().loginList
+		ready := make(map[string]bool, len(logins))
+		for _, l := range logins {
+			ready[l.Name()] = l.Ready()
+		}
+		return ready
+	})
 	if cfg.Ingress != nil {
 		if err := g.openIngress(); err != nil {
 			return nil, err

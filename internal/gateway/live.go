@@ -27,8 +27,14 @@ type liveSet struct {
 	// ingressNorm and egressNorm are nil without their section.
 	ingressNorm ingress.Normalizer
 	egressNorm  egress.Normalizer
-	// logins binds the routes to the running browser logins.
-	logins *ingress.Logins
+	// logins binds the routes to the browser logins of loginList, one per
+	// provider of cfg's oidc section (loginsByName).
+	logins       *ingress.Logins
+	loginList    []*oidc.Login
+	loginsByName map[string]runningLogin
+	// startedLogins are the logins this set started (not kept from the
+	// set before it): closed if it does not go in force.
+	startedLogins []*oidc.Login
 	// routes keys each route's transport by what it was built from, so a
 	// reload that leaves an upstream as it was keeps its pooled connections.
 	transports map[upstreamKey]*rotatingTransport
@@ -77,13 +83,29 @@ type upstreamKey struct {
 }
 
 // buildLive builds the live set of cfg. Transports of prev whose upstream is
-// unchanged are kept; logins are the gateway's running ones, by provider name.
-func (g *Gateway) buildLive(cfg *config.Gateway, prev *liveSet) (*liveSet, error) {
+// unchanged are kept, and so are logins whose provider's settings are; what
+// it starts, the caller stops with discard if the set does not go in force.
+func (g *Gateway) buildLive(cfg *config.Gateway, prev *liveSet) (l *liveSet, err error) {
 	c, err := compileLive(cfg)
 	if err != nil {
 		return nil, err
 	}
-	l := &liveSet{cfg: cfg, ingressNorm: c.ingressNorm, transports: map[upstreamKey]*rotatingTransport{}}
+	l = &liveSet{cfg: cfg, ingressNorm: c.ingressNorm, transports: map[upstreamKey]*rotatingTransport{}}
+	var prevLogins map[string]runningLogin
+	if prev != nil {
+		prevLogins = prev.loginsByName
+	}
+	if cfg.Ingress != nil {
+		l.loginsByName, l.loginList, l.startedLogins, err = g.startLogins(cfg, prevLogins)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				closeAll(l.startedLogins, g.log)
+			}
+		}()
+	}
 	if c.egressNorm != nil {
 		l.egressNorm = egress.Normalizer(c.egressNorm)
 	}
@@ -98,13 +120,13 @@ func (g *Gateway) buildLive(cfg *config.Gateway, prev *liveSet) (*liveSet, error
 	routes := make([]*ingress.Route, len(in.Routes))
 	for i, rc := range in.Routes {
 		if rc.Login != "" {
-			login := g.loginsByName[rc.Login]
+			login := l.loginsByName[rc.Login].login
 			if login == nil {
-				// Validation ties every login to a provider of the file; one
-				// that is not running was added since start. Fail closed:
-				// the route must not serve without its login.
+				// Validation ties every login to a provider of the file:
+				// unreachable, but fail closed: a route must never serve
+				// without its login.
 				errs = append(errs, cfg.ErrorAt(fmt.Sprintf("ingress.routes[%d].login", i),
-					fmt.Sprintf("provider %q is not running (adding an OIDC provider needs a restart)", rc.Login)))
+					fmt.Sprintf("no OIDC provider %q", rc.Login)))
 				continue
 			}
 			byRoute[rc.Name] = login
@@ -132,10 +154,16 @@ func (g *Gateway) buildLive(cfg *config.Gateway, prev *liveSet) (*liveSet, error
 		return nil, err
 	}
 	l.router = ingress.NewRouter(routes)
-	if len(g.loginsByName) > 0 {
-		l.logins = ingress.NewLogins(byRoute, g.logins)
+	if len(l.loginList) > 0 {
+		l.logins = ingress.NewLogins(byRoute, l.loginList)
 	}
 	return l, nil
+}
+
+// discard stops what l started, when l does not go in force.
+func (g *Gateway) discard(l, cur *liveSet) {
+	retire(l, cur)
+	closeAll(l.startedLogins, g.log)
 }
 
 // retire closes the pooled connections of transports prev has and next does
@@ -167,17 +195,16 @@ type restartField struct {
 // restartFields are the settings a running gateway cannot change: its
 // listeners (address, TLS, timeouts, limits, who may call), its identity
 // source, and the parts that hold state across requests (audit sinks and
-// journal, browser logins, egress credentials and resolvers). Everything else
-// (routes, upstreams, their SPIFFE IDs and timeouts, normalization, trusted
-// proxies, header rules, listener labels and namespaces, policy settings,
-// trust domain aliases, the shutdown timings) applies live.
+// journal, egress credentials and resolvers). Everything else (routes,
+// upstreams, their SPIFFE IDs and timeouts, normalization, trusted proxies,
+// header rules, listener labels and namespaces, OIDC providers and sessions,
+// policy settings, trust domain aliases, the shutdown timings) applies live.
 var restartFields = []restartField{
 	field("identity.trustDomain", func(c *config.Gateway) *string { return &c.Identity.TrustDomain }),
 	field("identity.workloadAPI", func(c *config.Gateway) **config.WorkloadAPI { return &c.Identity.WorkloadAPI }),
 	field("identity.files", func(c *config.Gateway) **config.IdentityFiles { return &c.Identity.Files }),
 	field("admin", func(c *config.Gateway) *config.Admin { return &c.Admin }),
 	field("audit", func(c *config.Gateway) *config.Audit { return &c.Audit }),
-	field("oidc", func(c *config.Gateway) **config.OIDC { return &c.OIDC }),
 	field("policy.files", func(c *config.Gateway) *[]string { return &c.Policy.Files }),
 	field("policy.pollInterval", func(c *config.Gateway) *time.Duration { return &c.Policy.PollInterval }),
 	ingressField("ingress.listen", func(in *config.Ingress) *string { return &in.Listen }),
@@ -260,27 +287,7 @@ func liveConfig(cur, next *config.Gateway) (*config.Gateway, []string) {
 			f.set(&cand, was)
 		}
 	}
-	if cur.OIDC != nil && !reflect.DeepEqual(loginHosts(cur), loginHosts(&cand)) {
-		// A login's allowed redirect hosts are fixed at its start: a route
-		// newly bound to it gets its login refused for a new host until
-		// then (fail closed).
-		restart = append(restart, "ingress.routes[].login (the hosts a login may redirect to)")
-	}
 	return &cand, restart
-}
-
-// loginHosts are the hosts of the routes bound to each login.
-func loginHosts(cfg *config.Gateway) map[string][]string {
-	out := map[string][]string{}
-	if cfg.Ingress == nil {
-		return out
-	}
-	for _, r := range cfg.Ingress.Routes {
-		if r.Login != "" {
-			out[r.Login] = append(out[r.Login], r.Host)
-		}
-	}
-	return out
 }
 
 // configReload is the outcome of one reload of the gateway file.
@@ -410,12 +417,13 @@ func (g *Gateway) reloadConfig(src []byte) (configReload, error) {
 			err = w.checkEmptied(cand, c)
 		}
 		if err != nil {
-			retire(l, cur)
+			g.discard(l, cur)
 			return res, err
 		}
 	}
 	w.install(c, snap, l)
 	retire(cur, l)
+	g.retireLogins(cur, l)
 	res.applied = true
 	return res, nil
 }

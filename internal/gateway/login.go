@@ -3,7 +3,10 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"reflect"
 	"strings"
+	"time"
 
 	"tollgate.dev/tollgate/internal/config"
 	"tollgate.dev/tollgate/internal/oidc"
@@ -64,48 +67,60 @@ func loginConfigs(cfg *config.Gateway) ([]oidc.LoginConfig, error) {
 	return out, nil
 }
 
-// openLogins starts one oidc.Login per provider (discovery runs in the
-// background; logins answer 503 until it succeeds); buildLive binds the
-// routes to them.
-func (g *Gateway) openLogins() error {
-	lcs, err := loginConfigs(g.cfg)
-	if err != nil || len(lcs) == 0 {
-		return err
+// runningLogin is a started browser login and the configuration it was
+// started with, without what does not make it another login (its session
+// keys, which SetKeys replaces, its logger and its metrics callback).
+type runningLogin struct {
+	login *oidc.Login
+	cfg   oidc.LoginConfig
+}
+
+// startLogins returns the logins of cfg's oidc section, one per provider
+// (discovery runs in the background; a login answers 503 until it
+// succeeds): prev's where a provider's settings are unchanged, given the new
+// session keys, and new ones otherwise. started are the new ones: the caller
+// closes them if they do not go in force.
+func (g *Gateway) startLogins(cfg *config.Gateway, prev map[string]runningLogin) (byName map[string]runningLogin, list []*oidc.Login, started []*oidc.Login, err error) {
+	lcs, err := loginConfigs(cfg)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	byName := map[string]*oidc.Login{}
-	g.loginsByName = byName
+	byName = map[string]runningLogin{}
 	for i, lc := range lcs {
-		lc.Logger = g.log
 		name := lc.Provider.Name
+		key := lc
+		key.Keys = nil
+		if p, ok := prev[name]; ok && reflect.DeepEqual(p.cfg, key) {
+			p.login.SetKeys(lc.Keys)
+			byName[name] = p
+			list = append(list, p.login)
+			continue
+		}
+		lc.Logger = g.log
 		lc.OnEvent = func(event, result string) { g.metrics.LoginEvent(name, event, result) }
 		l, err := oidc.NewLogin(lc)
 		if err != nil {
-			return config.Errors{g.cfg.ErrorAt(fmt.Sprintf("oidc.providers[%d]", i), err.Error())}
+			closeAll(started, g.log)
+			return nil, nil, nil, config.Errors{cfg.ErrorAt(fmt.Sprintf("oidc.providers[%d]", i), err.Error())}
 		}
-		g.logins = append(g.logins, l)
-		byName[lc.Provider.Name] = l
+		started = append(started, l)
+		byName[name] = runningLogin{login: l, cfg: key}
+		list = append(list, l)
 	}
-	logins := g.logins
-	g.metrics.SetLoginReady(func() map[string]bool {
-		ready := make(map[string]bool, len(logins))
-		for _, l := range logins {
-			ready[l.Name()] = l.Ready()
-		}
-		return ready
-	})
-	return nil
+	return byName, list, started, nil
 }
 
-// Logins returns the gateway's browser logins, one per provider (for tests and
-// readiness probes).
-func (g *Gateway) Logins() []*oidc.Login { return g.logins }
+// Logins returns the gateway's browser logins in force, one per provider
+// (for tests and readiness probes).
+func (g *Gateway) Logins() []*oidc.Login { return g.live.Load().loginList }
 
 // reloadSessionKeys rereads the session key files, so a new key can be put in
 // front (it seals from now on) and an old one dropped without a restart. On
 // error the keys in use stay.
 func (g *Gateway) reloadSessionKeys() error {
-	o := g.cfg.OIDC
-	if o == nil || len(g.logins) == 0 {
+	l := g.live.Load()
+	o := l.cfg.OIDC
+	if o == nil || len(l.loginList) == 0 {
 		return nil
 	}
 	keys, err := oidc.LoadSessionKeys(o.SessionKeyFiles...)
@@ -113,19 +128,50 @@ func (g *Gateway) reloadSessionKeys() error {
 		g.log.Error("session keys could not be reloaded; keeping the previous keys", "err", err)
 		return fmt.Errorf("session keys: %w", err)
 	}
-	for _, l := range g.logins {
+	for _, l := range l.loginList {
 		l.SetKeys(keys)
 	}
 	return nil
 }
 
+// retireLogins closes the logins of prev that next does not keep, once
+// requests in flight on them had retireGrace to finish (at the latest when
+// the gateway closes).
+func (g *Gateway) retireLogins(prev, next *liveSet) {
+	var gone []*oidc.Login
+	for name, rl := range prev.loginsByName {
+		if next.loginsByName[name].login != rl.login {
+			gone = append(gone, rl.login)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	g.retiredMu.Lock()
+	g.retiredLogins = append(g.retiredLogins, gone...)
+	g.retiredMu.Unlock()
+	time.AfterFunc(retireGrace, func() { closeAll(gone, g.log) })
+}
+
 func (g *Gateway) closeLogins() {
+	var all []*oidc.Login
+	if l := g.live.Load(); l != nil {
+		all = append(all, l.loginList...)
+	}
+	g.retiredMu.Lock()
+	all = append(all, g.retiredLogins...)
+	g.retiredMu.Unlock()
+	closeAll(all, g.log)
+}
+
+// closeAll closes logins (Close is idempotent).
+func closeAll(logins []*oidc.Login, log *slog.Logger) {
 	var errs []error
-	for _, l := range g.logins {
+	for _, l := range logins {
 		errs = append(errs, l.Close())
 	}
 	if err := errors.Join(errs...); err != nil {
-		g.log.Warn("closing logins", "err", err)
+		log.Warn("closing logins", "err", err)
 	}
 }
 
