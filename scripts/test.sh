@@ -12,7 +12,8 @@
 # of the side-by-side benchmark (scripts/bench-peers/install.sh), a small OpenTelemetry
 # Collector built from the Go module proxy into a cache folder (scripts/otelcol/install.sh,
 # ~4-5 min the first time), spire-server and spire-agent built from the Go module proxy
-# into a cache folder (scripts/spire/install.sh, ~7 min the first time).
+# into a cache folder (scripts/spire/install.sh, ~7 min the first time). The deployment
+# artifacts step (scripts/deploy/check.sh) builds helm the same way (~5-9 min the first time).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -36,6 +37,12 @@ fi
 
 step "go vet"
 go vet -tags 'spire e2e' ./...
+
+step "deployment artifacts (scripts/deploy/check.sh)"
+# helm lint and helm template of deploy/helm/tollgate, every rendered object and every file of
+# deploy/kubernetes decoded strictly (tools/deploycheck), systemd-analyze verify and security of
+# deploy/systemd, and `gateway check` of each artifact's gateway file (deploy/deploy_test.go).
+scripts/deploy/check.sh
 
 step "go test -race (all suites)"
 # One pass with every build tag: unit tests, fuzz seed corpora, examples, and the
