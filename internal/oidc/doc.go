@@ -77,9 +77,9 @@
 //     cookie and returns the ID token's identity as *request.Auth (refreshing the
 //     access token when it is about to expire), or an Outcome:
 //  3. Challenge answers LoginRequired (a GET/HEAD page load) with a 302 to the
-//     provider: authorization code with PKCE S256, state and nonce, kept in a
-//     sealed single-use login-state cookie; the callback checks state, iss,
-//     replay, the ID token and its nonce, and seals the session;
+//     provider: authorization code with PKCE S256, state and nonce, kept in
+//     single-use cookies of this login attempt (below); the callback checks
+//     state, iss, replay, the ID token and its nonce, and seals the session;
 //     Unauthenticated (anything else) is a 401;
 //  4. StripCookies removes the gateway's cookies before forwarding, and
 //     ClaimHeaders describes the user to the upstream (the ingress removes client
@@ -92,8 +92,22 @@
 // names the exact seal of the second and both carry one random session id, so
 // parts of two sessions never pair; a missing or mismatched tokens part is no
 // session. The first of the SessionKeys seals, all open, so keys rotate
-// (LoadSessionKeys, SetKeys). Logout clears both and, when the provider has an
-// end_session_endpoint, ends the provider's session with id_token_hint.
+// (LoadSessionKeys, SetKeys). Logout clears both (and the logins under way)
+// and, when the provider has an end_session_endpoint, ends the provider's
+// session with id_token_hint.
+//
+// Each login attempt has its own cookies, named by an id derived from its
+// state parameter, so logins started in several tabs at once don't clobber
+// each other: a sealed state cookie (__Secure-tollgate-<provider>-login-<id>:
+// state, nonce, PKCE verifier, return path) that only the callback path
+// receives, and a small marker (__Host-tollgate-<provider>-pending-<id>,
+// Path=/: expiry and size) that proves this host started the attempt in this
+// browser (a sibling subdomain can plant a __Secure- cookie, not a __Host-
+// one) and lets the next start see the attempts under way. Both last the
+// attempt's StateTTL. The callback needs both cookies of the attempt its
+// state names, and expires those two only. At most 8 attempts (and 8 KiB of
+// state cookies) are kept per provider and browser: a start beyond that ends
+// the oldest, whose callback then fails like any other without its state.
 //
 // Logout is a same-origin POST to <prefix>oidc/logout, judged by net/http's
 // CrossOriginProtection (Sec-Fetch-Site, else Origin against Host); a GET

@@ -26,12 +26,16 @@ type LoginConfig struct {
 	// PathPrefix of the reserved endpoints; default DefaultPathPrefix. Must start and end with '/'.
 	PathPrefix string
 	// CookieName is the session cookie's base name (chunks are <name>_0, <name>_1, …;
-	// the session's tokens are in <name>-tokens_0, …; the login-state cookie is <name>-login). Default "__Host-tollgate-<provider name>":
-	// the __Host- prefix makes browsers refuse it unless Secure, Path=/ and host-only.
+	// the session's tokens are in <name>-tokens_0, …; each login under way has a
+	// marker <name>-pending-<id> and a state cookie <name>-login-<id>, that one
+	// with __Host- turned into __Secure-: see login_attempts.go). Default
+	// "__Host-tollgate-<provider name>": the __Host- prefix makes browsers
+	// refuse it unless Secure, Path=/ and host-only.
 	CookieName string
 	// SessionTTL is the absolute session lifetime; default 8h.
 	SessionTTL time.Duration
-	// StateTTL bounds how long a login may take at the provider; default 10m.
+	// StateTTL bounds how long a login may take at the provider (the life of
+	// its state cookies); default 10m.
 	StateTTL time.Duration
 	// RefreshBefore: the access token is refreshed when it expires within this; default 1m.
 	RefreshBefore time.Duration
@@ -69,11 +73,16 @@ type Login struct {
 	secret     string
 	cookieName string
 	tokensName string
-	stateName  string
-	log        *slog.Logger
-	now        func() time.Time
-	ledger     *stateLedger
-	refresh    *refresher
+	// statePrefix and pendingPrefix start the names of a login attempt's state
+	// cookie and marker; legacyStateName is the one state cookie of earlier
+	// versions, still stripped before forwarding.
+	statePrefix     string
+	pendingPrefix   string
+	legacyStateName string
+	log             *slog.Logger
+	now             func() time.Time
+	ledger          *stateLedger
+	refresh         *refresher
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -125,12 +134,15 @@ func NewLogin(cfg LoginConfig) (*Login, error) {
 		secret:     secret,
 		cookieName: cfg.CookieName,
 		tokensName: cfg.CookieName + "-tokens",
-		stateName:  cfg.CookieName + "-login",
 		log:        cfg.Logger.With("component", "oidc-login"),
 		now:        cfg.Now,
 		ledger:     newStateLedger(100_000),
 		refresh:    newRefresher(),
 		done:       make(chan struct{}),
+
+		statePrefix:     securePrefixed(cfg.CookieName) + "-login-",
+		pendingPrefix:   cfg.CookieName + "-pending-",
+		legacyStateName: cfg.CookieName + "-login",
 	}
 	l.keys.Store(cfg.Keys)
 	ctx, cancel := context.WithCancel(context.Background())

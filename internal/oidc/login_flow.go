@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -18,9 +19,11 @@ import (
 
 // Errors of the callback, each naming the attack it stops.
 var (
-	// ErrStateMissing: no (valid) login-state cookie: a callback the browser did not start here.
+	// ErrStateMissing: no (valid) state cookie of this attempt: a callback the browser did not
+	// start here, or its attempt expired or was ended by newer ones (see login_attempts.go).
 	ErrStateMissing = errors.New("login state missing or expired")
-	// ErrStateMismatch: the state parameter is not this browser's (login CSRF, code injection).
+	// ErrStateMismatch: the state parameter is not this browser's (login CSRF, code injection):
+	// no attempt under way in it has that state.
 	ErrStateMismatch = errors.New("login state does not match")
 	// ErrStateReplayed: this state was already redeemed (a replayed callback).
 	ErrStateReplayed = errors.New("login state already used")
@@ -30,8 +33,8 @@ var (
 	ErrIssuerMismatch = errors.New("callback issuer does not match")
 )
 
-// loginState travels in the sealed login-state cookie between the redirect to the
-// provider and the callback.
+// loginState travels in the sealed state cookie of one login attempt between
+// the redirect to the provider and the callback.
 type loginState struct {
 	State    string    `json:"s"`
 	Nonce    string    `json:"n"`
@@ -46,7 +49,9 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// startLogin sets the login-state cookie and redirects to the provider.
+// startLogin starts one login attempt: its state cookie and marker (ending
+// the oldest attempts under way beyond the bound), then the redirect to the
+// provider. Attempts under way in other tabs are left alone.
 func (l *Login) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
 	d := l.disc.Load()
 	if d == nil {
@@ -57,23 +62,11 @@ func (l *Login) startLogin(w http.ResponseWriter, r *http.Request, returnTo stri
 		writeJSONError(w, http.StatusBadRequest, "bad_host", "this host is not served by this login")
 		return
 	}
-	st := loginState{
-		State: randomToken(), Nonce: randomToken(), Verifier: oauth2.GenerateVerifier(),
-		ReturnTo: returnTo, Expires: l.now().Add(l.cfg.StateTTL),
-	}
-	pt, err := json.Marshal(st)
+	st, err := l.beginAttempt(w, r, returnTo)
 	if err != nil {
 		writeJSONError(w, http.StatusInternalServerError, "internal", "login could not start")
 		return
 	}
-	var aadBuf [192]byte
-	sealed, err := l.keys.Load().seal(cookieAAD(aadBuf[:0], l.stateName, r.Host), pt)
-	if err != nil {
-		writeJSONError(w, http.StatusInternalServerError, "internal", "login could not start")
-		return
-	}
-	http.SetCookie(w, sessionCookie(l.stateName, sealed, st.Expires))
-
 	oc := d.oauth
 	oc.RedirectURL = l.redirectURI(r.Host)
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier), oidc.Nonce(st.Nonce)}
@@ -82,6 +75,49 @@ func (l *Login) startLogin(w http.ResponseWriter, r *http.Request, returnTo stri
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, oc.AuthCodeURL(st.State, opts...), http.StatusFound)
+}
+
+// beginAttempt makes a login attempt's state and sets its cookies on w: the
+// sealed state cookie and the marker, after ending the oldest attempts under
+// way beyond the bound.
+func (l *Login) beginAttempt(w http.ResponseWriter, r *http.Request, returnTo string) (*loginState, error) {
+	now := l.now()
+	st := &loginState{
+		State: randomToken(), Nonce: randomToken(), Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: returnTo, Expires: now.Add(l.cfg.StateTTL),
+	}
+	id, _ := attemptIDOf(st.State)
+	name := l.stateCookieName(id)
+	sealed, err := l.sealState(st, name, r.Host)
+	if err == nil && len(name)+1+len(sealed) > maxChunkLen && st.ReturnTo != "/" {
+		// A browser drops a cookie of over 4 KB. Only a return path full of
+		// characters JSON escapes gets here: return to / instead.
+		st.ReturnTo = "/"
+		sealed, err = l.sealState(st, name, r.Host)
+	}
+	if err != nil {
+		return nil, err
+	}
+	size := len(name) + 1 + len(sealed)
+	for _, p := range admitAttempt(l.pendingLogins(r), pendingLogin{id: id, size: size}, now.UnixMilli()) {
+		l.expireAttempt(w, p.id)
+	}
+	http.SetCookie(w, l.stateCookie(name, sealed, st.Expires))
+	http.SetCookie(w, sessionCookie(l.markerCookieName(id), markerValue(st.Expires, size), st.Expires))
+	return st, nil
+}
+
+// sealState seals st for the state cookie name on host, as JSON without HTML
+// escaping: a return path's '&' stays one byte.
+func (l *Login) sealState(st *loginState, name, host string) (string, error) {
+	var pt bytes.Buffer
+	enc := json.NewEncoder(&pt)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(st); err != nil {
+		return "", err
+	}
+	var aadBuf [192]byte
+	return l.keys.Load().seal(cookieAAD(aadBuf[:0], name, host), bytes.TrimSuffix(pt.Bytes(), []byte("\n")))
 }
 
 // ServeReserved answers the gateway's own endpoints under the path prefix and
@@ -119,14 +155,20 @@ func (l *Login) ServeReserved(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// readState opens the login-state cookie of this request's host.
-func (l *Login) readState(r *http.Request) (*loginState, error) {
-	c, err := r.Cookie(l.stateName)
-	if err != nil {
-		return nil, ErrStateMissing
+// readState opens the state cookie of the attempt the callback's state
+// parameter names, for this request's host. Both of the attempt's cookies
+// must be there: a state cookie without its marker was not set by this host
+// in this browser.
+func (l *Login) readState(r *http.Request, id attemptID, ok bool) (*loginState, error) {
+	if !ok {
+		return nil, fmt.Errorf("%w: no usable state parameter", ErrStateMissing)
+	}
+	c, marker, others := l.findAttempt(r, id)
+	if c == nil || !marker {
+		return nil, attemptError(c, marker, others)
 	}
 	var aadBuf [192]byte
-	pt, err := l.keys.Load().open(cookieAAD(aadBuf[:0], l.stateName, r.Host), c.Value)
+	pt, err := l.keys.Load().open(cookieAAD(aadBuf[:0], c.Name, r.Host), c.Value)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStateMissing, err)
 	}
@@ -142,8 +184,12 @@ func (l *Login) readState(r *http.Request) (*loginState, error) {
 
 // callback completes the login. The client sees a short message; the log gets why.
 func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
-	// The state cookie is single-use whatever happens next.
-	http.SetCookie(w, expiredCookie(l.stateName))
+	// The attempt's cookies are single-use whatever happens next; only this
+	// attempt's: other tabs' logins go on.
+	id, idOK := attemptIDOf(r.URL.Query().Get("state"))
+	if idOK {
+		l.expireAttempt(w, id)
+	}
 	if r.Method != http.MethodGet {
 		l.event("login", "refused")
 		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "the callback takes GET")
@@ -160,7 +206,7 @@ func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, "bad_host", "this host is not served by this login")
 		return
 	}
-	s, t, st, err := l.redeem(r.Context(), r, d)
+	s, t, st, err := l.redeem(r.Context(), r, d, id, idOK)
 	if err != nil {
 		l.log.Warn("login callback refused", "provider", l.cfg.Provider.Name, "error", err)
 		l.event("login", "refused")
@@ -186,8 +232,8 @@ func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
 
 // redeem checks state, issuer and replay, exchanges the code (with the PKCE
 // verifier) and verifies the ID token and its nonce.
-func (l *Login) redeem(ctx context.Context, r *http.Request, d *discovered) (*session, *sessionTokens, *loginState, error) {
-	st, err := l.readState(r)
+func (l *Login) redeem(ctx context.Context, r *http.Request, d *discovered, id attemptID, idOK bool) (*session, *sessionTokens, *loginState, error) {
+	st, err := l.readState(r, id, idOK)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -80,7 +80,10 @@ func (l *Login) endSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c.clear(w, true)
-	http.SetCookie(w, expiredCookie(l.stateName))
+	// Logins under way end too: a tab finishing one later would sign the user in again.
+	for _, p := range l.pendingLogins(r) {
+		l.expireAttempt(w, p.id)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	l.event("logout", "success")
 	d := l.disc.Load()

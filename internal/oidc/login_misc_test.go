@@ -128,6 +128,9 @@ func TestStripCookies(t *testing.T) {
 	}{
 		{"only ours", l, []string{"__Host-tollgate-main_0=a; __Host-tollgate-main_1=b; __Host-tollgate-main-tokens_0=t; __Host-tollgate-main-tokens_1=u; __Host-tollgate-main-login=c"}, nil},
 		{"custom name, both parts", custom, []string{"sess_0=a; sess-tokens_0=t; sess-tokens_1=u; sess-login=c; sessions=keep"}, []string{"sessions=keep"}},
+		{"logins under way", l, []string{"__Host-tollgate-main-pending-AAAAAAAAAAAAAAAA=m; __Secure-tollgate-main-login-AAAAAAAAAAAAAAAA=s; f=6"}, []string{"f=6"}},
+		{"logins under way, custom name", custom, []string{"sess-pending-AAAAAAAAAAAAAAAA=m; sess-login-AAAAAAAAAAAAAAAA=s; sess-loginx=keep"}, []string{"sess-loginx=keep"}},
+		{"another provider's login under way", l, []string{"__Secure-tollgate-other-login-AAAAAAAAAAAAAAAA=s; g=7"}, []string{"g=7"}},
 		{"mixed", l, []string{"a=1; __Host-tollgate-main_0=x; b=2"}, []string{"a=1; b=2"}},
 		{"other provider on the same host", l, []string{"__Host-tollgate-other_0=x; c=3"}, []string{"c=3"}},
 		{"several lines (HTTP/2)", l, []string{"__Host-tollgate-main_0=x", "d=4"}, []string{"d=4"}},

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// maxRedirectLen bounds the return path kept in the login-state cookie.
+// maxRedirectLen bounds the return path kept in a login attempt's state cookie.
 const maxRedirectLen = 2048
 
 // SafeRedirect accepts only a same-origin relative path (with optional query) as

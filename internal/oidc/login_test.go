@@ -155,14 +155,19 @@ func TestCallbackBadInput(t *testing.T) {
 	idp := startIdP(t, nil, "")
 	g := startGateway(t, idp, nil)
 	gu, _ := url.Parse(g.url)
-	stateCookie := func(b *browser) *http.Cookie {
-		for _, c := range b.c.Jar.Cookies(gu) {
-			if c.Name == "__Host-tollgate-main-login" {
-				return c
+	// attemptCookies are the state cookie and marker of the browser's one login under way.
+	cbURL, _ := url.Parse(g.url + "/.tollgate/oidc/callback")
+	attemptCookies := func(b *browser) []*http.Cookie {
+		var out []*http.Cookie
+		for _, c := range b.c.Jar.Cookies(cbURL) {
+			if hasPrefixAny(c.Name, "__Secure-tollgate-main-login-", "__Host-tollgate-main-pending-") {
+				out = append(out, c)
 			}
 		}
-		t.Fatal("no login-state cookie")
-		return nil
+		if len(out) != 2 {
+			t.Fatalf("login state cookies %v, want a state cookie and a marker", out)
+		}
+		return out
 	}
 	for _, tc := range []struct {
 		name    string
@@ -191,12 +196,12 @@ func TestCallbackBadInput(t *testing.T) {
 		run: func(t *testing.T) *http.Response {
 			b := newBrowser(t, g)
 			cb := flow(t, g, idp, b, g.url+"/app", nil)
-			sc := stateCookie(b)
+			sc := attemptCookies(b)
 			if resp, _ := b.get(cb); resp.StatusCode != http.StatusFound {
 				t.Fatalf("first callback: status %d", resp.StatusCode)
 			}
 			replay := newBrowser(t, g)
-			replay.c.Jar.SetCookies(gu, []*http.Cookie{sc})
+			replay.c.Jar.SetCookies(gu, sc)
 			resp, _ := replay.get(cb)
 			return resp
 		},
@@ -319,7 +324,8 @@ func TestSessionCookieBadInput(t *testing.T) {
 	}, {
 		name: "login-state cookie presented as session",
 		cookies: func(*browser) []*http.Cookie {
-			return []*http.Cookie{{Name: "__Host-tollgate-main_0", Value: seal(g.login.keys.Load(), "__Host-tollgate-main-login", gu.Host, s)}}
+			id, _ := attemptIDOf(randomToken())
+			return []*http.Cookie{{Name: "__Host-tollgate-main_0", Value: seal(g.login.keys.Load(), g.login.stateCookieName(id), gu.Host, s)}}
 		},
 		wantErr: ErrSealInvalid,
 	}, {

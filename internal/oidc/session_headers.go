@@ -55,12 +55,17 @@ func ClaimHeaders(a *request.Auth) http.Header {
 	return h
 }
 
-// cookiePrefix marks every cookie the gateway sets with default names; stripping by
-// it also removes the cookies of other providers on the same host.
-const cookiePrefix = "__Host-tollgate-"
+// cookiePrefix and secureCookiePrefix mark every cookie the gateway sets with
+// default names (secureCookiePrefix: the state cookies of logins under way);
+// stripping by them also removes the cookies of other providers on the same host.
+const (
+	cookiePrefix       = "__Host-tollgate-"
+	secureCookiePrefix = "__Secure-tollgate-"
+)
 
 // StripCookies removes the gateway's own cookies (this login's session chunks of
-// both parts and login state, and any cookie named with the gateway's default prefix) from the
+// both parts and the cookies of its logins under way, and any cookie named with
+// the gateway's default prefixes) from the
 // request headers before they go upstream: the upstream must never receive the
 // session, which holds the user's tokens. Other cookies pass unchanged.
 func (l *Login) StripCookies(h http.Header) {
@@ -98,8 +103,10 @@ func (l *Login) StripCookies(h http.Header) {
 
 func (l *Login) ownCookie(name string) bool {
 	name = strings.TrimSpace(name)
-	if strings.HasPrefix(name, cookiePrefix) || name == l.stateName || name == l.cookieName {
+	if strings.HasPrefix(name, cookiePrefix) || strings.HasPrefix(name, secureCookiePrefix) ||
+		name == l.cookieName || name == l.legacyStateName {
 		return true
 	}
-	return strings.HasPrefix(name, l.cookieName+"_") || strings.HasPrefix(name, l.tokensName+"_")
+	return strings.HasPrefix(name, l.cookieName+"_") || strings.HasPrefix(name, l.tokensName+"_") ||
+		strings.HasPrefix(name, l.pendingPrefix) || strings.HasPrefix(name, l.statePrefix)
 }

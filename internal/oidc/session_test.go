@@ -222,8 +222,9 @@ func TestSessionPartsKeyRotation(t *testing.T) {
 	}
 }
 
-// TestLogoutParts: logout clears both parts whatever state they are in, and sends
-// the ID token hint only from a tokens part that is this session's.
+// TestLogoutParts: logout clears both parts whatever state they are in, and the
+// cookies of a login under way, and sends the ID token hint only from a tokens
+// part that is this session's.
 func TestLogoutParts(t *testing.T) {
 	f := newPartsFixture(t, mustKeys(t, testKey(t)))
 	s, tok := f.session("alice", time.Hour, "at")
@@ -245,6 +246,8 @@ func TestLogoutParts(t *testing.T) {
 			for _, c := range tc.cookies {
 				r.AddCookie(c)
 			}
+			pending, _ := attemptIDOf("a login under way in another tab")
+			r.AddCookie(&http.Cookie{Name: f.l.markerCookieName(pending), Value: markerValue(f.now.Add(time.Minute), 400)})
 			var c sessionCookies
 			var idt []byte
 			if s, err := f.l.readSession(r, &c); err == nil && s != nil {
@@ -261,9 +264,10 @@ func TestLogoutParts(t *testing.T) {
 			}
 			cleared := map[string]bool{}
 			for _, c := range w.Result().Cookies() {
-				cleared[c.Name] = c.MaxAge < 0
+				cleared[c.Name+" "+c.Path] = c.MaxAge < 0
 			}
-			for _, n := range []string{mainChunk0, tokensChunk0, f.l.stateName} {
+			for _, n := range []string{mainChunk0 + " /", tokensChunk0 + " /",
+				f.l.markerCookieName(pending) + " /", f.l.stateCookieName(pending) + " /.tollgate/oidc/callback"} {
 				if !cleared[n] {
 					t.Errorf("%s not cleared: %v", n, w.Header()["Set-Cookie"])
 				}
