@@ -75,7 +75,20 @@ func copyOIDCExample(t *testing.T, dir, secret string) *dev.PKI {
 	return pki
 }
 
-func TestE2EGatewayBrowserLogin(t *testing.T) {
+// oidcExample is examples/oidc running for one test: the real provider, the
+// echo upstream over mesh mTLS, the gateway with the example's configuration
+// (and this test's addresses), and headless Chromium, started, trusting the
+// gateway's certificate. Everything stops when the test ends.
+type oidcExample struct {
+	dir, secret string
+	gw          string // the gateway's https://localhost:<port>
+	issuer      string
+	g           *gateway.Gateway
+	bctx        context.Context // the browser's first tab
+}
+
+func startOIDCExample(t *testing.T) *oidcExample {
+	t.Helper()
 	chromium := oidctest.Chromium(t)
 	provDir := oidctest.ProviderDir(t)
 
@@ -96,13 +109,13 @@ func TestE2EGatewayBrowserLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer echoSrc.Close()
+	t.Cleanup(func() { echoSrc.Close() })
 	onlyGW, _ := identity.ParseMatcher([]string{gatewayID})
 	echo, err := dev.StartEcho("127.0.0.1:0", echoSrc, onlyGW, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer echo.Close()
+	t.Cleanup(func() { echo.Close() })
 
 	// The example's configuration, with this test's addresses.
 	file := filepath.Join(dir, "gateway.yaml")
@@ -126,9 +139,9 @@ func TestE2EGatewayBrowserLogin(t *testing.T) {
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer g.Shutdown(context.Background())
+	t.Cleanup(func() { g.Shutdown(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	for _, l := range g.Logins() {
 		if err := l.WaitReady(ctx); err != nil {
 			t.Fatal(err)
@@ -136,10 +149,16 @@ func TestE2EGatewayBrowserLogin(t *testing.T) {
 	}
 
 	bctx := oidctest.Browser(t, ctx, chromium, spkiOf(t, pki.TLSCert))
-	start := time.Now()
 	if err := chromedp.Do(bctx); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
+	return &oidcExample{dir: dir, secret: secret, gw: gw, issuer: issuer, g: g, bctx: bctx}
+}
+
+func TestE2EGatewayBrowserLogin(t *testing.T) {
+	x := startOIDCExample(t)
+	dir, secret, gw, issuer, g, bctx := x.dir, x.secret, x.gw, x.issuer, x.g, x.bctx
+	start := time.Now()
 
 	// page reads what the browser shows: the echo's JSON, or the gateway's JSON error.
 	page := func(url string) (dev.EchoResponse, string) {
