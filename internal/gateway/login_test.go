@@ -299,12 +299,15 @@ func must[T any](v T, err error) T {
 
 func hdr(r reply, name string) string { return strings.Join(r.echo.Headers[name], ",") }
 
+// loginProtocols are the HTTP versions a browser may log in with.
+var loginProtocols = []struct {
+	name string
+	h2   bool
+}{{"HTTP/2", true}, {"HTTP/1.1", false}}
+
 func TestBrowserLoginThroughGateway(t *testing.T) {
 	e := startLoginEnv(t)
-	for _, proto := range []struct {
-		name string
-		h2   bool
-	}{{"HTTP/2", true}, {"HTTP/1.1", false}} {
+	for _, proto := range loginProtocols {
 		t.Run(proto.name, func(t *testing.T) {
 			b := e.browser(proto.h2)
 			u := must(url.Parse(e.base))
@@ -391,6 +394,49 @@ func TestBrowserLoginThroughGateway(t *testing.T) {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestLoginTabsThroughGateway: two logins under way in one browser (two tabs
+// that met the login before either came back) both complete through the
+// gateway, in the order opposite to their starts, each back at its own page;
+// meanwhile the cookies of the logins under way reach no upstream.
+func TestLoginTabsThroughGateway(t *testing.T) {
+	e := startLoginEnv(t)
+	for _, proto := range loginProtocols {
+		t.Run(proto.name, func(t *testing.T) {
+			b := e.browser(proto.h2)
+			// follow answers one redirect of the login and returns where it points.
+			follow := func(u string, want int) string {
+				t.Helper()
+				r := b.do("GET", u, "text/html")
+				if r.status != want {
+					t.Fatalf("GET %.60s: %d %s, want %d", u, r.status, r.body, want)
+				}
+				return r.header.Get("Location")
+			}
+			var callbacks []string
+			for _, tab := range []string{"/app?tab=1", "/app?tab=2"} {
+				auth := follow(tab, http.StatusFound)
+				if !strings.HasPrefix(auth, e.idp.m.AuthorizationEndpoint()) {
+					t.Fatalf("%s: redirected to %q, want the provider", tab, auth)
+				}
+				e.idp.queue(mockAlice)
+				callbacks = append(callbacks, follow(auth, http.StatusFound))
+			}
+			if r := b.do("GET", "/open", ""); r.status != 200 || strings.Contains(hdr(r, "Cookie"), "tollgate") {
+				t.Errorf("open route with two logins under way: %d, upstream got cookies %q", r.status, hdr(r, "Cookie"))
+			}
+			for i := len(callbacks) - 1; i >= 0; i-- {
+				want := fmt.Sprintf("/app?tab=%d", i+1)
+				if got := follow(callbacks[i], http.StatusFound); got != want {
+					t.Fatalf("callback of tab %d: back to %q, want %q", i+1, got, want)
+				}
+				if r := b.do("GET", want, "text/html"); r.status != 200 || r.echo.Query != fmt.Sprintf("tab=%d", i+1) || hdr(r, "X-Tollgate-User") != "alice" {
+					t.Errorf("tab %d after its login: %d %s", i+1, r.status, r.body)
+				}
+			}
+		})
 	}
 }
 
