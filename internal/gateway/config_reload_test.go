@@ -45,6 +45,38 @@ func (e *env) route(name, prefix, upstream string) string {
 	return r + fmt.Sprintf("    upstream: {url: \"https://%s\", spiffeIDs: [%q]%s}\n", e.echoAddr, echoID, upstream)
 }
 
+// writePolicyIn replaces policy.yaml in the policy directory dir (under
+// e.dir), by rename.
+func (e *env) writePolicyIn(dir, text string) {
+	e.t.Helper()
+	if err := os.MkdirAll(filepath.Join(e.dir, dir), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	tmp := filepath.Join(e.dir, "policy.tmp")
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(e.dir, dir, "policy.yaml")); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// waitStatus polls GET path until it answers status, for at most 5s.
+func (e *env) waitStatus(c *http.Client, path string, status int) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := e.do(c, "GET", path).status
+		if got == status {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("GET %s = %d, want %d", path, got, status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // writeConfig replaces the gateway file, by rename.
 func (e *env) writeConfig(text string) {
 	e.t.Helper()
@@ -173,18 +205,24 @@ func (e *env) h1Client() *http.Client {
 func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 	e, tap := startPolicyEnv(t, apDoc("deny-x", `{action: DENY, rules: [{to: [{operation: {paths: ["/x"]}}]}]}`), policyEnvOptions{})
 	e.h1 = e.h1Client()
+	e.writePolicyIn("policies2", apDoc("deny-y", `{action: DENY, rules: [{to: [{operation: {paths: ["/y"]}}]}]}`))
 	base := e.route("echo", "", "")
 	cases := []struct {
 		name    string
 		file    string
 		restart []string // fields logged as waiting for a restart
 		refused bool
+		// problems are logged, one line each, when the file is refused.
+		problems []string
 		// probe is requested after the reload, with headers; the answer's
 		// status must be status, and the echoed request must pass check.
 		probe   string
 		headers []string
 		status  int
 		check   func(r reply) string
+		// edit, when set, runs after the reload; the probe is then
+		// awaited.
+		edit func()
 	}{{
 		name:  "a route added answers",
 		file:  e.gatewayFile(base+e.route("new", "/new", ""), "", ""),
@@ -249,7 +287,26 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 		name:    "a broken file changes nothing",
 		file:    e.gatewayFile(base+"  - name: bad\n    host: \"*\"\n    upstream: {url: \"http://plain\", spiffeIDs: [\"not-an-id\"]}\n", "  bogus: 1\n", ""),
 		refused: true,
-		probe:   "/late", status: 200,
+		// Every problem, one line each: the unknown field does not hide
+		// the route's.
+		problems: []string{"ingress.bogus: unknown field", "ingress.routes[1].upstream.url: must be https://",
+			"ingress.routes[1].upstream.spiffeIDs[0]: invalid SPIFFE ID", "ingress.routes[1]: duplicate route"},
+		probe: "/late", status: 200,
+	}, {
+		name:  "policy.files names another directory: its policies go in force",
+		file:  e.gatewayFile(base, "", "{files: [policies2/], pollInterval: 50ms}"),
+		probe: "/y", status: 403,
+	}, {
+		name:  "and the directory in force is watched: an edit there applies",
+		file:  e.gatewayFile(base, "", "{files: [policies2/], pollInterval: 50ms}"),
+		edit:  func() { e.writePolicyIn("policies2", apDoc("deny-z", `{action: DENY, rules: [{to: [{operation: {paths: ["/z"]}}]}]}`)) },
+		probe: "/z", status: 403,
+	}, {
+		name:     "policy.files emptied: refused, the policies in force stay",
+		file:     e.gatewayFile(base, "", "{pollInterval: 50ms}"),
+		refused:  true,
+		problems: []string{"would have no policies"},
+		probe:    "/z", status: 403,
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -259,6 +316,10 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 			failedBefore := e.reloads("gateway")["failure"]
 			e.writeConfig(tc.file)
 			err := e.gw.Reload()
+			if tc.edit != nil {
+				tc.edit()
+				e.waitStatus(e.h1, tc.probe, tc.status)
+			}
 			if tc.refused {
 				if err == nil {
 					t.Fatal("the broken file was put in force")
@@ -267,10 +328,7 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 				if got := e.reloads("gateway")["failure"]; got <= failedBefore {
 					t.Errorf("failed reloads counted %d, want more than %d", got, failedBefore)
 				}
-				// One line per problem, all of them: the unknown field
-				// does not hide the route's.
-				for _, p := range []string{"ingress.bogus: unknown field", "ingress.routes[1].upstream.url: must be https://",
-					"ingress.routes[1].upstream.spiffeIDs[0]: invalid SPIFFE ID", "ingress.routes[1]: duplicate route"} {
+				for _, p := range tc.problems {
 					if len(tap.lines("gateway file reload refused", p)) == 0 {
 						t.Errorf("no line for the problem %q", p)
 					}

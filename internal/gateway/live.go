@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -205,8 +206,6 @@ var restartFields = []restartField{
 	field("identity.files", func(c *config.Gateway) **config.IdentityFiles { return &c.Identity.Files }),
 	field("admin", func(c *config.Gateway) *config.Admin { return &c.Admin }),
 	field("audit", func(c *config.Gateway) *config.Audit { return &c.Audit }),
-	field("policy.files", func(c *config.Gateway) *[]string { return &c.Policy.Files }),
-	field("policy.pollInterval", func(c *config.Gateway) *time.Duration { return &c.Policy.PollInterval }),
 	ingressField("ingress.listen", func(in *config.Ingress) *string { return &in.Listen }),
 	ingressField("ingress.tls", func(in *config.Ingress) *config.ServerTLS { return &in.TLS }),
 	ingressField("ingress.timeouts.readHeader", func(in *config.Ingress) *time.Duration { return &in.Timeouts.ReadHeader }),
@@ -365,7 +364,13 @@ func (g *Gateway) watchConfig() {
 func (g *Gateway) syncConfig(settled *filewatch.Snapshot) (configReload, error) {
 	w := g.policies
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	var after func()
+	defer func() {
+		w.mu.Unlock()
+		if after != nil {
+			after()
+		}
+	}()
 	paths := []string{g.cfg.File}
 	snap, err := filewatch.Read(paths, configRead)
 	if err != nil || (snap.Hash != g.cfgHash && (settled == nil || snap.Hash != settled.Hash)) {
@@ -380,7 +385,7 @@ func (g *Gateway) syncConfig(settled *filewatch.Snapshot) (configReload, error) 
 		return configReload{restart: g.restart}, nil
 	}
 	src, _ := snap.Data(g.cfg.File)
-	res, err := g.reloadConfig(src)
+	res, after, err := g.reloadConfig(src)
 	res.read = true
 	if err == nil {
 		g.cfgHash, g.restart = snap.Hash, res.restart
@@ -391,41 +396,56 @@ func (g *Gateway) syncConfig(settled *filewatch.Snapshot) (configReload, error) 
 // reloadConfig puts src, the gateway file's content, in force: what can
 // change live, with the policies in force compiled again for it, all at
 // once. A file that fails to load or compile changes nothing. The caller
-// holds the policy watcher's mu.
-func (g *Gateway) reloadConfig(src []byte) (configReload, error) {
+// holds the policy watcher's mu, and runs after (when not nil) once it has
+// released it.
+func (g *Gateway) reloadConfig(src []byte) (res configReload, after func(), err error) {
 	next, err := config.Parse(g.cfg.File, src)
 	if err != nil {
-		return configReload{}, err
+		return configReload{}, nil, err
 	}
 	w := g.policies
 	cur := g.live.Load()
 	cand, restart := liveConfig(cur.cfg, next)
-	res := configReload{restart: restart}
+	res = configReload{restart: restart}
 	if cur.cfg.SameSettings(cand) {
-		return res, nil
+		return res, nil, nil
 	}
 	l, err := g.buildLive(cand, cur)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
-	var c *Compiled
+	// The policies in force, compiled again for the new file; or, when it
+	// names other policy files, those.
+	retarget := !slices.Equal(cur.cfg.Policy.Files, cand.Policy.Files) || cur.cfg.Policy.PollInterval != cand.Policy.PollInterval
 	var snap *filewatch.Snapshot
 	if state := w.inForce.Load(); state != nil {
 		snap = state.snap
+	}
+	if !slices.Equal(cur.cfg.Policy.Files, cand.Policy.Files) {
+		if snap, err = w.readFor(cand); err != nil {
+			g.discard(l, cur)
+			return res, nil, fmt.Errorf("policy: %w", err)
+		}
+	}
+	var c *Compiled
+	if snap != nil {
 		c, err = w.compile(cand, snap)
 		if err == nil {
 			err = w.checkEmptied(cand, c)
 		}
 		if err != nil {
 			g.discard(l, cur)
-			return res, err
+			return res, nil, err
 		}
 	}
 	w.install(c, snap, l)
 	retire(cur, l)
 	g.retireLogins(cur, l)
+	if retarget {
+		after = w.retarget(cand)
+	}
 	res.applied = true
-	return res, nil
+	return res, after, nil
 }
 
 // reportConfig logs and counts the outcome of a reload of the gateway file,

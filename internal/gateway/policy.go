@@ -34,9 +34,12 @@ import (
 // equals content that already has: a file caught mid-write (truncated, half
 // written) is never compiled into the set in force.
 type policyWatcher struct {
-	g      *Gateway
-	paths  []string
-	settle time.Duration
+	g *Gateway
+	// paths, settle and interval are policy.files and the settle and poll
+	// intervals in force; mu guards them (a reload of the gateway file
+	// retargets the watcher).
+	paths            []string
+	settle, interval time.Duration
 
 	// mu serializes reads and swaps, the poller's and SIGHUP's alike: content
 	// read later goes in force later, so a slow reader cannot put back an
@@ -95,7 +98,7 @@ func policySettle(cfg *config.Gateway) time.Duration {
 }
 
 func newPolicyWatcher(g *Gateway) (*policyWatcher, error) {
-	w := &policyWatcher{g: g, paths: g.cfg.Policy.Files, settle: policySettle(g.cfg)}
+	w := &policyWatcher{g: g, paths: g.cfg.Policy.Files, settle: policySettle(g.cfg), interval: g.cfg.Policy.PollInterval}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	if len(w.paths) == 0 {
 		g.log.Warn("no policy files configured: every routed request is allowed (Istio's default without AuthorizationPolicy)")
@@ -450,32 +453,64 @@ func (w *policyWatcher) checkEmptied(cfg *config.Gateway, next *Compiled) error 
 
 // reload is SIGHUP's policy reload: see sync.
 func (w *policyWatcher) reload() error {
-	if len(w.paths) == 0 {
+	w.mu.Lock()
+	none := len(w.paths) == 0
+	w.mu.Unlock()
+	if none {
 		return nil
 	}
 	return w.sync(nil)
 }
 
 func (w *policyWatcher) ready() error {
-	if len(w.paths) > 0 && w.inForce.Load() == nil {
+	if len(w.g.live.Load().cfg.Policy.Files) > 0 && w.inForce.Load() == nil {
 		return errors.New("no policy set loaded")
 	}
 	return nil
 }
 
+// readFor reads cfg's policy files, settled, for a reload of the gateway
+// file that changed them; no files: an empty set. The caller holds mu.
+func (w *policyWatcher) readFor(cfg *config.Gateway) (*filewatch.Snapshot, error) {
+	if len(cfg.Policy.Files) == 0 {
+		return &filewatch.Snapshot{}, nil
+	}
+	settle := policySettle(cfg)
+	ctx, cancel := context.WithTimeout(w.ctx, settleRounds*settle)
+	defer cancel()
+	snap, err := filewatch.ReadSettled(ctx, cfg.Policy.Files, settle, policyRead)
+	if err != nil {
+		return nil, readError(err)
+	}
+	return snap, nil
+}
+
+// retarget points the watcher at cfg's policy files and intervals, and
+// returns what the caller must run once it has released mu: closing the
+// previous file watcher (which waits for its callback, which takes mu) and
+// starting the new one. The caller holds mu.
+func (w *policyWatcher) retarget(cfg *config.Gateway) (after func()) {
+	w.paths, w.settle, w.interval = cfg.Policy.Files, policySettle(cfg), cfg.Policy.PollInterval
+	old := w.watcher
+	w.watcher = nil
+	return func() {
+		if old != nil {
+			old.Close()
+		}
+		w.start()
+	}
+}
+
 // start watches the policy files: every settled change is synced.
 func (w *policyWatcher) start() {
-	if len(w.paths) == 0 {
-		return
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ctx.Err() != nil || w.watcher != nil {
+	if len(w.paths) == 0 || w.ctx.Err() != nil || w.watcher != nil {
 		return
 	}
 	fw, err := filewatch.New(w.paths, filewatch.Options{
 		ReadOptions: policyRead,
-		Interval:    w.g.cfg.Policy.PollInterval,
+		Interval:    w.interval,
 		Settle:      w.settle,
 		Initial:     w.inForce.Load().snap,
 		OnChange: func(snap *filewatch.Snapshot, err error) {
