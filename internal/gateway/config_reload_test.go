@@ -297,9 +297,11 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 		file:  e.gatewayFile(base, "", "{files: [policies2/], pollInterval: 50ms}"),
 		probe: "/y", status: 403,
 	}, {
-		name:  "and the directory in force is watched: an edit there applies",
-		file:  e.gatewayFile(base, "", "{files: [policies2/], pollInterval: 50ms}"),
-		edit:  func() { e.writePolicyIn("policies2", apDoc("deny-z", `{action: DENY, rules: [{to: [{operation: {paths: ["/z"]}}]}]}`)) },
+		name: "and the directory in force is watched: an edit there applies",
+		file: e.gatewayFile(base, "", "{files: [policies2/], pollInterval: 50ms}"),
+		edit: func() {
+			e.writePolicyIn("policies2", apDoc("deny-z", `{action: DENY, rules: [{to: [{operation: {paths: ["/z"]}}]}]}`))
+		},
 		probe: "/z", status: 403,
 	}, {
 		name:     "policy.files emptied: refused, the policies in force stay",
