@@ -24,12 +24,15 @@ type BatchSink interface {
 	MaxBatch() (records, bytes int)
 }
 
-// deliver feeds sink i from its journal cursor until the journal closes (and
-// it has delivered everything) or Close gives up waiting.
-func (l *Logger) deliver(i int) {
+// deliver feeds run's sink from its journal cursor until the journal closes
+// (and it has delivered everything), Close gives up waiting, its context
+// ends (a change replaced it) or it has delivered what it had to before it
+// was removed (stopping).
+func (l *Logger) deliver(run *sinkRun) {
 	defer l.delivering.Done()
-	r, s, c := l.readers[i], l.sinks[i], &l.sinkStats[i]
-	ctx := l.deliverCtx
+	defer close(run.done)
+	r, s, c := run.reader, run.sink, run.stats
+	ctx := run.ctx
 	lastSave := time.Now()
 	maxRecords, maxBytes := 1, 0
 	bs, batched := s.(BatchSink)
@@ -52,6 +55,7 @@ func (l *Logger) deliver(i int) {
 		batch = batch[:0]
 		var last uint64
 		size := 0
+		ending := false
 		for len(batch) < maxRecords && (len(batch) == 0 || maxBytes == 0 || size < maxBytes) {
 			line, seq, lost, err := r.read(ctx, len(batch) == 0)
 			if lost > 0 {
@@ -71,6 +75,11 @@ func (l *Logger) deliver(i int) {
 				}
 				return
 			}
+			if run.stopping.Load() && seq > run.stopAt.Load() {
+				// Removed: what was committed after the change is not its.
+				ending = true
+				break
+			}
 			// The lag, from the record's time: sampled (parsing a time per
 			// record would cost more than the delivery to a fast sink).
 			if len(batch) == 0 && time.Since(lagSampled) > 100*time.Millisecond {
@@ -83,7 +92,7 @@ func (l *Logger) deliver(i int) {
 				bufs = append(bufs, nil)
 			}
 			buf := bufs[len(batch)][:0]
-			if f := l.formats[i]; f != nil {
+			if f := run.format; f != nil {
 				var ferr error
 				if buf, ferr = f(buf, line); ferr != nil {
 					// A journal line that doesn't parse can't be formatted,
@@ -107,7 +116,17 @@ func (l *Logger) deliver(i int) {
 			last = seq
 		}
 		if len(batch) == 0 {
+			if ending {
+				return
+			}
 			continue
+		}
+		if ctx.Err() != nil {
+			// Replaced or closed: what it read goes to its replacement or
+			// after the next start. A read does not look at ctx while
+			// records are committed, so a replaced loop ends here, and never
+			// writes a record committed after the change.
+			return
 		}
 		for attempt := 0; ; attempt++ {
 			wctx, cancel := context.WithTimeout(ctx, timeout)
@@ -140,6 +159,9 @@ func (l *Logger) deliver(i int) {
 		c.delivered.Add(uint64(len(batch)))
 		r.Ack(last)
 		c.acked.Store(last)
+		if ending || (run.stopping.Load() && last >= run.stopAt.Load()) {
+			return // removed, and done: its cursor is saved as it closes
+		}
 		if time.Since(lastSave) > time.Second {
 			if err := r.Save(); err != nil {
 				l.log.Warn("audit sink cursor not saved; records may be delivered again after a restart", "sink", c.name, "err", err)

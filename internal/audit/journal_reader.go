@@ -31,6 +31,8 @@ type JournalReader struct {
 	secEnd int64  // end of the section br reads
 	br     *bufio.Reader
 	long   []byte // a line longer than br's buffer
+	// fresh: NewReader created the cursor file.
+	fresh bool
 }
 
 // ErrJournalClosed is returned by JournalReader.Next once the journal is
@@ -43,11 +45,21 @@ var ErrJournalClosed = errors.New("audit: journal closed")
 // not the archive. Its cursor is saved at once, so a crash right after
 // start does not make it skip what is journaled meanwhile.
 func (j *Journal) NewReader(name string) (*JournalReader, error) {
+	return j.newReader(name, false)
+}
+
+// newReader is NewReader; fromEnd starts after the records committed even
+// if the name has a cursor (a sink added to a running Logger: a cursor left
+// by a sink of that name removed earlier is not its).
+func (j *Journal) newReader(name string, fromEnd bool) (*JournalReader, error) {
 	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
 		return nil, fmt.Errorf("audit: journal reader name %q: want a plain file name", name)
 	}
 	r := &JournalReader{j: j, name: name, path: filepath.Join(j.dir, cursorDir, name)}
 	b, err := os.ReadFile(r.path)
+	if fromEnd && err == nil {
+		err = os.ErrNotExist
+	}
 	switch {
 	case err == nil:
 		n, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
@@ -57,6 +69,7 @@ func (j *Journal) NewReader(name string) (*JournalReader, error) {
 		r.acked = n
 	case errors.Is(err, os.ErrNotExist):
 		r.acked = j.Committed()
+		r.fresh = true
 		if err := r.save(true); err != nil {
 			return nil, err
 		}
@@ -190,6 +203,14 @@ func (r *JournalReader) readLine(limit int64) ([]byte, error) {
 		r.off += int64(len(line))
 		return line, nil
 	}
+}
+
+// rewind makes the next read return the record after the last
+// acknowledged one, again if it was read: a replaced sink's loop may have
+// read records it never delivered.
+func (r *JournalReader) rewind() {
+	r.closeFile()
+	r.next = r.acked + 1
 }
 
 func (r *JournalReader) closeFile() {

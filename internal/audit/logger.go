@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,6 +119,10 @@ type SinkStats struct {
 //
 // A full queue makes Record wait up to BlockTimeout and then drop the event;
 // drops are counted in Stats and written into the trail as a gap record.
+//
+// Its sinks can change while it runs (PrepareSinks, then SinkChange.Commit),
+// and so can its pseudonyms, instance and failure mode (SetPseudonymize,
+// SetInstance, SetFailClosed); its journal cannot.
 type Logger struct {
 	queue        chan queued
 	blockTimeout time.Duration
@@ -127,21 +130,30 @@ type Logger struct {
 	drainTimeout time.Duration
 	backoff      [2]time.Duration
 	sensitive    []string
-	pseudonyms   *Pseudonymize
-	instance     string
+	pseudonyms   atomic.Pointer[Pseudonymize]
+	instance     atomic.Pointer[string]
 	maxField     int
-	sinks        []Sink
-	formats      []func(dst, line []byte) ([]byte, error) // per sink; nil: native
-	line         []byte                                   // the writer goroutine's encoding buffer
+	product      Product
+	line         []byte // the writer goroutine's encoding buffer
 	formatted    []byte
 	log          *slog.Logger
 	journal      *Journal
-	failClosed   bool
-	readers      []*JournalReader
-	sinkStats    []sinkCounters
+	failClosed   atomic.Bool
 	deliverCtx   context.Context
 	stopDeliver  context.CancelFunc
-	delivering   sync.WaitGroup
+	// delivering counts the delivery loops (with a journal); retiring, the
+	// goroutines that close the sinks a change removed.
+	delivering, retiring sync.WaitGroup
+
+	// setMu guards set, the sinks in force, and setClosed. Without a journal
+	// the writer holds it while it writes one record, so a change of sinks
+	// (SinkChange.Commit) happens between two records.
+	setMu     sync.Mutex
+	set       []*sinkRun
+	setClosed bool
+	// started: New has put the first set in force (PrepareSinks of a
+	// running Logger starts new names' cursors from now).
+	started bool
 
 	// mu guards closed and the send on queue against Close closing it: Record holds
 	// the read lock while sending so a send never races the close.
@@ -156,6 +168,24 @@ type Logger struct {
 	written, dropped, errors atomic.Uint64
 	// lost counts drops not yet written as a gap record, by reason.
 	lostQueue, lostJournal, lostFull atomic.Uint64
+}
+
+// sinkRun is one sink in force: with a journal, its cursor and delivery loop.
+type sinkRun struct {
+	name   string
+	sink   Sink
+	format func(dst, line []byte) ([]byte, error) // nil: native
+	// With a journal: the cursor, the counters (kept by a replacement of the
+	// same name), the loop's context and its end.
+	reader *JournalReader
+	stats  *sinkCounters
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	// stopping, once set, ends the loop after it delivered stopAt (a sink
+	// removed by a change).
+	stopAt   atomic.Uint64
+	stopping atomic.Bool
 }
 
 // queued is an event on its way to the writer; done, if set, hears whether
@@ -207,14 +237,6 @@ func New(cfg Config) (*Logger, error) {
 	if cfg.Product == (Product{}) {
 		cfg.Product = DefaultProduct
 	}
-	formats := make([]func(dst, line []byte) ([]byte, error), len(cfg.Sinks))
-	for i := range cfg.SinkFormats {
-		f, err := formatter(cfg.SinkFormats[i], cfg.Product)
-		if err != nil {
-			return nil, err
-		}
-		formats[i] = f
-	}
 	if cfg.FailClosed && cfg.Journal == nil {
 		return nil, errors.New("audit: fail-closed needs a journal")
 	}
@@ -225,49 +247,50 @@ func New(cfg Config) (*Logger, error) {
 		drainTimeout: cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout),
 		backoff:      [2]time.Duration{cmp.Or(cfg.Backoff, DefaultBackoff), cmp.Or(cfg.MaxBackoff, DefaultMaxBackoff)},
 		sensitive:    cfg.SensitiveParams,
-		pseudonyms:   cfg.Pseudonymize,
-		instance:     cfg.Instance,
 		maxField:     cmp.Or(cfg.MaxFieldBytes, DefaultMaxFieldBytes),
-		sinks:        append([]Sink(nil), cfg.Sinks...),
+		product:      cfg.Product,
 		log:          cfg.Log,
 		journal:      cfg.Journal,
-		failClosed:   cfg.FailClosed,
-		formats:      formats,
 		done:         make(chan struct{}),
 	}
+	l.pseudonyms.Store(cfg.Pseudonymize)
+	l.failClosed.Store(cfg.FailClosed)
+	l.SetInstance(cfg.Instance)
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
-	if l.instance == "" {
-		l.instance, _ = os.Hostname()
+	specs := make([]SinkSpec, len(cfg.Sinks))
+	for i, s := range cfg.Sinks {
+		specs[i] = SinkSpec{Name: fmt.Sprintf("sink-%d", i), Sink: s}
+		if cfg.SinkNames != nil {
+			specs[i].Name = cfg.SinkNames[i]
+		}
+		if cfg.SinkFormats != nil {
+			specs[i].Format = cfg.SinkFormats[i]
+		}
 	}
+	if l.journal != nil {
+		l.deliverCtx, l.stopDeliver = context.WithCancel(context.Background())
+	}
+	c, err := l.PrepareSinks(specs)
+	if err != nil {
+		if l.stopDeliver != nil {
+			l.stopDeliver()
+		}
+		return nil, err
+	}
+	l.setMu.Lock()
+	l.set = c.next
+	for _, r := range c.started {
+		l.start(r)
+	}
+	l.setMu.Unlock()
+	l.started = true
 	if l.journal == nil {
 		go l.run()
-		return l, nil
+	} else {
+		go l.runJournal()
 	}
-	l.sinkStats = make([]sinkCounters, len(l.sinks))
-	for i := range l.sinks {
-		name := fmt.Sprintf("sink-%d", i)
-		if cfg.SinkNames != nil {
-			name = cfg.SinkNames[i]
-		}
-		r, err := l.journal.NewReader(name)
-		if err != nil {
-			for _, r := range l.readers {
-				_ = r.Close()
-			}
-			return nil, err
-		}
-		l.readers = append(l.readers, r)
-		l.sinkStats[i].name = name
-		l.sinkStats[i].acked.Store(r.Acked())
-	}
-	l.deliverCtx, l.stopDeliver = context.WithCancel(context.Background())
-	for i := range l.sinks {
-		l.delivering.Add(1)
-		go l.deliver(i)
-	}
-	go l.runJournal()
 	return l, nil
 }
 
@@ -324,15 +347,18 @@ func (l *Logger) enqueue(q queued) error {
 	}
 }
 
-// Stats returns the delivery counters.
+// Stats returns the delivery counters; Sinks follows the sinks in force.
 func (l *Logger) Stats() Stats {
 	s := Stats{Written: l.written.Load(), Dropped: l.dropped.Load(), Errors: l.errors.Load()}
 	if l.journal == nil {
 		return s
 	}
 	committed := l.journal.Committed()
-	for i := range l.sinkStats {
-		c := &l.sinkStats[i]
+	l.setMu.Lock()
+	set := l.set
+	l.setMu.Unlock()
+	for _, r := range set {
+		c := r.stats
 		ss := SinkStats{Name: c.name, Delivered: c.delivered.Load(), Retries: c.retries.Load(), Dropped: c.dropped.Load()}
 		if acked := c.acked.Load(); committed > acked {
 			ss.LagEvents = committed - acked
@@ -354,6 +380,11 @@ func (l *Logger) Close() error {
 		close(l.queue)
 		l.mu.Unlock()
 		<-l.done
+		// No change of sinks goes in force from here on.
+		l.setMu.Lock()
+		l.setClosed = true
+		set := l.set
+		l.setMu.Unlock()
 		var errs []error
 		if l.journal != nil {
 			drained := make(chan struct{})
@@ -368,12 +399,13 @@ func (l *Logger) Close() error {
 			t.Stop()
 			l.stopDeliver()
 			<-drained
-			for _, r := range l.readers {
-				errs = append(errs, r.Close())
+			for _, r := range set {
+				errs = append(errs, r.reader.Close())
 			}
 		}
-		for _, s := range l.sinks {
-			errs = append(errs, s.Close())
+		l.retiring.Wait()
+		for _, r := range set {
+			errs = append(errs, r.sink.Close())
 		}
 		l.closeErr = errors.Join(errs...)
 	})
@@ -383,6 +415,10 @@ func (l *Logger) Close() error {
 func (l *Logger) run() {
 	defer close(l.done)
 	for q := range l.queue {
+		if q.swap != nil {
+			q.swap()
+			continue
+		}
 		if gap := l.takeGap(); gap != nil {
 			l.writeSinks(gap, false)
 		}
@@ -427,12 +463,12 @@ func (l *Logger) prepare(ev *Event) {
 		ev.ID = newID(ev.Time)
 	}
 	if ev.Instance == "" {
-		ev.Instance = l.instance
+		ev.Instance = *l.instance.Load()
 	}
 	// Redact before truncating: a cut could otherwise split a key from its value.
 	ev.Query = RedactQuery(ev.Query, l.sensitive)
-	if l.pseudonyms != nil {
-		l.pseudonyms.apply(ev)
+	if p := l.pseudonyms.Load(); p != nil {
+		p.apply(ev)
 	}
 	l.truncate(ev)
 }
@@ -448,9 +484,12 @@ func (l *Logger) writeSinks(ev *Event, count bool) {
 	// Encoded once for every sink, into a buffer the writer goroutine reuses.
 	l.line = append(ev.AppendJSON(l.line[:0]), '\n')
 	ok := true
-	for i, s := range l.sinks {
+	l.setMu.Lock()
+	defer l.setMu.Unlock()
+	for _, r := range l.set {
+		s := r.sink
 		line := l.line
-		if f := l.formats[i]; f != nil {
+		if f := r.format; f != nil {
 			var err error
 			if l.formatted, err = f(l.formatted[:0], l.line); err != nil {
 				ok = false
@@ -485,7 +524,7 @@ func (l *Logger) writeSinks(ev *Event, count bool) {
 // waits for its fsync: an error means it is not durable and the request must
 // not be forwarded. Otherwise it returns nil at once.
 func (l *Logger) Decided(ev *Event) error {
-	if !l.failClosed {
+	if !l.failClosed.Load() {
 		return nil
 	}
 	rec := *ev

@@ -158,9 +158,12 @@ func (l *Logger) runJournal() {
 	}
 	// Close: commit what is left in the queue.
 	for q := range l.queue {
-		if q.swap == nil {
-			add(q)
+		if q.swap != nil {
+			commit()
+			q.swap()
+			continue
 		}
+		add(q)
 	}
 	commit()
 	if gap := l.takeGap(); gap != nil {
