@@ -45,6 +45,15 @@ func (e *env) route(name, prefix, upstream string) string {
 	return r + fmt.Sprintf("    upstream: {url: \"https://%s\", spiffeIDs: [%q]%s}\n", e.echoAddr, echoID, upstream)
 }
 
+// manyHeaders is n distinct header fields, as name/value pairs.
+func manyHeaders(n int) []string {
+	var h []string
+	for i := range n {
+		h = append(h, fmt.Sprintf("X-H-%d", i), "v")
+	}
+	return h
+}
+
 // writePolicyIn replaces policy.yaml in the policy directory dir (under
 // e.dir), by rename.
 func (e *env) writePolicyIn(dir, text string) {
@@ -278,10 +287,18 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 			return ""
 		},
 	}, {
+		name:  "header limits apply live",
+		file:  e.gatewayFile(base, "  limits: {maxHeaderCount: 20}\n", ""),
+		probe: "/h", headers: manyHeaders(25), status: 431,
+	}, {
+		name:  "and back",
+		file:  e.gatewayFile(base, "", ""),
+		probe: "/h", headers: manyHeaders(25), status: 200,
+	}, {
 		name: "listener settings wait for a restart; the routes beside them apply",
-		file: strings.Replace(e.gatewayFile(base+e.route("late", "/late", ""), "  limits: {maxConnections: 7}\n  timeouts: {idle: 42s}\n", ""),
+		file: strings.Replace(e.gatewayFile(base+e.route("late", "/late", ""), "  limits: {maxConnections: 7, maxHeaderBytes: 1048576}\n  timeouts: {idle: 42s}\n", ""),
 			"listen: 127.0.0.1:0", "listen: 127.0.0.1:1", 1),
-		restart: []string{"ingress.listen", "ingress.limits", "ingress.timeouts.idle"},
+		restart: []string{"ingress.listen", "ingress.limits.maxConnections", "ingress.limits.maxHeaderBytes", "ingress.timeouts.idle"},
 		probe:   "/late", status: 200,
 	}, {
 		name:    "a broken file changes nothing",

@@ -14,6 +14,7 @@ import (
 	"tollgate.dev/tollgate/internal/filewatch"
 	"tollgate.dev/tollgate/internal/identity"
 	"tollgate.dev/tollgate/internal/ingress"
+	"tollgate.dev/tollgate/internal/listener"
 	"tollgate.dev/tollgate/internal/oidc"
 )
 
@@ -212,12 +213,10 @@ var restartFields = []restartField{
 	ingressField("ingress.timeouts.read", func(in *config.Ingress) *time.Duration { return &in.Timeouts.Read }),
 	ingressField("ingress.timeouts.write", func(in *config.Ingress) *time.Duration { return &in.Timeouts.Write }),
 	ingressField("ingress.timeouts.idle", func(in *config.Ingress) *time.Duration { return &in.Timeouts.Idle }),
-	ingressField("ingress.limits", func(in *config.Ingress) *config.Limits { return &in.Limits }),
 	ingressField("ingress.mesh", func(in *config.Ingress) **config.MeshListener { return &in.Mesh }),
 	egressField("egress.listen", func(e *config.Egress) *string { return &e.Listen }),
 	egressField("egress.allowedCallers", func(e *config.Egress) *[]string { return &e.AllowedCallers }),
 	egressField("egress.timeouts", func(e *config.Egress) *config.Timeouts { return &e.Timeouts }),
-	egressField("egress.limits", func(e *config.Egress) *config.Limits { return &e.Limits }),
 	egressField("egress.allowCIDRs", func(e *config.Egress) *[]string { return &e.AllowCIDRs }),
 	egressField("egress.credentials", func(e *config.Egress) *[]config.EgressCredential { return &e.Credentials }),
 	egressField("egress.outboundTrafficPolicy", func(e *config.Egress) *config.OutboundTrafficPolicy { return &e.OutboundTrafficPolicy }),
@@ -256,6 +255,60 @@ func egressField[T any](path string, at func(*config.Egress) *T) restartField {
 			return *at(c.Egress)
 		},
 		set: func(c *config.Gateway, v any) { *at(c.Egress) = v.(T) },
+	}
+}
+
+// frontLimits are the limits of the front named name under cfg.
+func frontLimits(cfg *config.Gateway, name string) listener.Limits {
+	for _, fc := range configuredFronts(cfg) {
+		if fc.name == name {
+			l := fc.limits
+			return listener.Limits{MaxHeaderBytes: l.MaxHeaderBytes, MaxHeaderCount: l.MaxHeaderCount,
+				MaxConnections: l.MaxConnections, MaxConnectionsPerSource: l.MaxConnectionsPerSource}
+		}
+	}
+	return listener.Limits{}
+}
+
+// keepFixedLimits keeps at cur's value, in cand, the limits a running
+// listener can't change (listener.Server.NotApplicable), and returns their
+// fields for the restart list.
+func (g *Gateway) keepFixedLimits(cur, cand *config.Gateway) []string {
+	var restart []string
+	for _, f := range g.fronts {
+		if f.server == nil {
+			continue
+		}
+		var section string
+		var was, now *config.Limits
+		switch f.name {
+		case "ingress":
+			section, was, now = "ingress", &cur.Ingress.Limits, &cand.Ingress.Limits
+		case "egress":
+			section, was, now = "egress", &cur.Egress.Limits, &cand.Egress.Limits
+		default:
+			continue // the mesh listener shares the ingress's limits
+		}
+		for _, field := range f.server.NotApplicable(frontLimits(cand, f.name)) {
+			switch field {
+			case "MaxHeaderBytes":
+				restart = append(restart, section+".limits.maxHeaderBytes")
+				now.MaxHeaderBytes = was.MaxHeaderBytes
+			case "MaxConnections":
+				restart = append(restart, section+".limits.maxConnections")
+				now.MaxConnections, now.MaxConnectionsPerSource = was.MaxConnections, was.MaxConnectionsPerSource
+			}
+		}
+	}
+	return restart
+}
+
+// setLimits puts cfg's limits in force on every listener.
+func (g *Gateway) setLimits(cfg *config.Gateway) {
+	for _, f := range g.fronts {
+		if f.server != nil {
+			f.server.SetLimits(frontLimits(cfg, f.name))
+		}
 	}
 }
 
@@ -406,6 +459,7 @@ func (g *Gateway) reloadConfig(src []byte) (res configReload, after func(), err 
 	w := g.policies
 	cur := g.live.Load()
 	cand, restart := liveConfig(cur.cfg, next)
+	restart = append(restart, g.keepFixedLimits(cur.cfg, cand)...)
 	res = configReload{restart: restart}
 	if cur.cfg.SameSettings(cand) {
 		return res, nil, nil
@@ -439,6 +493,7 @@ func (g *Gateway) reloadConfig(src []byte) (res configReload, after func(), err 
 		}
 	}
 	w.install(c, snap, l)
+	g.setLimits(cand)
 	retire(cur, l)
 	g.retireLogins(cur, l)
 	if retarget {

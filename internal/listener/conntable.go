@@ -116,6 +116,25 @@ func newConnTable(limit, perSource int) *connTable {
 	}
 }
 
+// setLimits replaces the limit and the per-source share. A raised limit
+// wakes a paused accept.
+func (t *connTable) setLimits(limit, perSource int) {
+	t.mu.Lock()
+	t.limit, t.perSource, t.drainCap = limit, perSource, max(16, limit/8)
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// limitNow is the limit in force.
+func (t *connTable) limitNow() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.limit
+}
+
 // admit decides on a new connection from key. When it is admitted and the
 // listener was full, victim is the idle connection whose slot it took: the
 // caller sheds it (closes it, or sends it GOAWAY).

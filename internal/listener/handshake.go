@@ -117,7 +117,7 @@ func (l *tlsListener) admit(c net.Conn) (admittedConn net.Conn, ok bool) {
 				l.onLimit()
 			}
 			l.log.Debug("listener: at the connection limit with no idle connection to shed; accepting paused",
-				"limit", l.table.limit)
+				"limit", l.table.limitNow())
 		}
 		select {
 		case <-l.table.wake:

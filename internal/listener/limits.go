@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync/atomic"
 )
 
 // headerCountBody is the 431 body for too many or too large header fields
@@ -16,16 +17,19 @@ const headerCountBody = `{"error":"request header fields too large"}` + "\n"
 // net/http does not enforce before next sees it, for HTTP/1.1 and HTTP/2
 // alike, and answers refusals through OnProtocolError.
 type guard struct {
-	next     http.Handler
-	maxCount int // header fields
-	maxBytes int // header list size
-	onErr    func(ProtocolError) []byte
-	log      *slog.Logger
+	next   http.Handler
+	limits atomic.Pointer[headerLimits]
+	onErr  func(ProtocolError) []byte
+	log    *slog.Logger
 	// tracked: connections are tracked for shedding (MaxConnections), so a
 	// request's context may carry its connection's entry. Without a limit
 	// the lookup, which would walk the whole context chain, is skipped.
 	tracked bool
 }
+
+// headerLimits are the header count and size limits in force (SetLimits
+// replaces them).
+type headerLimits struct{ count, bytes int }
 
 // trackedConn is the table entry of r's connection, if connections are tracked.
 func (g *guard) trackedConn(r *http.Request) (*tracked, bool) {
@@ -71,11 +75,12 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.closeAfter(w, pc)
 	}
 
+	lim := g.limits.Load()
 	n := 0
 	for _, vs := range r.Header {
 		n += len(vs)
 	}
-	if n > g.maxCount {
+	if n > lim.count {
 		// A request with thousands of tiny headers fits under the byte
 		// limit yet makes every later stage (normalization, policy
 		// matching, header stripping, audit) loop over all of them;
@@ -89,17 +94,17 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// started and are bounded by the size limit only.
 		g.closeAfter(w, pc)
 		g.refuse(w, r, http.StatusRequestHeaderFieldsTooLarge,
-			fmt.Sprintf("Request Header Fields Too Large: %d header fields, limit %d", n, g.maxCount), headerCountBody)
+			fmt.Sprintf("Request Header Fields Too Large: %d header fields, limit %d", n, lim.count), headerCountBody)
 		return
 	}
-	if headerListSize(r, g.maxBytes) > g.maxBytes {
+	if headerListSize(r, lim.bytes) > lim.bytes {
 		// net/http's own limits are set above maxBytes (see
 		// netHTTPHeaderBytes), so that this check, not net/http, refuses
 		// an HTTP/2 request that is too large, and the refusal goes
 		// through OnProtocolError like any other.
 		g.closeAfter(w, pc)
 		g.refuse(w, r, http.StatusRequestHeaderFieldsTooLarge,
-			fmt.Sprintf("Request Header Fields Too Large: header list over %d bytes", g.maxBytes), headerCountBody)
+			fmt.Sprintf("Request Header Fields Too Large: header list over %d bytes", lim.bytes), headerCountBody)
 		return
 	}
 	g.next.ServeHTTP(w, r)

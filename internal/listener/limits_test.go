@@ -372,3 +372,54 @@ func TestHTTP2AnswersWithoutHandler(t *testing.T) {
 		})
 	}
 }
+
+// SetLimits changes the header limits of a running server for the next
+// request, over HTTP/1.1 and HTTP/2, on connections already open too; it
+// names what it can't change live, and changes nothing of it.
+func TestSetLimitsLive(t *testing.T) {
+	store, ca := newTestStore(t)
+	srv := startServer(t, Config{Certs: store, MaxHeaderCount: 40, MaxHeaderBytes: 8 << 10, MaxConnections: 10})
+	for _, p := range bothProtos {
+		t.Run(string(p), func(t *testing.T) {
+			c := newClient(t, ca.Pool(), srv.Addr(), "a.example.com", p)
+			many := http.Header{}
+			for i := range 25 {
+				many.Set(fmt.Sprintf("X-H-%d", i), "v")
+			}
+			big := http.Header{"X-Big": {strings.Repeat("a", 6<<10)}}
+			for _, step := range []struct {
+				limits     Limits
+				notApplied []string
+				many, big  int // statuses
+			}{
+				{Limits{MaxHeaderCount: 40, MaxHeaderBytes: 8 << 10, MaxConnections: 10}, nil, 200, 200},
+				{Limits{MaxHeaderCount: 20, MaxHeaderBytes: 4 << 10, MaxConnections: 10}, nil, 431, 431},
+				// Above twice the start's bytes: kept at 4 KiB.
+				{Limits{MaxHeaderCount: 40, MaxHeaderBytes: 64 << 10, MaxConnections: 10}, []string{"MaxHeaderBytes"}, 200, 431},
+				{Limits{MaxHeaderCount: 40, MaxHeaderBytes: 16 << 10, MaxConnections: 0}, []string{"MaxConnections"}, 200, 200},
+			} {
+				if got := srv.SetLimits(step.limits); !slices.Equal(got, step.notApplied) {
+					t.Errorf("SetLimits(%+v) could not apply %v, want %v", step.limits, got, step.notApplied)
+				}
+				if resp, _ := get(t, c, "a.example.com", many); resp.StatusCode != step.many {
+					t.Errorf("%+v: 25 headers: %d, want %d", step.limits, resp.StatusCode, step.many)
+				}
+				if resp, _ := get(t, c, "a.example.com", big); resp.StatusCode != step.big {
+					t.Errorf("%+v: 6 KiB header: %d, want %d", step.limits, resp.StatusCode, step.big)
+				}
+			}
+			srv.SetLimits(Limits{MaxHeaderCount: 40, MaxHeaderBytes: 8 << 10, MaxConnections: 10})
+		})
+	}
+	if got := tableOf(srv).limitNow(); got != 10 {
+		t.Errorf("connection limit %d, want 10", got)
+	}
+	srv.SetLimits(Limits{MaxConnections: 3, MaxConnectionsPerSource: 2})
+	tbl := tableOf(srv)
+	tbl.mu.Lock()
+	limit, per := tbl.limit, tbl.perSource
+	tbl.mu.Unlock()
+	if limit != 3 || per != 2 {
+		t.Errorf("connection limits %d/%d, want 3/2", limit, per)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -176,6 +177,13 @@ type Server struct {
 	srv   *http.Server
 	tlsLn tlsOptions
 	addr  string
+	guard *guard
+	// table tracks connections when started with MaxConnections; nil
+	// without.
+	table *connTable
+	// headerBytes is MaxHeaderBytes at New: net/http's own ceiling is set
+	// from it (netHTTPHeaderBytes) and stays.
+	headerBytes int
 
 	mu      sync.Mutex
 	ln      *tlsListener // set by Start
@@ -186,6 +194,62 @@ type Server struct {
 
 	stopOnce sync.Once
 	stopErr  error
+}
+
+// Limits are the limits SetLimits changes on a running server (the fields
+// of Config of the same names; zero means the default, or no connection
+// limit).
+type Limits struct {
+	MaxHeaderBytes, MaxHeaderCount          int
+	MaxConnections, MaxConnectionsPerSource int
+}
+
+// SetLimits puts l in force for requests and connections from now on, and
+// returns the names of the fields it could not change on a running server:
+// MaxHeaderBytes above twice its value at New (net/http's own ceiling,
+// set from it, refuses larger headers unseen), and MaxConnections from or
+// to zero (connections are tracked only when a limit was set at New).
+// Connections over a lowered limit stay; idle ones are shed as new ones
+// come.
+func (s *Server) SetLimits(l Limits) (notApplied []string) {
+	notApplied = s.NotApplicable(l)
+	l = withDefaults(l)
+	cur := s.guard.limits.Load()
+	next := headerLimits{count: l.MaxHeaderCount, bytes: l.MaxHeaderBytes}
+	if slices.Contains(notApplied, "MaxHeaderBytes") {
+		next.bytes = cur.bytes
+	}
+	if next != *cur {
+		s.guard.limits.Store(&next)
+	}
+	if s.table != nil && !slices.Contains(notApplied, "MaxConnections") {
+		s.table.setLimits(l.MaxConnections, l.MaxConnectionsPerSource)
+	}
+	return notApplied
+}
+
+// NotApplicable names the fields of l that SetLimits could not change on
+// this server (see SetLimits).
+func (s *Server) NotApplicable(l Limits) []string {
+	l = withDefaults(l)
+	var out []string
+	if l.MaxHeaderBytes > netHTTPHeaderBytes(s.headerBytes) {
+		out = append(out, "MaxHeaderBytes")
+	}
+	if (s.table == nil) != (l.MaxConnections == 0) {
+		out = append(out, "MaxConnections")
+	}
+	return out
+}
+
+func withDefaults(l Limits) Limits {
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if l.MaxHeaderCount == 0 {
+		l.MaxHeaderCount = DefaultMaxHeaderCount
+	}
+	return l
 }
 
 // ErrServerStarted is returned by Start on a Server already started.
@@ -263,15 +327,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConnections > 0 {
 		table = newConnTable(cfg.MaxConnections, cfg.MaxConnectionsPerSource)
 	}
+	g := &guard{
+		next:    cfg.Handler,
+		onErr:   cfg.OnProtocolError,
+		log:     cfg.Logger,
+		tracked: table != nil,
+	}
+	g.limits.Store(&headerLimits{count: cfg.MaxHeaderCount, bytes: cfg.MaxHeaderBytes})
 	srv := &http.Server{
-		Handler: &guard{
-			next:     cfg.Handler,
-			maxCount: cfg.MaxHeaderCount,
-			maxBytes: cfg.MaxHeaderBytes,
-			onErr:    cfg.OnProtocolError,
-			log:      cfg.Logger,
-			tracked:  table != nil,
-		},
+		Handler:           g,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
@@ -342,7 +406,10 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return &Server{
-		srv: srv,
+		srv:         srv,
+		guard:       g,
+		table:       table,
+		headerBytes: cfg.MaxHeaderBytes,
 		tlsLn: tlsOptions{
 			conf:        tlsConf,
 			timeout:     cfg.HandshakeTimeout,

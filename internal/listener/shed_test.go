@@ -346,7 +346,8 @@ func (v verdict) String() string {
 // connection just shed (closed as idle) never reaches the Handler.
 func TestGuardRefusesShedConnection(t *testing.T) {
 	called := false
-	g := &guard{next: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true }), maxCount: 100, maxBytes: 1 << 16, tracked: true}
+	g := &guard{next: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true }), tracked: true}
+	g.limits.Store(&headerLimits{count: 100, bytes: 1 << 16})
 	e := &tracked{}
 	e.refuse.Store(true)
 	r := httptest.NewRequest(http.MethodPost, "https://a.example.com/", nil)
