@@ -213,6 +213,17 @@ func (r *JournalReader) rewind() {
 	r.next = r.acked + 1
 }
 
+// skipTo moves an unused reader's cursor on to seq: the next read returns
+// the record after it.
+func (r *JournalReader) skipTo(seq uint64) {
+	if seq <= r.acked {
+		return
+	}
+	r.closeFile()
+	r.Ack(seq)
+	r.next = seq + 1
+}
+
 func (r *JournalReader) closeFile() {
 	if r.f != nil {
 		_ = r.f.Close()

@@ -43,8 +43,8 @@ type SinkChange struct {
 //   - a name in force with a new Sink replaces it (with a journal, the new
 //     sink goes on from the same cursor: it is the same logical sink);
 //   - a new name starts from now (with a journal, its cursor starts after
-//     the records already committed, as a sink added across a restart does,
-//     even if a sink of that name removed earlier left its cursor);
+//     the records committed before the change, where the sinks it removes
+//     stop, even if a sink of that name removed earlier left its cursor);
 //   - a name in force that specs leave out is removed.
 //
 // With a journal it opens the cursors of the new names. On error nothing is
@@ -189,15 +189,39 @@ func (c *SinkChange) swap() (gone []*sinkRun) {
 	}
 	// Every goroutine is started under setMu, before Close can set
 	// setClosed, so that Close waits for all of them.
+	var end uint64
+	if l.journal != nil {
+		end = l.journal.Committed() // what was queued before is committed
+	}
 	for _, r := range c.started {
 		if prev := replaced[r.name]; prev != nil {
 			prev.cancel()
 			l.startAfter(r, prev)
-		} else {
-			l.start(r)
+			continue
 		}
+		if l.journal != nil {
+			// Added: from the change on, where the sinks it removes stop.
+			r.reader.skipTo(end)
+			r.stats.acked.Store(r.reader.Acked())
+		}
+		l.start(r)
 	}
 	return gone
+}
+
+// Reopen reopens the files of the sinks in force (FileSink.Reopen), after
+// logrotate renamed them.
+func (l *Logger) Reopen() error {
+	l.setMu.Lock()
+	set := l.set
+	l.setMu.Unlock()
+	var errs []error
+	for _, r := range set {
+		if f, ok := r.sink.(interface{ Reopen() error }); ok {
+			errs = append(errs, f.Reopen())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // enqueueWait sends q to the writer, waiting for room as long as it takes

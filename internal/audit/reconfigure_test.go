@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -371,5 +372,42 @@ func TestSettersApplyToLaterRecords(t *testing.T) {
 	l.prepare(ev2)
 	if ev.Instance != "one" || ev2.Instance != "two" {
 		t.Errorf("instances %q, %q; want one, two", ev.Instance, ev2.Instance)
+	}
+}
+
+// Reopen reopens the file sinks in force: one added by a change too, not one
+// it removed.
+func TestReopenFollowsTheSinksInForce(t *testing.T) {
+	dir := t.TempDir()
+	open := func(name string) *FileSink {
+		f, err := OpenFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	l, err := New(Config{Sinks: []Sink{open("old.log")}, SinkNames: []string{"old"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := l.PrepareSinks([]SinkSpec{{Name: "new", Sink: open("new.log")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Commit()
+	if err := os.Rename(filepath.Join(dir, "new.log"), filepath.Join(dir, "new.log.1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err != nil { // the removed sink is closed: reopening it would fail
+		t.Fatal(err)
+	}
+	l.Record(&Event{Kind: Ingress, RequestID: "after-rotation"})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "new.log"))
+	if err != nil || !strings.Contains(string(b), "after-rotation") {
+		t.Errorf("new.log after Reopen: %q, %v; want the record", b, err)
 	}
 }
