@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 
 	"tollgate.dev/tollgate/internal/audit"
@@ -47,8 +48,7 @@ func loadSigner(cfg *config.Gateway) (*audit.Signer, error) {
 // openAudit builds the audit Logger: the sinks, the journal when one is
 // configured, pseudonyms. An error names the configuration field at fault.
 func (g *Gateway) openAudit() error {
-	product := audit.DefaultProduct
-	product.Version = cmp.Or(g.opts.Version, product.Version)
+	product := g.auditProduct()
 	var sinks []audit.Sink
 	var names []string
 	var formats []audit.Format
@@ -58,6 +58,9 @@ func (g *Gateway) openAudit() error {
 		sk, field, err := g.openSink(s, product)
 		if err != nil {
 			return config.Errors{g.cfg.ErrorFor(fmt.Sprintf("audit.sinks[%d].%s", i, field), err)}
+		}
+		if f, ok := sk.(*audit.FileSink); ok {
+			g.files = append(g.files, f)
 		}
 		sinks = append(sinks, sk)
 	}
@@ -91,6 +94,138 @@ func (g *Gateway) openAudit() error {
 	return nil
 }
 
+// auditProduct names the gateway in formatted records.
+func (g *Gateway) auditProduct() audit.Product {
+	product := audit.DefaultProduct
+	product.Version = cmp.Or(g.opts.Version, product.Version)
+	return product
+}
+
+// reloadAudit prepares the audit section of next over prev's, prev being
+// the configuration in force and next the candidate of a reload (liveConfig's
+// copy, which it changes: the audit fields that wait for a restart are set
+// back to prev's, as liveConfig does for the other restart fields, so that
+// next describes what is in force once committed). restart lists those fields:
+// "audit.journal" (any of its settings), and "audit.sinks" and
+// "audit.failureMode" when the journal is added or removed (what they need or
+// allow depends on it). Everything else applies live:
+//
+//   - sinks, by name (config.AuditSink.SinkName): one whose settings are
+//     unchanged keeps running untouched (its connection, journal cursor and
+//     delivery loop); a changed one is replaced (with a journal, from the same
+//     cursor); an added one starts from now; a removed one stops (with a
+//     journal, once it has delivered what was committed, at most the drain
+//     timeout) and is closed; its cursor file stays;
+//   - pseudonymize, instance and failureMode, for the records recorded from
+//     then on.
+//
+// err is a positioned configuration problem (a new sink that can't be
+// opened, a pseudonym key that can't be read); nothing is left open then.
+// Otherwise commit puts the new audit settings in force, between two records
+// (call it under the reload lock once every other part of the reload
+// succeeded), and abort closes what was opened for them (call it if the
+// reload fails elsewhere). All four are nil when nothing in audit changed
+// or nothing of it applies live.
+func (g *Gateway) reloadAudit(prev, next *config.Gateway) (restart []string, commit func(), abort func(), err error) {
+	was, now := &prev.Audit, &next.Audit
+	if reflect.DeepEqual(*was, *now) {
+		return nil, nil, nil, nil
+	}
+	if !reflect.DeepEqual(was.Journal, now.Journal) {
+		restart = append(restart, "audit.journal")
+		if (was.Journal == nil) != (now.Journal == nil) {
+			if !reflect.DeepEqual(was.Sinks, now.Sinks) {
+				restart = append(restart, "audit.sinks")
+				now.Sinks = was.Sinks
+			}
+			if was.FailureMode != now.FailureMode {
+				restart = append(restart, "audit.failureMode")
+				now.FailureMode = was.FailureMode
+			}
+		}
+		now.Journal = was.Journal
+	}
+	if g.audit == nil || reflect.DeepEqual(*was, *now) {
+		return restart, nil, nil, nil
+	}
+	var sets []func()
+	if !reflect.DeepEqual(was.Pseudonymize, now.Pseudonymize) {
+		p, err := loadPseudonymize(next)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		sets = append(sets, func() { g.audit.SetPseudonymize(p) })
+	}
+	if was.Instance != now.Instance {
+		instance := now.Instance
+		sets = append(sets, func() { g.audit.SetInstance(instance) })
+	}
+	if was.FailureMode != now.FailureMode {
+		closed := now.FailureMode == config.AuditFailClosed
+		sets = append(sets, func() {
+			if err := g.audit.SetFailClosed(closed); err != nil {
+				// Unreachable: validation ties closed to a journal, and
+				// the journal's presence did not change.
+				g.log.Error("audit failure mode not changed", "err", err)
+			}
+		})
+	}
+	var change *audit.SinkChange
+	if !reflect.DeepEqual(was.Sinks, now.Sinks) {
+		if change, err = g.prepareSinks(was.Sinks, next); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	commit = func() {
+		change.Commit()
+		for _, set := range sets {
+			set()
+		}
+	}
+	return restart, commit, change.Abort, nil
+}
+
+// prepareSinks opens the sinks of next that are new or changed against
+// was (by name) and prepares the Logger's change to next's set.
+func (g *Gateway) prepareSinks(was []config.AuditSink, next *config.Gateway) (*audit.SinkChange, error) {
+	running := map[string]config.AuditSink{}
+	for _, s := range was {
+		running[s.SinkName()] = s
+	}
+	product := g.auditProduct()
+	var specs []audit.SinkSpec
+	var opened []audit.Sink
+	var errs config.Errors
+	for i, s := range next.Audit.Sinks {
+		name := s.SinkName()
+		if old, ok := running[name]; ok && reflect.DeepEqual(old, s) {
+			specs = append(specs, audit.SinkSpec{Name: name})
+			continue
+		}
+		sk, field, err := g.openSink(s, product)
+		if err != nil {
+			errs = append(errs, next.ErrorFor(fmt.Sprintf("audit.sinks[%d].%s", i, field), err))
+			continue
+		}
+		opened = append(opened, sk)
+		specs = append(specs, audit.SinkSpec{Name: name, Sink: sk, Format: audit.Format(s.Format)})
+	}
+	err := errs.Err()
+	var change *audit.SinkChange
+	if err == nil {
+		if change, err = g.audit.PrepareSinks(specs); err != nil {
+			err = config.Errors{next.ErrorFor("audit.sinks", err)}
+		}
+	}
+	if err != nil {
+		for _, sk := range opened {
+			_ = sk.Close()
+		}
+		return nil, err
+	}
+	return change, nil
+}
+
 // openSink builds one configured sink; field names the configuration key
 // an error is about.
 func (g *Gateway) openSink(s config.AuditSink, product audit.Product) (sink audit.Sink, field string, err error) {
@@ -102,7 +237,6 @@ func (g *Gateway) openSink(s config.AuditSink, product audit.Product) (sink audi
 		if err != nil {
 			return nil, "file", err
 		}
-		g.files = append(g.files, f)
 		return f, "file", nil
 	case s.Syslog != nil:
 		sk, err := syslogSink(*s.Syslog)
