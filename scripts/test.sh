@@ -8,7 +8,8 @@
 #
 # Installs (each skipped when already there): oidc-provider from npm and Debian's
 # chromium (scripts/oidc/install.sh), Debian's rsyslog with its OpenSSL driver
-# (scripts/rsyslog/install.sh), Debian's wrk, h2load, nginx and Caddy for a smoke run
+# (scripts/rsyslog/install.sh), Debian's zsh and fish, whose completion of the gateway's
+# commands is tested (scripts/shells/install.sh), Debian's wrk, h2load, nginx and Caddy for a smoke run
 # of the side-by-side benchmark (scripts/bench-peers/install.sh), a small OpenTelemetry
 # Collector built from the Go module proxy into a cache folder (scripts/otelcol/install.sh,
 # ~4-5 min the first time), spire-server and spire-agent built from the Go module proxy
@@ -22,6 +23,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "install test tools"
 scripts/oidc/install.sh
 scripts/rsyslog/install.sh
+scripts/shells/install.sh
 scripts/bench-peers/install.sh
 SPIRE_BIN=$(scripts/spire/install.sh | tail -1)
 OTELCOL_BIN=$(scripts/otelcol/install.sh | tail -1)

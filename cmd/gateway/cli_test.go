@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -273,14 +274,48 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("completion %s: exit %d", shell, code)
 		}
 	}
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Fatalf("bash is needed to test its completion: %v", err)
+	scripts := map[string]string{}
+	for _, shell := range shells {
+		var script bytes.Buffer
+		run([]string{"completion", shell}, nil, &script, &bytes.Buffer{})
+		scripts[shell] = filepath.Join(t.TempDir(), "gateway."+shell)
+		os.WriteFile(scripts[shell], script.Bytes(), 0o644)
 	}
-	var script bytes.Buffer
-	run([]string{"completion", "bash"}, nil, &script, &bytes.Buffer{})
-	scriptFile := filepath.Join(t.TempDir(), "gateway.bash")
-	os.WriteFile(scriptFile, script.Bytes(), 0o644)
+	// complete runs the shell's completion of the line typed (the last
+	// word, maybe empty, is completed) and returns the candidates, sorted.
+	complete := map[string]func(line string) (string, error){
+		"bash": func(line string) (string, error) {
+			return completeBashLike("bash", "source "+scripts["bash"]+"; ", line)
+		},
+		// zsh runs the bash function through bashcompinit: its compgen
+		// calls the function under sh emulation (0-based arrays), as here,
+		// and zsh's compadd then keeps the candidates that start with the
+		// word typed (bashcompinit's compgen -W does not filter them).
+		"zsh": func(line string) (string, error) {
+			out, err := completeBashLike("zsh", "autoload -U +X compinit && compinit -u; source "+scripts["zsh"]+"; emulate sh; setopt ksharrays; ", line)
+			typed := line[strings.LastIndex(line, " ")+1:]
+			var kept []string
+			for _, w := range strings.Fields(out) {
+				if strings.HasPrefix(w, typed) {
+					kept = append(kept, w)
+				}
+			}
+			return strings.Join(kept, " "), err
+		},
+		"fish": func(line string) (string, error) {
+			b, err := exec.Command("fish", "-c", "source "+scripts["fish"]+"; complete -C"+shellQuote(line)).Output()
+			return sortedWords(string(b)), err
+		},
+	}
+	for _, shell := range shells {
+		if _, err := exec.LookPath(shell); err != nil {
+			if os.Getenv("TOLLGATE_REQUIRE_E2E") != "" {
+				t.Fatalf("%s is needed to test its completion (scripts/shells/install.sh): %v", shell, err)
+			}
+			t.Logf("%s not installed (scripts/shells/install.sh): its completion is not run", shell)
+			delete(complete, shell)
+		}
+	}
 	for _, tc := range []struct {
 		words string // the line typed; the last word is completed
 		want  string
@@ -293,19 +328,37 @@ func TestCompletion(t *testing.T) {
 		{"gateway completion ", "bash fish zsh"},
 		{"gateway audit verify -", "-key"},
 	} {
-		words := strings.Split(tc.words, " ")
-		quoted := make([]string, len(words))
-		for i, w := range words {
-			quoted[i] = "'" + w + "'"
-		}
-		prog := "source " + scriptFile + "; COMP_WORDS=(" + strings.Join(quoted, " ") + "); COMP_CWORD=" +
-			strings.TrimSpace(string(rune('0'+len(words)-1))) + "; _gateway; printf '%s\\n' \"${COMPREPLY[@]}\" | sort | tr '\\n' ' '"
-		b, err := exec.Command(bash, "-c", prog).Output()
-		if err != nil {
-			t.Fatalf("%q: %v", tc.words, err)
-		}
-		if got := strings.TrimSpace(string(b)); got != tc.want {
-			t.Errorf("%q completes to %q, want %q", tc.words, got, tc.want)
+		for shell, fn := range complete {
+			got, err := fn(tc.words)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", shell, tc.words, err)
+			}
+			if got != tc.want {
+				t.Errorf("%s: %q completes to %q, want %q", shell, tc.words, got, tc.want)
+			}
 		}
 	}
+}
+
+// completeBashLike calls the bash completion function _gateway in shell,
+// after setup, for the line typed.
+func completeBashLike(shell, setup, line string) (string, error) {
+	words := strings.Split(line, " ")
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = shellQuote(w)
+	}
+	prog := setup + "COMP_WORDS=(" + strings.Join(quoted, " ") + "); COMP_CWORD=" + strconv.Itoa(len(words)-1) +
+		"; _gateway; printf '%s\\n' \"${COMPREPLY[@]}\""
+	b, err := exec.Command(shell, "-c", prog).Output()
+	return sortedWords(string(b)), err
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// sortedWords is the words of out, sorted, joined by spaces.
+func sortedWords(out string) string {
+	words := strings.Fields(out)
+	slices.Sort(words)
+	return strings.Join(words, " ")
 }
