@@ -59,9 +59,6 @@ func (g *Gateway) openAudit() error {
 		if err != nil {
 			return config.Errors{g.cfg.ErrorFor(fmt.Sprintf("audit.sinks[%d].%s", i, field), err)}
 		}
-		if f, ok := sk.(*audit.FileSink); ok {
-			g.files = append(g.files, f)
-		}
 		sinks = append(sinks, sk)
 	}
 	cfg := audit.Config{Sinks: sinks, SinkNames: names, SinkFormats: formats, Product: product, Log: g.log, Instance: g.cfg.Audit.Instance,

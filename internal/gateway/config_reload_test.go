@@ -45,6 +45,21 @@ func (e *env) route(name, prefix, upstream string) string {
 	return r + fmt.Sprintf("    upstream: {url: \"https://%s\", spiffeIDs: [%q]%s}\n", e.echoAddr, echoID, upstream)
 }
 
+// waitForFile polls file until it contains text, for at most 5s.
+func waitForFile(t *testing.T, file, text string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if b, _ := os.ReadFile(file); strings.Contains(string(b), text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never held %q", file, text)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // manyHeaders is n distinct header fields, as name/value pairs.
 func manyHeaders(n int) []string {
 	var h []string
@@ -216,6 +231,7 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 	e.h1 = e.h1Client()
 	e.writePolicyIn("policies2", apDoc("deny-y", `{action: DENY, rules: [{to: [{operation: {paths: ["/y"]}}]}]}`))
 	base := e.route("echo", "", "")
+	const policies2 = "{files: [policies2/], pollInterval: 50ms}"
 	cases := []struct {
 		name    string
 		file    string
@@ -232,6 +248,8 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 		// edit, when set, runs after the reload; the probe is then
 		// awaited.
 		edit func()
+		// verify, when set, runs last.
+		verify func(t *testing.T)
 	}{{
 		name:  "a route added answers",
 		file:  e.gatewayFile(base+e.route("new", "/new", ""), "", ""),
@@ -321,6 +339,21 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 		},
 		probe: "/z", status: 403,
 	}, {
+		name:  "audit sinks change live: the probe is audited to the new file",
+		file:  strings.Replace(e.gatewayFile(base, "", policies2), "audit: {sinks: [{file: audit.log}]}", "audit: {sinks: [{file: audit2.log}]}", 1),
+		probe: "/audited-to-2", status: 200,
+		verify: func(t *testing.T) {
+			waitForFile(t, filepath.Join(e.dir, "audit2.log"), "/audited-to-2")
+			if b, _ := os.ReadFile(filepath.Join(e.dir, "audit.log")); strings.Contains(string(b), "/audited-to-2") {
+				t.Error("the probe went to the removed sink")
+			}
+		},
+	}, {
+		name:    "an audit journal waits for a restart; the sinks beside it apply",
+		file:    strings.Replace(e.gatewayFile(base, "", policies2), "audit: {sinks: [{file: audit.log}]}", "audit: {sinks: [{file: audit2.log}], journal: {dir: journal}}", 1),
+		restart: []string{"audit.journal"},
+		probe:   "/p", status: 200,
+	}, {
 		name:     "policy.files emptied: refused, the policies in force stay",
 		file:     e.gatewayFile(base, "", "{pollInterval: 50ms}"),
 		refused:  true,
@@ -368,6 +401,9 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 				if msg := tc.check(r); msg != "" {
 					t.Error(msg)
 				}
+			}
+			if tc.verify != nil {
+				tc.verify(t)
 			}
 		})
 	}

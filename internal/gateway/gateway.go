@@ -65,7 +65,6 @@ type Gateway struct {
 	metrics   *telemetry.Metrics
 	health    *telemetry.Health
 	audit     *audit.Logger
-	files     []*audit.FileSink
 	// fronts are the listeners with their per-request plumbing: the ingress
 	// first, then the mesh listener (ingress.mesh) when configured.
 	fronts  []*front
@@ -345,10 +344,8 @@ func (g *Gateway) Reload() error {
 	var errs []error
 	// Audit files first: logrotate's postrotate waits for nothing else, and
 	// the certificate and policy reads below may wait a settle interval.
-	for _, f := range g.files {
-		if err := f.Reopen(); err != nil {
-			errs = append(errs, fmt.Errorf("audit file %s: %w", f.Path(), err))
-		}
+	if err := g.audit.Reopen(); err != nil {
+		errs = append(errs, fmt.Errorf("audit files: %w", err))
 	}
 	if g.certStore != nil {
 		if err := g.certStore.Reload(); err != nil {

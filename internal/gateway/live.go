@@ -195,18 +195,18 @@ type restartField struct {
 }
 
 // restartFields are the settings a running gateway cannot change: its
-// listeners (address, TLS, timeouts, limits, who may call), its identity
-// source, and the parts that hold state across requests (audit sinks and
-// journal, egress credentials and resolvers). Everything else (routes,
-// upstreams, their SPIFFE IDs and timeouts, normalization, trusted proxies,
-// header rules, listener labels and namespaces, OIDC providers and sessions,
-// policy settings, trust domain aliases, the shutdown timings) applies live.
+// listeners (address, TLS, timeouts, who may call), its identity source,
+// and egress credentials and resolvers; the limits a listener can't change
+// are found by keepFixedLimits, and the audit journal's settings by
+// reloadAudit. Everything else (routes, upstreams, their SPIFFE IDs and
+// timeouts, normalization, trusted proxies, header rules, limits, listener
+// labels and namespaces, audit sinks, OIDC providers and sessions, policy
+// settings, trust domain aliases, the shutdown timings) applies live.
 var restartFields = []restartField{
 	field("identity.trustDomain", func(c *config.Gateway) *string { return &c.Identity.TrustDomain }),
 	field("identity.workloadAPI", func(c *config.Gateway) **config.WorkloadAPI { return &c.Identity.WorkloadAPI }),
 	field("identity.files", func(c *config.Gateway) **config.IdentityFiles { return &c.Identity.Files }),
 	field("admin", func(c *config.Gateway) *config.Admin { return &c.Admin }),
-	field("audit", func(c *config.Gateway) *config.Audit { return &c.Audit }),
 	ingressField("ingress.listen", func(in *config.Ingress) *string { return &in.Listen }),
 	ingressField("ingress.tls", func(in *config.Ingress) *config.ServerTLS { return &in.TLS }),
 	ingressField("ingress.timeouts.readHeader", func(in *config.Ingress) *time.Duration { return &in.Timeouts.ReadHeader }),
@@ -460,12 +460,23 @@ func (g *Gateway) reloadConfig(src []byte) (res configReload, after func(), err 
 	cur := g.live.Load()
 	cand, restart := liveConfig(cur.cfg, next)
 	restart = append(restart, g.keepFixedLimits(cur.cfg, cand)...)
+	auditRestart, auditCommit, auditAbort, err := g.reloadAudit(cur.cfg, cand)
+	if err != nil {
+		return configReload{restart: restart}, nil, err
+	}
+	restart = append(restart, auditRestart...)
 	res = configReload{restart: restart}
 	if cur.cfg.SameSettings(cand) {
 		return res, nil, nil
 	}
+	abort := func() {
+		if auditAbort != nil {
+			auditAbort()
+		}
+	}
 	l, err := g.buildLive(cand, cur)
 	if err != nil {
+		abort()
 		return res, nil, err
 	}
 	// The policies in force, compiled again for the new file; or, when it
@@ -477,6 +488,7 @@ func (g *Gateway) reloadConfig(src []byte) (res configReload, after func(), err 
 	}
 	if !slices.Equal(cur.cfg.Policy.Files, cand.Policy.Files) {
 		if snap, err = w.readFor(cand); err != nil {
+			abort()
 			g.discard(l, cur)
 			return res, nil, fmt.Errorf("policy: %w", err)
 		}
@@ -488,11 +500,15 @@ func (g *Gateway) reloadConfig(src []byte) (res configReload, after func(), err 
 			err = w.checkEmptied(cand, c)
 		}
 		if err != nil {
+			abort()
 			g.discard(l, cur)
 			return res, nil, err
 		}
 	}
 	w.install(c, snap, l)
+	if auditCommit != nil {
+		auditCommit()
+	}
 	g.setLimits(cand)
 	retire(cur, l)
 	g.retireLogins(cur, l)
