@@ -298,7 +298,11 @@ func TestJournalQuotaDropOldest(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s := l.Stats(); s.Written != 300 || s.Dropped != 0 {
+	// Every new record is journaled. (Dropped may count one record: the
+	// notice of a quota gap the sink's reader finds while the logger
+	// closes, refused as closed; the sink's own count and the next start's
+	// gap record, checked below, still say what the quota removed.)
+	if s := l.Stats(); s.Written != 300 || s.Dropped > 1 {
 		t.Fatalf("Stats %+v: DropOldest must not refuse new records", s)
 	}
 	// The sink comes back: it gets what the quota kept, and learns of the rest.
