@@ -166,7 +166,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	gcPercent, procs := tuneRuntime(os.Getenv, cfg.Audit.Journal != nil)
 	log.Debug("runtime", "gcPercent", gcPercent, "gomaxprocs", procs)
-	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout, LogStats: sigs.logStats, Version: buildVersion().Version})
+	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout, LogStats: sigs.logStats, Version: buildVersion().Version,
+		AdminListen: os.Getenv(envAdminListen)})
 	if err != nil {
 		sigs.flushLog()
 		printConfigErrors(stderr, err)

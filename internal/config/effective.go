@@ -116,19 +116,29 @@ func sortedKeys(m reflect.Value) []reflect.Value {
 	return keys
 }
 
-// elideURLPassword replaces the password of a URL's userinfo with "xxxxx"
-// (a URL with one would be refused by validation, but the printer must not
-// be where it leaks).
+// elideURLPassword replaces the password of a URL's userinfo with "xxxxx",
+// and the values of its query (which may carry a token) with "xxxxx": a
+// URL with either may be refused by validation, but the printer must not be
+// where a secret leaks.
 func elideURLPassword(s string) string {
-	if !strings.Contains(s, "@") || !strings.Contains(s, "://") {
+	if !strings.Contains(s, "://") || !strings.ContainsAny(s, "@?") {
 		return s
 	}
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
 		return s
 	}
-	if _, ok := u.User.Password(); ok {
-		return u.Redacted()
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"xxxxx"}
+		}
+		u.RawQuery = q.Encode()
 	}
-	return s
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	return u.String()
 }

@@ -477,3 +477,28 @@ func TestGatewayFileReloadOIDCProviders(t *testing.T) {
 		t.Errorf("after the refused removal GET /private = %d, want 401 or 503 (still behind its login)", got)
 	}
 }
+
+// An admin address from the environment replaces the file's in every
+// reload too: the file's own admin.listen is not a change that waits for a
+// restart (it was reported at every start of the container image, which
+// sets $TOLLGATE_ADMIN_LISTEN).
+func TestGatewayFileReloadKeepsAdminOverride(t *testing.T) {
+	e, tap := startPolicyEnv(t, apDoc("deny-x", `{action: DENY, rules: [{to: [{operation: {paths: ["/x"]}}]}]}`),
+		policyEnvOptions{adminListen: "127.0.0.1:0"})
+	e.h1 = e.h1Client()
+	file := strings.Replace(e.gatewayFile(e.route("echo", "", "")+e.route("more", "/more", ""), "", ""),
+		`admin: {listen: "127.0.0.1:0"}`, `admin: {listen: "127.0.0.1:9901"}`, 1)
+	e.writeConfig(file)
+	if err := e.gw.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.do(e.h1, "GET", "/more").status; got != 200 {
+		t.Errorf("GET /more = %d: the reload did not apply", got)
+	}
+	if lines := tap.lines("restart required"); len(lines) > 0 {
+		t.Errorf("restart required reported: %q", lines)
+	}
+	if got := e.gw.Config().Admin.Listen; got != "127.0.0.1:0" {
+		t.Errorf("admin.listen in force %q, want the override", got)
+	}
+}

@@ -43,6 +43,11 @@ type Options struct {
 	// /metrics (the log can't report its own failures when its reader is
 	// gone).
 	LogStats func() telemetry.LogStats
+	// AdminListen, when set, replaces admin.listen: in the configuration
+	// given to New (the caller applies it) and in every reload of the file
+	// ($TOLLGATE_ADMIN_LISTEN), so that the file's own value is not taken
+	// for a change that waits for a restart.
+	AdminListen string
 	// Built says the configuration was built in code, not read from
 	// cfg.File (dev mode): there is no gateway file to reload.
 	Built bool
@@ -81,6 +86,9 @@ type Gateway struct {
 	// period, or when the gateway closes.
 	retiredMu     sync.Mutex
 	retiredLogins []*oidc.Login
+	// retiredTransports are upstream transports a reload replaced, still
+	// under the SVID rotation's watch (see retire).
+	retiredTransports []*rotatingTransport
 	// configWatch reloads the gateway file when it changes (after Start).
 	configWatch *filewatch.Watcher
 	// cfgHash is the hash of the gateway file's content last put in force
@@ -409,6 +417,11 @@ func (g *Gateway) closeParts() {
 			t.CloseIdleConnections()
 		}
 	}
+	g.retiredMu.Lock()
+	for _, t := range g.retiredTransports {
+		t.CloseIdleConnections()
+	}
+	g.retiredMu.Unlock()
 	if g.certStore != nil {
 		g.certStore.Close()
 	}

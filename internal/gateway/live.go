@@ -35,8 +35,10 @@ type liveSet struct {
 	loginList    []*oidc.Login
 	loginsByName map[string]runningLogin
 	// startedLogins are the logins this set started (not kept from the
-	// set before it): closed if it does not go in force.
+	// set before it): closed if it does not go in force. setKeys gives the
+	// kept ones the set's session keys, once it is in force.
 	startedLogins []*oidc.Login
+	setKeys       func()
 	// routes keys each route's transport by what it was built from, so a
 	// reload that leaves an upstream as it was keeps its pooled connections.
 	transports map[upstreamKey]*rotatingTransport
@@ -98,7 +100,7 @@ func (g *Gateway) buildLive(cfg *config.Gateway, prev *liveSet) (l *liveSet, err
 		prevLogins = prev.loginsByName
 	}
 	if cfg.Ingress != nil {
-		l.loginsByName, l.loginList, l.startedLogins, err = g.startLogins(cfg, prevLogins)
+		l.loginsByName, l.loginList, l.startedLogins, l.setKeys, err = g.startLogins(cfg, prevLogins)
 		if err != nil {
 			return nil, err
 		}
@@ -164,22 +166,34 @@ func (g *Gateway) buildLive(cfg *config.Gateway, prev *liveSet) (l *liveSet, err
 
 // discard stops what l started, when l does not go in force.
 func (g *Gateway) discard(l, cur *liveSet) {
-	retire(l, cur)
+	g.retire(l, cur)
 	closeAll(l.startedLogins, g.log)
 }
 
 // retire closes the pooled connections of transports prev has and next does
 // not, once they are idle: requests in flight on them finish first, and a
-// second pass after retireGrace closes what they returned to the pool.
-func retire(prev, next *liveSet) {
+// second pass after retireGrace closes what they returned to the pool. The
+// retired transports stay under the SVID rotation's watch (eachRotating),
+// so a long request still on one is cut at its SVID's NotAfter like any
+// other; the last maxRetired are kept.
+func (g *Gateway) retire(prev, next *liveSet) {
 	for k, t := range prev.transports {
 		if next != nil && next.transports[k] == t {
 			continue
 		}
 		t.CloseIdleConnections()
 		time.AfterFunc(retireGrace, t.CloseIdleConnections)
+		g.retiredMu.Lock()
+		g.retiredTransports = append(g.retiredTransports, t)
+		if n := len(g.retiredTransports); n > maxRetired {
+			g.retiredTransports = slices.Delete(g.retiredTransports, 0, n-maxRetired)
+		}
+		g.retiredMu.Unlock()
 	}
 }
+
+// maxRetired bounds the retired transports kept under the rotation's watch.
+const maxRetired = 256
 
 // retireGrace is how long a retired transport's connections may stay in use
 // before the second pass closes them once idle.
@@ -364,6 +378,16 @@ func (g *Gateway) reloadFile() error {
 	return g.reportConfig(g.syncConfig(nil))
 }
 
+// parseFile parses src, the gateway file's content, with what replaces its
+// settings from outside (Options.AdminListen).
+func (g *Gateway) parseFile(src []byte) (*config.Gateway, error) {
+	cfg, err := config.Parse(g.cfg.File, src)
+	if err == nil && g.opts.AdminListen != "" {
+		cfg.Admin.Listen = g.opts.AdminListen
+	}
+	return cfg, err
+}
+
 // fromFile reports whether the configuration was read from a file (not built
 // in code, as dev mode's is).
 func (g *Gateway) fromFile() bool { return g.cfg.File != "" && !g.opts.Built }
@@ -380,7 +404,7 @@ func (g *Gateway) noteConfigFile() {
 		return
 	}
 	src, _ := snap.Data(g.cfg.File)
-	if cfg, err := config.Parse(g.cfg.File, src); err == nil && cfg.SameSettings(g.cfg) {
+	if cfg, err := g.parseFile(src); err == nil && cfg.SameSettings(g.cfg) {
 		g.cfgHash = snap.Hash
 	}
 }
@@ -442,6 +466,8 @@ func (g *Gateway) syncConfig(settled *filewatch.Snapshot) (configReload, error) 
 	res.read = true
 	if err == nil {
 		g.cfgHash, g.restart = snap.Hash, res.restart
+		// Under the lock: overlapping reloads leave the last one's count.
+		g.metrics.SetRestartRequired(len(res.restart))
 	}
 	return res, err
 }
@@ -452,7 +478,7 @@ func (g *Gateway) syncConfig(settled *filewatch.Snapshot) (configReload, error) 
 // holds the policy watcher's mu, and runs after (when not nil) once it has
 // released it.
 func (g *Gateway) reloadConfig(src []byte) (res configReload, after func(), err error) {
-	next, err := config.Parse(g.cfg.File, src)
+	next, err := g.parseFile(src)
 	if err != nil {
 		return configReload{}, nil, err
 	}
@@ -506,11 +532,14 @@ func (g *Gateway) reloadConfig(src []byte) (res configReload, after func(), err 
 		}
 	}
 	w.install(c, snap, l)
+	g.retire(cur, l)
+	if l.setKeys != nil {
+		l.setKeys()
+	}
 	if auditCommit != nil {
 		auditCommit()
 	}
 	g.setLimits(cand)
-	retire(cur, l)
 	g.retireLogins(cur, l)
 	if retarget {
 		after = w.retarget(cand)
@@ -535,7 +564,6 @@ func (g *Gateway) reportConfig(res configReload, err error) error {
 		}
 		return err
 	}
-	g.metrics.SetRestartRequired(len(res.restart))
 	if !res.read {
 		return nil
 	}

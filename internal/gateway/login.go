@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,11 +80,19 @@ type runningLogin struct {
 // (discovery runs in the background; a login answers 503 until it
 // succeeds): prev's where a provider's settings are unchanged, given the new
 // session keys, and new ones otherwise. started are the new ones: the caller
-// closes them if they do not go in force.
-func (g *Gateway) startLogins(cfg *config.Gateway, prev map[string]runningLogin) (byName map[string]runningLogin, list []*oidc.Login, started []*oidc.Login, err error) {
+// closes them if they do not go in force. setKeys gives the kept ones the
+// new session keys: the caller runs it once the set is in force (a refused
+// reload must not change the keys in use).
+func (g *Gateway) startLogins(cfg *config.Gateway, prev map[string]runningLogin) (byName map[string]runningLogin, list, started []*oidc.Login, setKeys func(), err error) {
 	lcs, err := loginConfigs(cfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	var keep []func()
+	setKeys = func() {
+		for _, f := range keep {
+			f()
+		}
 	}
 	byName = map[string]runningLogin{}
 	for i, lc := range lcs {
@@ -91,7 +100,7 @@ func (g *Gateway) startLogins(cfg *config.Gateway, prev map[string]runningLogin)
 		key := lc
 		key.Keys = nil
 		if p, ok := prev[name]; ok && reflect.DeepEqual(p.cfg, key) {
-			p.login.SetKeys(lc.Keys)
+			keep = append(keep, func() { p.login.SetKeys(lc.Keys) })
 			byName[name] = p
 			list = append(list, p.login)
 			continue
@@ -101,13 +110,13 @@ func (g *Gateway) startLogins(cfg *config.Gateway, prev map[string]runningLogin)
 		l, err := oidc.NewLogin(lc)
 		if err != nil {
 			closeAll(started, g.log)
-			return nil, nil, nil, config.Errors{cfg.ErrorAt(fmt.Sprintf("oidc.providers[%d]", i), err.Error())}
+			return nil, nil, nil, nil, config.Errors{cfg.ErrorAt(fmt.Sprintf("oidc.providers[%d]", i), err.Error())}
 		}
 		started = append(started, l)
 		byName[name] = runningLogin{login: l, cfg: key}
 		list = append(list, l)
 	}
-	return byName, list, started, nil
+	return byName, list, started, setKeys, nil
 }
 
 // Logins returns the gateway's browser logins in force, one per provider
@@ -118,6 +127,10 @@ func (g *Gateway) Logins() []*oidc.Login { return g.live.Load().loginList }
 // front (it seals from now on) and an old one dropped without a restart. On
 // error the keys in use stay.
 func (g *Gateway) reloadSessionKeys() error {
+	// Under the reload lock: a reload of the gateway file that changes the
+	// key files must not be undone by keys read from the files before it.
+	g.policies.mu.Lock()
+	defer g.policies.mu.Unlock()
 	l := g.live.Load()
 	o := l.cfg.OIDC
 	if o == nil || len(l.loginList) == 0 {
@@ -150,7 +163,12 @@ func (g *Gateway) retireLogins(prev, next *liveSet) {
 	g.retiredMu.Lock()
 	g.retiredLogins = append(g.retiredLogins, gone...)
 	g.retiredMu.Unlock()
-	time.AfterFunc(retireGrace, func() { closeAll(gone, g.log) })
+	time.AfterFunc(retireGrace, func() {
+		closeAll(gone, g.log)
+		g.retiredMu.Lock()
+		g.retiredLogins = slices.DeleteFunc(g.retiredLogins, func(l *oidc.Login) bool { return slices.Contains(gone, l) })
+		g.retiredMu.Unlock()
+	})
 }
 
 func (g *Gateway) closeLogins() {

@@ -387,11 +387,14 @@ func (w *policyWatcher) install(c *Compiled, snap *filewatch.Snapshot, l *liveSe
 	for _, f := range g.fronts {
 		counts = append(counts, f.handler.swap(c, l, f)...)
 	}
-	g.live.Store(l)
 	if c == nil {
+		g.live.Store(l)
 		return
 	}
+	// The policy set first: readiness reads both without the lock, and a
+	// live set naming policy files with no set in force reads as not ready.
 	prev := w.inForce.Swap(&policyState{compiled: c, snap: snap})
+	g.live.Store(l)
 	w.failed = false
 	g.metrics.ConfigReload("policy", nil)
 	if prev == nil || prev.compiled.Version != c.Version {

@@ -59,6 +59,8 @@ func (l *logTap) lines(parts ...string) []string {
 type policyEnvOptions struct {
 	// policy is the policy section of the configuration, flow style.
 	policy string
+	// adminListen is gateway.Options.AdminListen ($TOLLGATE_ADMIN_LISTEN).
+	adminListen string
 }
 
 // startPolicyEnv is startEnvOpts with a log the test can read, the policy
@@ -97,7 +99,10 @@ func startPolicyEnv(t *testing.T, policies string, o policyEnvOptions) (*env, *l
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: log, Certs: certs})
+	if o.adminListen != "" {
+		cfg.Admin.Listen = o.adminListen
+	}
+	gw, err := gateway.New(context.Background(), cfg, gateway.Options{Logger: log, Certs: certs, AdminListen: o.adminListen})
 	if err != nil {
 		t.Fatal(err)
 	}

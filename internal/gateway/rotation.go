@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,9 +112,16 @@ func (g *Gateway) watchRotation() {
 }
 
 // eachRotating calls f for every upstream transport of the live set in
-// force (a reload retires the others: see retire).
+// force, and for those reloads retired (see retire): a request still on one
+// is held to the same SVID rules.
 func (g *Gateway) eachRotating(f func(*rotatingTransport)) {
 	for _, rt := range g.live.Load().transports {
+		f(rt)
+	}
+	g.retiredMu.Lock()
+	retired := slices.Clone(g.retiredTransports)
+	g.retiredMu.Unlock()
+	for _, rt := range retired {
 		f(rt)
 	}
 }
