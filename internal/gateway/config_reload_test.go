@@ -230,6 +230,7 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 	e, tap := startPolicyEnv(t, apDoc("deny-x", `{action: DENY, rules: [{to: [{operation: {paths: ["/x"]}}]}]}`), policyEnvOptions{})
 	e.h1 = e.h1Client()
 	e.writePolicyIn("policies2", apDoc("deny-y", `{action: DENY, rules: [{to: [{operation: {paths: ["/y"]}}]}]}`))
+	os.WriteFile(filepath.Join(e.dir, "garbage.crt"), []byte("not a certificate\n"), 0o644)
 	base := e.route("echo", "", "")
 	const policies2 = "{files: [policies2/], pollInterval: 50ms}"
 	cases := []struct {
@@ -327,6 +328,12 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 		problems: []string{"ingress.bogus: unknown field", "ingress.routes[1].upstream.url: must be https://",
 			"ingress.routes[1].upstream.spiffeIDs[0]: invalid SPIFFE ID", "ingress.routes[1]: duplicate route"},
 		probe: "/late", status: 200,
+	}, {
+		name: "a certificate that would not load at the next start: refused, though TLS waits for a restart",
+		file: strings.Replace(e.gatewayFile(base, "", ""), "cert: pki/tls.crt", "cert: garbage.crt", 1),
+		refused: true,
+		problems: []string{"ingress.tls.certificates"},
+		probe:    "/p", status: 200,
 	}, {
 		name:  "policy.files names another directory: its policies go in force",
 		file:  e.gatewayFile(base, "", "{files: [policies2/], pollInterval: 50ms}"),

@@ -482,6 +482,11 @@ func (g *Gateway) reloadConfig(src []byte) (res configReload, after func(), err 
 	if err != nil {
 		return configReload{}, nil, err
 	}
+	// Whatever gateway check refuses changes nothing, the settings that
+	// wait for a restart included: the next start would fail on them.
+	if _, err := Check(next); err != nil {
+		return configReload{}, nil, err
+	}
 	w := g.policies
 	cur := g.live.Load()
 	cand, restart := liveConfig(cur.cfg, next)
