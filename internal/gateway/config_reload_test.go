@@ -329,9 +329,9 @@ func TestGatewayFileReloadLiveAndRestartFields(t *testing.T) {
 			"ingress.routes[1].upstream.spiffeIDs[0]: invalid SPIFFE ID", "ingress.routes[1]: duplicate route"},
 		probe: "/late", status: 200,
 	}, {
-		name: "a certificate that would not load at the next start: refused, though TLS waits for a restart",
-		file: strings.Replace(e.gatewayFile(base, "", ""), "cert: pki/tls.crt", "cert: garbage.crt", 1),
-		refused: true,
+		name:     "a certificate that would not load at the next start: refused, though TLS waits for a restart",
+		file:     strings.Replace(e.gatewayFile(base, "", ""), "cert: pki/tls.crt", "cert: garbage.crt", 1),
+		refused:  true,
 		problems: []string{"ingress.tls.certificates"},
 		probe:    "/p", status: 200,
 	}, {
