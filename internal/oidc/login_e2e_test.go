@@ -204,13 +204,20 @@ func TestE2EBrowserLogin(t *testing.T) {
 }
 
 // textOf is the text of the first element matching css.
+// A page the browser has just navigated to may still replace its nodes (the
+// location changes before the document is ready: "No node with given id
+// found"), so the read is tried again, for at most 10s.
 func textOf(t *testing.T, bctx context.Context, css string) string {
 	t.Helper()
-	s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(css)))
-	if err != nil {
-		t.Fatalf("text of %s: %v", css, err)
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var s string
+		if s, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS(css))); err == nil {
+			return s
+		}
 	}
-	return s
+	t.Fatalf("text of %s: %v", css, err)
+	return ""
 }
 
 // attackerSite serves, on http://localhost:<port> (another site than the
