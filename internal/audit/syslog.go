@@ -38,8 +38,12 @@ type SyslogOptions struct {
 // written to the TLS connection. The sink notices a receiver that closed
 // the connection and connects again before the next write (see
 // syslogConn); a write that fails closes the connection and is reported, so
-// the Logger retries the record on a new one. A receiver that dies without
-// closing, with records in its socket buffer, loses them.
+// the Logger retries the record on a new one. A receiver that stops may not
+// have read, or not yet stored, what was last written to it: so the
+// messages written in the replayWindow before a connection is found gone
+// are sent again first on the next one (at least once: a receiver may get
+// them twice; the record's id tells). A receiver that dies without
+// closing, with records in its socket buffer older than that, loses them.
 type SyslogSink struct {
 	opts   SyslogOptions
 	host   string
@@ -50,6 +54,56 @@ type SyslogSink struct {
 	conn   *syslogConn
 	buf    []byte
 	closed bool
+	// recent are the messages written on conn in the last replayWindow
+	// (at most replayMax of them), oldest first; replay those of a
+	// connection found gone, to be sent first on the next one.
+	recent []sentMessage
+	replay []sentMessage
+}
+
+// sentMessage is one framed message and when it was written.
+type sentMessage struct {
+	at  time.Time
+	msg []byte
+}
+
+// The replay window: what a receiver that stops may have read but not
+// stored. rsyslog, stopped, loses what it had read into its queue; a second
+// covers that at any rate this sink writes.
+const (
+	replayWindow = 2 * time.Second
+	replayMax    = 4096
+)
+
+// connGone retires the current connection: the messages written on it
+// within the replay window go first on the next one. The caller holds mu.
+func (s *SyslogSink) connGone() {
+	s.conn.close()
+	s.conn = nil
+	cut := time.Now().Add(-replayWindow)
+	for _, m := range s.recent {
+		if m.at.After(cut) {
+			s.replay = append(s.replay, m)
+		}
+	}
+	if n := len(s.replay); n > replayMax {
+		s.replay = s.replay[n-replayMax:]
+	}
+	s.recent = s.recent[:0]
+}
+
+// remember keeps msg as written now, dropping what is past the window.
+func (s *SyslogSink) remember(msg []byte) {
+	now := time.Now()
+	cut := now.Add(-replayWindow)
+	i := 0
+	for i < len(s.recent) && (s.recent[i].at.Before(cut) || len(s.recent)-i >= replayMax) {
+		i++
+	}
+	if i > 0 {
+		s.recent = append(s.recent[:0], s.recent[i:]...)
+	}
+	s.recent = append(s.recent, sentMessage{at: now, msg: append([]byte(nil), msg...)})
 }
 
 // syslogConn is a connection to the receiver and the goroutine that reads
@@ -139,8 +193,7 @@ func (s *SyslogSink) Write(ctx context.Context, line []byte) error {
 	// A receiver that closed the connection gets a new one, before this
 	// record would vanish into the old one's socket buffer.
 	if s.conn != nil && (s.conn.gone.Load() || peerClosed(s.conn.NetConn())) {
-		s.conn.close()
-		s.conn = nil
+		s.connGone()
 	}
 	if s.conn == nil {
 		c, err := s.dialer.DialContext(ctx, "tcp", s.opts.Address)
@@ -149,18 +202,28 @@ func (s *SyslogSink) Write(ctx context.Context, line []byte) error {
 		}
 		s.conn = newSyslogConn(c.(*tls.Conn))
 	}
-	s.buf = appendSyslog(s.buf[:0], line, s.host, s.procid)
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.conn.SetWriteDeadline(dl)
 	} else {
 		_ = s.conn.SetWriteDeadline(time.Time{})
 	}
+	// What the last connection may have lost goes first.
+	for len(s.replay) > 0 {
+		m := s.replay[0]
+		if _, err := s.conn.Write(m.msg); err != nil {
+			s.connGone()
+			return fmt.Errorf("audit: syslog write %s: %w", s.opts.Address, err)
+		}
+		s.remember(m.msg)
+		s.replay = s.replay[1:]
+	}
+	s.buf = appendSyslog(s.buf[:0], line, s.host, s.procid)
 	if _, err := s.conn.Write(s.buf); err != nil {
 		// After a failed (or timed out) write the TLS stream is unusable.
-		s.conn.close()
-		s.conn = nil
+		s.connGone()
 		return fmt.Errorf("audit: syslog write %s: %w", s.opts.Address, err)
 	}
+	s.remember(s.buf)
 	return nil
 }
 

@@ -199,3 +199,50 @@ func TestSyslogSinkReceiverDown(t *testing.T) {
 		t.Errorf("Write to nothing: %v", err)
 	}
 }
+
+// A receiver that stops may not have stored what it last read (rsyslog
+// loses its in-memory queue): what was written in the replay window before
+// the connection was found gone is sent again, first, on the next one.
+func TestSyslogSinkReplaysAfterReceiverLoss(t *testing.T) {
+	ca := testkit.NewCA(t)
+	rcv := startSyslogReceiver(t, ca)
+	sink, err := NewSyslogSink(SyslogOptions{Address: rcv.ln.Addr().String(), Hostname: "gw",
+		TLS: &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	ctx := t.Context()
+	for _, id := range []string{"a", "b", "c"} {
+		if err := sink.Write(ctx, []byte(`{"requestId":"`+id+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMessages(t, rcv, 3)
+	// The receiver restarts and lost what it had read.
+	rcv.dropConns()
+	rcv.mu.Lock()
+	rcv.msg = nil
+	rcv.mu.Unlock()
+	// Until the sink sees the connection gone (its reader or the kernel),
+	// a write may still go to it: write until one is on a new connection.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := sink.Write(ctx, []byte(`{"requestId":"d"}`)); err == nil {
+			if len(rcv.messages()) > 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	msgs := waitMessages(t, rcv, 4)
+	got := strings.Join(msgs, "\n")
+	for _, id := range []string{`"a"`, `"b"`, `"c"`, `"d"`} {
+		if !strings.Contains(got, id) {
+			t.Errorf("record %s did not reach the restarted receiver:\n%s", id, got)
+		}
+	}
+	if i, j := strings.Index(got, `"a"`), strings.Index(got, `"d"`); i > j {
+		t.Errorf("the replayed records did not come first:\n%s", got)
+	}
+}
