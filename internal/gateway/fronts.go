@@ -246,3 +246,22 @@ func (e *ListenError) Error() string {
 }
 
 func (e *ListenError) Unwrap() error { return e.Err }
+
+// rules are f's header and host rules under cfg.
+func (f *front) rules(cfg *config.Gateway) *exchange.Rules {
+	r := &exchange.Rules{Misdirected: f.misdirected}
+	if e := cfg.Egress; f.name == "egress" && e != nil {
+		r.Underscores = underscoreAction(e.HeadersWithUnderscores)
+		return r
+	}
+	if in := cfg.Ingress; in != nil {
+		r.Underscores = underscoreAction(in.HeadersWithUnderscores)
+		if f.trustsProxies {
+			r.TrustedProxies = config.ParsePrefixes(in.TrustedProxies)
+		}
+		if in.MisdirectedRequests == "ALLOW" {
+			r.Misdirected = nil
+		}
+	}
+	return r
+}
