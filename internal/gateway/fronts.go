@@ -63,12 +63,7 @@ func (h ingressHandler) swap(c *Compiled, l *liveSet, f *front) []any {
 
 // frontWorkload is the scope of the front named name under cfg.
 func frontWorkload(cfg *config.Gateway, name string) config.Workload {
-	for _, fc := range configuredFronts(cfg) {
-		if fc.name == name {
-			return fc.workload
-		}
-	}
-	panic("gateway: no front named " + name) // a programming error: names are constants
+	return frontConfigIn(cfg, name).workload
 }
 
 // frontConfig is where a front is configured: its name, the field of its
@@ -136,8 +131,11 @@ func underscoreAction(name string) exchange.UnderscoreAction {
 }
 
 // frontConfig returns the configuration of the front named name.
-func (g *Gateway) frontConfig(name string) frontConfig {
-	for _, fc := range configuredFronts(g.cfg) {
+func (g *Gateway) frontConfig(name string) frontConfig { return frontConfigIn(g.cfg, name) }
+
+// frontConfigIn returns the configuration of the front named name under cfg.
+func frontConfigIn(cfg *config.Gateway, name string) frontConfig {
+	for _, fc := range configuredFronts(cfg) {
 		if fc.name == name {
 			return fc
 		}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -324,7 +325,7 @@ func (g *Gateway) Start() error {
 	g.watchConfig()
 	g.rotationDone = make(chan struct{})
 	go g.watchRotation()
-	attrs := []any{"admin", g.admin.Addr(), "spiffeID", g.src.Status().ID.String(), "routes", len(g.live.Load().router.Routes())}
+	attrs := []any{"version", cmp.Or(g.opts.Version, "dev"), "admin", g.admin.Addr(), "spiffeID", g.src.Status().ID.String(), "routes", len(g.live.Load().router.Routes())}
 	for _, f := range g.fronts {
 		attrs = append(attrs, f.name, f.server.Addr().String())
 	}

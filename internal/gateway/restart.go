@@ -83,14 +83,9 @@ func egressField[T any](path string, at func(*config.Egress) *T) restartField {
 
 // frontLimits are the limits of the front named name under cfg.
 func frontLimits(cfg *config.Gateway, name string) listener.Limits {
-	for _, fc := range configuredFronts(cfg) {
-		if fc.name == name {
-			l := fc.limits
-			return listener.Limits{MaxHeaderBytes: l.MaxHeaderBytes, MaxHeaderCount: l.MaxHeaderCount,
-				MaxConnections: l.MaxConnections, MaxConnectionsPerSource: l.MaxConnectionsPerSource}
-		}
-	}
-	return listener.Limits{}
+	l := frontConfigIn(cfg, name).limits
+	return listener.Limits{MaxHeaderBytes: l.MaxHeaderBytes, MaxHeaderCount: l.MaxHeaderCount,
+		MaxConnections: l.MaxConnections, MaxConnectionsPerSource: l.MaxConnectionsPerSource}
 }
 
 // keepFixedLimits keeps at cur's value, in cand, the limits a running
