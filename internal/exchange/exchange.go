@@ -26,9 +26,11 @@ type Exchange struct {
 	// and the upstream all see.
 	Req request.Request
 
-	front   *Front
-	w       Response
-	body    *countingReader
+	front *Front
+	w     Response
+	// body counts the request body (its ReadCloser is nil without one); it
+	// lives here so that it costs no allocation of its own.
+	body    countingReader
 	trusted bool
 	// tunnel holds the byte counts of a tunnel (CONNECT), which bypasses the
 	// counting writer and reader once the connection is handed over.
@@ -151,9 +153,7 @@ func (x *Exchange) Finish() {
 		ev.Status = http.StatusOK
 	}
 	ev.BytesOut = x.w.bytes
-	if x.body != nil {
-		ev.BytesIn = x.body.n
-	}
+	ev.BytesIn = x.body.n
 	if t := x.tunnel; t != nil {
 		ev.BytesIn, ev.BytesOut = t[0], t[1]
 	}

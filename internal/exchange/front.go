@@ -120,7 +120,7 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request, rules *Rules) (x *
 	ev.Method, ev.Protocol, ev.UserAgent = r.Method, r.Proto, r.UserAgent()
 
 	peer := clientAddr(r.RemoteAddr)
-	ev.Client = audit.Endpoint{Address: peer.Addr().String(), Port: int(peer.Port())}
+	ev.Client = audit.Endpoint{Address: peerText(peer.Addr(), r.RemoteAddr), Port: int(peer.Port())}
 	q := &x.Req
 	q.Protocol, q.Front, q.Method, q.Headers = request.HTTP, f.opts.Name, r.Method, r.Header
 	q.Source.IP = peer.Addr()
@@ -155,8 +155,8 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request, rules *Rules) (x *
 	// Read before hygiene removes an untrusted peer's X-Forwarded-For.
 	q.RemoteIP = request.ClientIP(peer.Addr(), r.Header["X-Forwarded-For"], rules.TrustedProxies)
 	if r.Body != nil && r.Body != http.NoBody {
-		x.body = &countingReader{ReadCloser: r.Body}
-		r.Body = x.body
+		x.body.ReadCloser = r.Body
+		r.Body = &x.body
 	}
 
 	// HTTP/2 carries the authority in :authority alone: a :path that is not
@@ -236,6 +236,17 @@ func clientAddr(remote string) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// peerText is ip's text: the host part of remote (the peer address as
+// net/http gives it) when that is already exactly ip's text, as it is for
+// every plain address, so the common case formats nothing.
+func peerText(ip netip.Addr, remote string) string {
+	var buf [48]byte
+	if host, _, err := net.SplitHostPort(remote); err == nil && ip.IsValid() && string(ip.AppendTo(buf[:0])) == host {
+		return host
+	}
+	return ip.String()
 }
 
 func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
