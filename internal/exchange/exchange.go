@@ -29,8 +29,9 @@ type Exchange struct {
 	front *Front
 	w     Response
 	// body counts the request body (its ReadCloser is nil without one); it
-	// lives here so that it costs no allocation of its own.
+	// and auth live here so that they cost no allocation of their own.
 	body    countingReader
+	auth    audit.Auth
 	trusted bool
 	// tunnel holds the byte counts of a tunnel (CONNECT), which bypasses the
 	// counting writer and reader once the connection is handed over.
@@ -43,6 +44,12 @@ func (x *Exchange) SetTunnelBytes(in, out int64) { x.tunnel = &[2]int64{in, out}
 
 // ResponseWriter is the counting writer the front answers through.
 func (x *Exchange) ResponseWriter() *Response { return &x.w }
+
+// SetAuth records the authenticated identity in the event.
+func (x *Exchange) SetAuth(a audit.Auth) {
+	x.auth = a
+	x.Event.Auth = &x.auth
+}
 
 // Trusted reports whether the direct peer is a trusted proxy.
 func (x *Exchange) Trusted() bool { return x.trusted }
@@ -175,13 +182,8 @@ func (x *Exchange) Finish() {
 
 type exchangeKey struct{}
 
-// WithContext returns r carrying x, for callbacks (a ReverseProxy's
-// ModifyResponse and ErrorHandler) that only get the request.
-func (x *Exchange) WithContext(r *http.Request) *http.Request {
-	return r.WithContext(x.Context(r.Context()))
-}
-
-// Context returns ctx carrying x (see WithContext), for a front that adds
+// Context returns ctx carrying x, for callbacks (a ReverseProxy's
+// ModifyResponse and ErrorHandler) that only get the request; a front adds
 // values of its own before it clones the request once.
 func (x *Exchange) Context(ctx context.Context) context.Context {
 	return context.WithValue(ctx, exchangeKey{}, x)

@@ -118,7 +118,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		user = res.Auth
 		if user != nil {
-			ev.Auth = &audit.Auth{Principal: user.Principal, Issuer: user.Issuer, Subject: user.Subject}
+			x.SetAuth(audit.Auth{Principal: user.Principal, Issuer: user.Issuer, Subject: user.Subject})
 		}
 	}
 	login := snap.Logins.For(route.Name)
@@ -141,7 +141,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// What the policy judged is what the upstream receives: the normalized path,
 	// the validated query, the canonical Host.
 	setURL(r, x.Req.Path, x.Req.RawQuery)
-	r.Header.Set(exchange.HeaderRequestID, ev.RequestID)
 	route.proxy.serve(x, r)
 }
 

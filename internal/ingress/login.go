@@ -80,7 +80,7 @@ func browserLogin(x *exchange.Exchange, l *oidc.Login, r *http.Request, auth *re
 		x.Reject(http.StatusUnauthorized, audit.ErrUnauthenticated, "a session or bearer token is required")
 		return nil, false
 	}
-	x.Event.Auth = &audit.Auth{Principal: a.Principal, Issuer: a.Issuer, Subject: a.Subject}
+	x.SetAuth(audit.Auth{Principal: a.Principal, Issuer: a.Issuer, Subject: a.Subject})
 	for k, v := range oidc.ClaimHeaders(a) {
 		r.Header[k] = v
 	}

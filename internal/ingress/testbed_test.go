@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -85,19 +86,33 @@ func (l *eventLog) Completed(ev *audit.Event) {
 
 func (l *eventLog) last(t *testing.T) audit.Event {
 	t.Helper()
-	// The event is recorded after the response is written; wait a moment for it.
-	deadline := time.Now().Add(2 * time.Second)
+	return l.wait(t, func(evs []audit.Event) int { return len(evs) - 1 })
+}
+
+// find returns the first event that matches.
+func (l *eventLog) find(t *testing.T, match func(*audit.Event) bool) audit.Event {
+	t.Helper()
+	return l.wait(t, func(evs []audit.Event) int {
+		return slices.IndexFunc(evs, func(ev audit.Event) bool { return match(&ev) })
+	})
+}
+
+// wait returns the event pick chooses (its index, -1 for none yet). An event
+// is recorded after the response is written; wait a moment for it.
+func (l *eventLog) wait(t *testing.T, pick func([]audit.Event) int) audit.Event {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		l.mu.Lock()
-		if n := len(l.events); n > 0 {
-			ev := l.events[n-1]
+		if i := pick(l.events); i >= 0 {
+			ev := l.events[i]
 			l.mu.Unlock()
 			return ev
 		}
 		l.mu.Unlock()
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatal("no audit event recorded")
+	t.Fatal("no such audit event recorded")
 	return audit.Event{}
 }
 
