@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -121,6 +122,8 @@ type Journal struct {
 	// readers' positions, for OnFull Block and the lag metrics
 	cursors map[*JournalReader]uint64
 	torn    int64 // bytes of a torn last line cut at open
+	// syncs counts the fsyncs of records (group commits).
+	syncs atomic.Uint64
 }
 
 // pendingLine is a line waiting in the journal's buffer.
@@ -470,6 +473,7 @@ func (j *Journal) flushBatch() error {
 			_ = j.f.Truncate(act.size)
 			return fmt.Errorf("audit: journal write: %w", err)
 		}
+		j.syncs.Add(1)
 		if err := j.f.Sync(); err != nil {
 			// After a failed fsync the kernel may have dropped the pages:
 			// treat the piece as lost.

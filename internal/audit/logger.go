@@ -88,6 +88,9 @@ type Stats struct {
 	// Errors counts failed sink writes (one event failing on two sinks counts
 	// two; with a journal, every failed attempt).
 	Errors uint64
+	// Commits counts the journal's group commits (an fsync each): Written
+	// over Commits is the records one fsync made durable.
+	Commits uint64 `json:",omitempty"`
 	// Sinks are the delivery counters of each sink fed from the journal.
 	Sinks []SinkStats `json:",omitempty"`
 }
@@ -139,8 +142,14 @@ type Logger struct {
 	log          *slog.Logger
 	journal      *Journal
 	failClosed   atomic.Bool
-	deliverCtx   context.Context
-	stopDeliver  context.CancelFunc
+	// wake (with a journal) calls the writer before its group commit
+	// window ends: a fail-closed decision, a swap, Close, or, while asleep
+	// is set, wakeAt records queued. Other records wait in the queue
+	// without waking it.
+	wake        chan struct{}
+	asleep      atomic.Bool
+	deliverCtx  context.Context
+	stopDeliver context.CancelFunc
 	// delivering counts the delivery loops (with a journal); retiring, the
 	// goroutines that close the sinks a change removed.
 	delivering, retiring sync.WaitGroup
@@ -212,6 +221,9 @@ const (
 	DefaultMaxBackoff   = 30 * time.Second
 	// maxBatch bounds one group commit.
 	maxBatch = 1024
+	// wakeAt is how many queued records wake the journal's writer before
+	// its window ends.
+	wakeAt = 128
 )
 
 // New starts a Logger. Call Close to flush and stop it.
@@ -252,6 +264,7 @@ func New(cfg Config) (*Logger, error) {
 		log:          cfg.Log,
 		journal:      cfg.Journal,
 		done:         make(chan struct{}),
+		wake:         make(chan struct{}, 1),
 	}
 	l.pseudonyms.Store(cfg.Pseudonymize)
 	l.failClosed.Store(cfg.FailClosed)
@@ -334,6 +347,7 @@ func (l *Logger) enqueue(q queued) error {
 	}
 	select {
 	case l.queue <- q:
+		l.wakeIfDue(q)
 		return nil
 	default:
 	}
@@ -341,9 +355,24 @@ func (l *Logger) enqueue(q queued) error {
 	defer t.Stop()
 	select {
 	case l.queue <- q:
+		l.wakeIfDue(q)
 		return nil
 	case <-t.C:
 		return errQueueFull
+	}
+}
+
+// wakeIfDue wakes the journal's writer for what can't wait for the end of
+// its window: a fail-closed decision, a swap, or, if it sleeps, wakeAt
+// records queued (under heavy load it then works on while its window runs,
+// and no record pays for a wake-up).
+func (l *Logger) wakeIfDue(q queued) {
+	if l.journal == nil || (q.done == nil && q.swap == nil && !(l.asleep.Load() && len(l.queue) >= wakeAt)) {
+		return
+	}
+	select {
+	case l.wake <- struct{}{}:
+	default: // already due
 	}
 }
 
@@ -354,6 +383,7 @@ func (l *Logger) Stats() Stats {
 		return s
 	}
 	committed := l.journal.Committed()
+	s.Commits = l.journal.syncs.Load()
 	l.setMu.Lock()
 	set := l.set
 	l.setMu.Unlock()
@@ -379,6 +409,10 @@ func (l *Logger) Close() error {
 		l.closed = true
 		close(l.queue)
 		l.mu.Unlock()
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
 		<-l.done
 		// No change of sinks goes in force from here on.
 		l.setMu.Lock()

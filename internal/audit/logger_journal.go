@@ -85,14 +85,52 @@ func (l *Logger) runJournal() {
 	// Group commit: a batch is what arrives until SyncInterval has passed
 	// since the last commit (or maxBatch records): under load one fsync
 	// covers many records, at the cost of at most SyncInterval of latency.
-	// A fail-closed decision ends the window: the batch is committed at once
-	// (with whatever else is already queued), as its request is waiting.
+	// Meanwhile records wait in the queue: the writer sleeps until the
+	// window ends or something wakes it (wakeIfDue), and then takes them
+	// all at once, instead of waking for each record.
+	// A fail-closed decision's request is waiting: its batch is committed
+	// at once, with whatever else is queued.
 	interval := l.journal.opts.SyncInterval
 	var lastCommit time.Time
 	timer := time.NewTimer(0)
 	<-timer.C
 	defer timer.Stop()
-	closed := false
+	closed, decided := false, false
+	// sleep waits until the timer fires or something wakes the writer.
+	sleep := func(d time.Duration) {
+		timer.Reset(d)
+		l.asleep.Store(true)
+		// A record queued before asleep was set woke nobody: look again.
+		if len(l.queue) < wakeAt {
+			select {
+			case <-timer.C:
+			case <-l.wake:
+			}
+		}
+		l.asleep.Store(false)
+		timer.Stop()
+	}
+	// take adds what is queued, without waiting, up to maxBatch.
+	take := func() {
+		for !closed && len(batch) < maxBatch {
+			select {
+			case q, ok := <-l.queue:
+				if !ok {
+					closed = true
+					return
+				}
+				if q.swap != nil {
+					commit()
+					q.swap()
+					continue
+				}
+				add(q)
+				decided = decided || q.done != nil
+			default:
+				return
+			}
+		}
+	}
 	for !closed {
 		q, ok := <-l.queue
 		if !ok {
@@ -103,56 +141,13 @@ func (l *Logger) runJournal() {
 			continue
 		}
 		add(q)
-		// A fail-closed request waits for this commit: don't make it wait
-		// for the window too.
-		if wait := interval - time.Since(lastCommit); wait > 0 && q.done == nil {
-			timer.Reset(wait)
-		gather:
-			for len(batch) < maxBatch {
-				select {
-				case q, ok := <-l.queue:
-					if !ok {
-						closed = true
-						break gather
-					}
-					if q.swap != nil {
-						commit()
-						q.swap()
-						continue
-					}
-					add(q)
-					if q.done != nil {
-						break gather // a fail-closed request waits for this commit
-					}
-				case <-timer.C:
-					break gather
-				}
-			}
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
+		decided = q.done != nil
+		deadline := lastCommit.Add(interval)
+		for wait := time.Until(deadline); wait > 0 && !decided && !closed && len(batch) < maxBatch; wait = time.Until(deadline) {
+			sleep(wait)
+			take()
 		}
-	drain:
-		for !closed && len(batch) < maxBatch {
-			select {
-			case q, ok := <-l.queue:
-				if !ok {
-					closed = true
-					break drain
-				}
-				if q.swap != nil {
-					commit()
-					q.swap()
-					continue
-				}
-				add(q)
-			default:
-				break drain
-			}
-		}
+		take()
 		commit()
 		lastCommit = time.Now()
 	}

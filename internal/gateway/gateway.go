@@ -185,7 +185,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (g *Gateway, er
 	g.metrics.SetSVIDExpiry(func() time.Time { return g.src.Status().NotAfter })
 	g.metrics.SetAuditStats(func() telemetry.AuditStats {
 		s := g.audit.Stats()
-		out := telemetry.AuditStats{Written: s.Written, Dropped: s.Dropped, Errors: s.Errors}
+		out := telemetry.AuditStats{Written: s.Written, Dropped: s.Dropped, Errors: s.Errors, Commits: s.Commits}
 		for _, k := range s.Sinks {
 			out.Sinks = append(out.Sinks, telemetry.AuditSinkStats{Name: k.Name, Delivered: k.Delivered, Retries: k.Retries,
 				Dropped: k.Dropped, LagEvents: k.LagEvents, LagSeconds: k.LagSeconds})

@@ -16,6 +16,7 @@
 //	tollgate_audit_events_written_total               counter   from SetAuditStats; absent until set
 //	tollgate_audit_events_dropped_total               counter
 //	tollgate_audit_write_errors_total                 counter
+//	tollgate_audit_journal_commits_total              counter   with a journal: group commits (fsyncs)
 //	tollgate_audit_sink_delivered_total{sink}         counter   journal-fed sinks only
 //	tollgate_audit_sink_retries_total{sink}           counter
 //	tollgate_audit_sink_dropped_total{sink}           counter   removed by the journal quota before delivery

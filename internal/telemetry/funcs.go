@@ -37,6 +37,8 @@ var (
 		"Audit events lost before they were written: the queue stayed full, the journal could not append, or the logger was closed.", nil, nil)
 	auditErrorsDesc = prometheus.NewDesc("tollgate_audit_write_errors_total",
 		"Failed audit sink writes.", nil, nil)
+	auditCommitsDesc = prometheus.NewDesc("tollgate_audit_journal_commits_total",
+		"Group commits of the audit journal, one fsync each; events written over commits is the events one fsync made durable.", nil, nil)
 	auditSinkDeliveredDesc = prometheus.NewDesc("tollgate_audit_sink_delivered_total",
 		"Audit records a journal-fed sink accepted.", []string{"sink"}, nil)
 	auditSinkRetriesDesc = prometheus.NewDesc("tollgate_audit_sink_retries_total",
@@ -55,6 +57,7 @@ func (c *auditCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- auditWrittenDesc
 	ch <- auditDroppedDesc
 	ch <- auditErrorsDesc
+	ch <- auditCommitsDesc
 	ch <- auditSinkDeliveredDesc
 	ch <- auditSinkRetriesDesc
 	ch <- auditSinkDroppedDesc
@@ -71,6 +74,9 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(auditWrittenDesc, prometheus.CounterValue, float64(s.Written))
 	ch <- prometheus.MustNewConstMetric(auditDroppedDesc, prometheus.CounterValue, float64(s.Dropped))
 	ch <- prometheus.MustNewConstMetric(auditErrorsDesc, prometheus.CounterValue, float64(s.Errors))
+	if len(s.Sinks) > 0 || s.Commits > 0 { // with a journal
+		ch <- prometheus.MustNewConstMetric(auditCommitsDesc, prometheus.CounterValue, float64(s.Commits))
+	}
 	for _, k := range s.Sinks {
 		ch <- prometheus.MustNewConstMetric(auditSinkDeliveredDesc, prometheus.CounterValue, float64(k.Delivered), k.Name)
 		ch <- prometheus.MustNewConstMetric(auditSinkRetriesDesc, prometheus.CounterValue, float64(k.Retries), k.Name)

@@ -66,6 +66,9 @@ type routeKey struct{ kind, name string }
 // audit.Stats onto this, so this package does not depend on audit).
 type AuditStats struct {
 	Written, Dropped, Errors uint64
+	// Commits counts the audit journal's group commits (fsyncs); zero
+	// without a journal.
+	Commits uint64
 	// Sinks are the journal-fed sinks' delivery counters (empty without a
 	// journal).
 	Sinks []AuditSinkStats

@@ -166,7 +166,9 @@ func TestFuncMetrics(t *testing.T) {
 
 	var notAfter time.Time // no SVID yet
 	m.SetSVIDExpiry(func() time.Time { return notAfter })
-	m.SetAuditStats(func() AuditStats { return AuditStats{Written: 10, Dropped: 2, Errors: 1} })
+	m.SetAuditStats(func() AuditStats {
+		return AuditStats{Written: 10, Dropped: 2, Errors: 1, Commits: 3, Sinks: []AuditSinkStats{{Name: "siem"}}}
+	})
 	if n, _ := testutil.GatherAndCount(m.Registry(), "tollgate_svid_expiry_seconds"); n != 0 {
 		t.Errorf("svid series present before the first SVID")
 	}
@@ -176,9 +178,10 @@ func TestFuncMetrics(t *testing.T) {
 		t.Errorf("svid expiry = %v s, want about 3600", got)
 	}
 	for name, want := range map[string]float64{
-		"tollgate_audit_events_written_total": 10,
-		"tollgate_audit_events_dropped_total": 2,
-		"tollgate_audit_write_errors_total":   1,
+		"tollgate_audit_events_written_total":  10,
+		"tollgate_audit_events_dropped_total":  2,
+		"tollgate_audit_write_errors_total":    1,
+		"tollgate_audit_journal_commits_total": 3,
 	} {
 		if got := gatherValue(t, m, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

@@ -1,0 +1,71 @@
+package audit
+
+import (
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestJournalWindow: the group commit window in synctest's time, exact.
+// A record after a quiet spell is committed at once; the next ones wait in
+// the queue, without waking the writer, until SyncInterval has passed
+// since that commit; a fail-closed decision ends the window at once, and
+// so do wakeAt records queued.
+func TestJournalWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 10 * time.Millisecond
+		j := openTestJournal(t, t.TempDir(), JournalOptions{SyncInterval: interval})
+		l := newJournalLogger(t, j, Config{Sinks: []Sink{&collectSink{}}, FailClosed: true})
+		defer l.Close()
+		start := time.Now()
+		committed := func(when string, want uint64) {
+			t.Helper()
+			synctest.Wait()
+			if got := j.Committed(); got != want {
+				t.Fatalf("%s (at %v): %d records committed, want %d", when, time.Since(start), got, want)
+			}
+		}
+		record := func(id string) { l.Completed(&Event{RequestID: id, Kind: Ingress}) }
+
+		record("first")
+		committed("a record after a quiet spell", 1)
+		record("second")
+		committed("the next record, at once", 1)
+		time.Sleep(interval - time.Nanosecond)
+		committed("the next record, just before the window ends", 1)
+		time.Sleep(time.Nanosecond)
+		committed("the next record, when the window ends", 2)
+
+		// A decision in an open window: committed at once, with what waits.
+		record("third")
+		time.Sleep(2 * time.Millisecond)
+		committed("a record in the window", 2)
+		before := time.Now()
+		if err := l.Decided(&Event{RequestID: "decided", Kind: Ingress}); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(before); waited != 0 {
+			t.Errorf("a fail-closed decision waited %v for its commit, want no wait", waited)
+		}
+		committed("after a decision", 4)
+
+		// wakeAt records in an open window wake the writer: under load it
+		// takes them in (encodes and hashes them) while the window runs.
+		record("opens a window")
+		for i := range wakeAt - 1 {
+			record(fmt.Sprint(i))
+		}
+		committed("records in the window", 4)
+		if n := len(l.queue); n != wakeAt-1 {
+			t.Fatalf("%d records queued, want %d: the writer woke before wakeAt", n, wakeAt-1)
+		}
+		record("wakes the writer")
+		committed("wakeAt records queued in the window", 4)
+		if n := len(l.queue); n != 0 {
+			t.Errorf("%d records queued after wakeAt, want the writer to have taken them", n)
+		}
+		time.Sleep(interval)
+		committed("the window's end", uint64(5+wakeAt))
+	})
+}
