@@ -335,6 +335,7 @@ func FuzzParseQuery(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		got, err := ParseQuery(raw)
+		checkQueryParam(t, raw, got, err)
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) {

@@ -37,6 +37,7 @@ func TestParseQuery(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParseQuery(tt.in)
+			checkQueryParam(t, tt.in, got, err)
 			if tt.err != nil {
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("ParseQuery(%q) = %v, %v; want error %v", tt.in, got, err, tt.err)
@@ -50,5 +51,94 @@ func TestParseQuery(t *testing.T) {
 				t.Fatalf("ParseQuery(%q) mismatch (-want +got):\n%s", tt.in, diff)
 			}
 		})
+	}
+}
+
+// checkQueryParam checks QueryParam against ParseQuery's result for raw:
+// the same error, and for every key (and one that is absent) the same
+// first value and count. The JWT extraction reads tokens with QueryParam
+// and the policy reads ParseQuery's map; a difference would be a bypass.
+func checkQueryParam(t *testing.T, raw string, parsed map[string][]string, parseErr error) {
+	t.Helper()
+	names := []string{"access_token", "", "a", "a b"}
+	for k := range parsed {
+		names = append(names, k)
+	}
+	for _, name := range names {
+		first, n, err := QueryParam(raw, name)
+		if parseErr != nil {
+			if err == nil || err.Error() != parseErr.Error() {
+				t.Fatalf("QueryParam(%q, %q) error = %v, ParseQuery's = %v", raw, name, err, parseErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("QueryParam(%q, %q) = %v; ParseQuery accepts it", raw, name, err)
+		}
+		vals := parsed[name]
+		wantFirst := ""
+		if len(vals) > 0 {
+			wantFirst = vals[0]
+		}
+		if first != wantFirst || n != len(vals) {
+			t.Fatalf("QueryParam(%q, %q) = %q, %d; ParseQuery has %q", raw, name, first, n, vals)
+		}
+	}
+}
+
+func TestQueryParam(t *testing.T) {
+	tests := []struct {
+		name, raw, param string
+		first            string
+		n                int
+		err              error
+	}{
+		{name: "absent", raw: "a=1&b=2", param: "c"},
+		{name: "empty query", raw: "", param: "a"},
+		{name: "only empty pairs", raw: "&&", param: ""},
+		{name: "empty key", raw: "=x&a=1", param: "", first: "x", n: 1},
+		{name: "once", raw: "x=1&access_token=abc", param: "access_token", first: "abc", n: 1},
+		{name: "repeated: first and count", raw: "a=1&b=2&a=3", param: "a", first: "1", n: 2},
+		{name: "escaped key", raw: "access%5Ftoken=abc", param: "access_token", first: "abc", n: 1},
+		{name: "plus in key is space", raw: "a+b=c+d", param: "a b", first: "c d", n: 1},
+		{name: "no value", raw: "a&b=", param: "a", first: "", n: 1},
+		{name: "decoded once", raw: "a=%252e", param: "a", first: "%2e", n: 1},
+		// A parameter the policy can't read one way only is refused even
+		// when the name asked for sits before the ';'.
+		{name: "semicolon after the parameter", raw: "a=1;a=2", param: "a", err: ErrQuerySemicolon},
+		{name: "semicolon elsewhere", raw: "access_token=abc&x=1;y=2", param: "access_token", err: ErrQuerySemicolon},
+		{name: "bad escape elsewhere", raw: "access_token=abc&x=%zz", param: "access_token", err: ErrInvalidEscape},
+		{name: "NUL", raw: "a=%00", param: "a", err: ErrControlChar},
+		{name: "space", raw: "a=b c", param: "a", err: ErrInvalidChar},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			first, n, err := QueryParam(tt.raw, tt.param)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("QueryParam(%q, %q) = %q, %d, %v; want error %v", tt.raw, tt.param, first, n, err, tt.err)
+				}
+				return
+			}
+			if err != nil || first != tt.first || n != tt.n {
+				t.Fatalf("QueryParam(%q, %q) = %q, %d, %v; want %q, %d", tt.raw, tt.param, first, n, err, tt.first, tt.n)
+			}
+			parsed, err := ParseQuery(tt.raw)
+			checkQueryParam(t, tt.raw, parsed, err)
+		})
+	}
+}
+
+// TestQueryParamAllocs: reading a parameter that needs no decoding costs no
+// allocation; the JWT extraction calls it on every request with a query.
+func TestQueryParamAllocs(t *testing.T) {
+	const raw = "x=1&fields=name,email&access_token=eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, n, err := QueryParam(raw, "access_token"); n != 1 || err != nil {
+			t.Fatalf("QueryParam: %d, %v", n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("QueryParam allocates %v times per call, want 0", allocs)
 	}
 }
