@@ -9,10 +9,24 @@ import (
 )
 
 // requestIDs makes request ids: a random per-process prefix and a counter, unique
-// across instances without a syscall per request.
+// across instances without a syscall per request. Ids are made a batch at a
+// time, in one string, and handed out as substrings of it: an id costs a
+// fraction of an allocation (a batch of 64 ids takes about 2 KiB, kept while
+// any of its ids is).
 type requestIDs struct {
 	prefix string
 	n      atomic.Uint64
+	batch  atomic.Pointer[idBatch]
+}
+
+// idBatchSize is how many ids one batch holds.
+const idBatchSize = 64
+
+// idBatch is idBatchSize consecutive ids; taken counts those handed out.
+type idBatch struct {
+	text  string
+	ends  [idBatchSize]uint16 // where each id ends in text
+	taken atomic.Uint32
 }
 
 func newRequestIDs() *requestIDs {
@@ -22,7 +36,36 @@ func newRequestIDs() *requestIDs {
 }
 
 func (g *requestIDs) next() string {
-	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
+	for {
+		b := g.batch.Load()
+		if b != nil {
+			if i := b.taken.Add(1) - 1; i < idBatchSize {
+				start := uint16(0)
+				if i > 0 {
+					start = b.ends[i-1]
+				}
+				return b.text[start:b.ends[i]]
+			}
+		}
+		// The batch is used up: the first to see it replaces it. Another
+		// that loses the race drops its own batch, whose numbers are never
+		// used: ids stay unique, the counter just skips them.
+		g.batch.CompareAndSwap(b, g.newBatch())
+	}
+}
+
+// newBatch reserves the next idBatchSize numbers and writes their ids.
+func (g *requestIDs) newBatch() *idBatch {
+	first := g.n.Add(idBatchSize) - idBatchSize + 1
+	b := new(idBatch)
+	buf := make([]byte, 0, idBatchSize*(len(g.prefix)+8))
+	for i := range uint64(idBatchSize) {
+		buf = append(buf, g.prefix...)
+		buf = strconv.AppendUint(buf, first+i, 36)
+		b.ends[i] = uint16(len(buf))
+	}
+	b.text = string(buf)
+	return b
 }
 
 // processIDs is shared by every front of the process, so ids stay unique
