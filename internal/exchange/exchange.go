@@ -32,7 +32,11 @@ type Exchange struct {
 	// and auth live here so that they cost no allocation of their own.
 	body    countingReader
 	auth    audit.Auth
+	user    request.Auth
 	trusted bool
+	// queryDone: Req.Query is decoded (or queryErr says why it can't be).
+	queryDone bool
+	queryErr  error
 	// tunnel holds the byte counts of a tunnel (CONNECT), which bypasses the
 	// counting writer and reader once the connection is handed over.
 	tunnel *[2]int64
@@ -45,10 +49,37 @@ func (x *Exchange) SetTunnelBytes(in, out int64) { x.tunnel = &[2]int64{in, out}
 // ResponseWriter is the counting writer the front answers through.
 func (x *Exchange) ResponseWriter() *Response { return &x.w }
 
-// SetAuth records the authenticated identity in the event.
-func (x *Exchange) SetAuth(a audit.Auth) {
-	x.auth = a
+// SetUser records the verified identity: the request description gets its
+// own copy of it (a verified token's identity is shared by every request
+// that presents the token, so it is never handed on to be changed), the
+// event its principal. Neither costs an allocation.
+func (x *Exchange) SetUser(a *request.Auth) {
+	x.user = *a
+	x.Req.Auth = &x.user
+	x.auth = audit.Auth{Principal: a.Principal, Issuer: a.Issuer, Subject: a.Subject}
 	x.Event.Auth = &x.auth
+}
+
+// DecodeQuery decodes the query into Req.Query now, when a reads it, so that
+// a step before Authorize that reads parameters (the JWT extraction) reads
+// the very map the policy will judge, and the query is decoded once. A query
+// that can't be decoded is left undecoded and its error kept: Authorize
+// refuses it. Until then the request goes on, so that the step before can
+// report it in its own terms.
+func (x *Exchange) DecodeQuery(a Authorizer) {
+	if x.Req.RawQuery != "" && usesQuery(a) {
+		x.decodeQuery()
+	}
+}
+
+// decodeQuery fills Req.Query from Req.RawQuery once and returns why it
+// can't.
+func (x *Exchange) decodeQuery() error {
+	if !x.queryDone {
+		x.queryDone = true
+		x.Req.Query, x.queryErr = pathnorm.ParseQuery(x.Req.RawQuery)
+	}
+	return x.queryErr
 }
 
 // Trusted reports whether the direct peer is a trusted proxy.
@@ -63,6 +94,7 @@ func (x *Exchange) Front() *Front { return x.front }
 func (x *Exchange) SetTarget(path, rawQuery string) {
 	rawQuery = stripMethodOverride(rawQuery)
 	x.Req.Path, x.Req.RawQuery = path, rawQuery
+	x.Req.Query, x.queryDone, x.queryErr = nil, false, nil
 	x.Event.Path = path
 	if o := &x.front.opts; o.RedactQueryValues {
 		x.Event.Query = audit.RedactQueryExcept(rawQuery, o.KeepQueryValues)
@@ -86,12 +118,10 @@ func (x *Exchange) Reject(status int, kind audit.ErrorKind, msg string) {
 func (x *Exchange) Authorize(a Authorizer) bool {
 	q := &x.Req
 	if q.RawQuery != "" && usesQuery(a) {
-		v, err := pathnorm.ParseQuery(q.RawQuery)
-		if err != nil {
+		if err := x.decodeQuery(); err != nil {
 			x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "invalid query")
 			return false
 		}
-		q.Query = v
 	}
 	d := a.Authorize(q)
 	x.Event.Decision = d

@@ -110,10 +110,18 @@ func (f *Front) listenerAddr(ip netip.Addr) string {
 // header, 421 for a misdirected one, 403 for an upgrade the gateway does not
 // relay). rules are the caller's snapshot's; nil: the front's Options.Rules.
 func (f *Front) Begin(w http.ResponseWriter, r *http.Request, rules *Rules) (x *Exchange, ok bool) {
+	x = new(Exchange)
+	return x, f.BeginIn(x, w, r, rules)
+}
+
+// BeginIn is Begin with the exchange in x, which the caller allocated
+// together with per-request state of its own (the ingress's forwarded
+// request), so that both cost one allocation. x is overwritten whole.
+func (f *Front) BeginIn(x *Exchange, w http.ResponseWriter, r *http.Request, rules *Rules) (ok bool) {
 	if rules == nil {
 		rules = &f.opts.Rules
 	}
-	x = &Exchange{front: f, w: Response{ResponseWriter: w}}
+	*x = Exchange{front: f, w: Response{ResponseWriter: w}}
 	ev := &x.Event
 	ev.Time = time.Now()
 	ev.Kind = f.kind
@@ -164,11 +172,11 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request, rules *Rules) (x *
 	// §8.3.1), and reading either authority would leave the other unjudged.
 	if r.ProtoMajor >= 2 && r.Method != http.MethodConnect && r.RequestURI != "*" && !strings.HasPrefix(r.RequestURI, "/") {
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "unsupported request target")
-		return x, false
+		return false
 	}
 	if !hygiene(r.Header, trusted, rules.Underscores) {
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "header names with underscores are not accepted")
-		return x, false
+		return false
 	}
 	// One canonical host for routing, policy, cookies and the upstream: a
 	// spelling the router would treat as this host ("Admin.example.com.")
@@ -177,7 +185,7 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request, rules *Rules) (x *
 	if err != nil {
 		f.opts.Logger.Debug("host rejected", "requestId", ev.RequestID, "err", err)
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "invalid host")
-		return x, false
+		return false
 	}
 	// HTTP/2 keeps a "host" field beside :authority in the header map; a
 	// request whose two differ is ambiguous (RFC 9113 §8.3.1), and policy's
@@ -186,7 +194,7 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request, rules *Rules) (x *
 		for _, h := range hs {
 			if ha, err := request.ParseAuthority(h); err != nil || ha != a {
 				x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "host and :authority differ")
-				return x, false
+				return false
 			}
 		}
 		delete(r.Header, "Host")
@@ -198,22 +206,22 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request, rules *Rules) (x *
 	ev.Host = r.Host
 	if rules.Misdirected != nil && q.SNI != "" && rules.Misdirected(q.SNI, a.Host) {
 		x.Reject(http.StatusMisdirectedRequest, audit.ErrBadRequest, "misdirected request: host and TLS server name differ")
-		return x, false
+		return false
 	}
 	if !upgradeAllowed(r) {
 		x.Reject(http.StatusForbidden, audit.ErrBadRequest, "upgrade not allowed")
-		return x, false
+		return false
 	}
 	switch checkFormBody(r) {
 	case 0:
 	case http.StatusRequestEntityTooLarge:
 		x.Reject(http.StatusRequestEntityTooLarge, audit.ErrBadRequest, "form body too large")
-		return x, false
+		return false
 	default:
 		x.Reject(http.StatusBadRequest, audit.ErrBadRequest, "method override in the request body")
-		return x, false
+		return false
 	}
-	return x, true
+	return true
 }
 
 // sameAuthority reports whether raw is already a's canonical spelling, so the

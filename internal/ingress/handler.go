@@ -73,9 +73,18 @@ func (h *Handler) Swap(s *Snapshot) {
 // Snapshot returns the snapshot in use.
 func (h *Handler) Snapshot() *Snapshot { return h.snap.Load() }
 
+// inflight is the per-request state of the handler, in one allocation: the
+// exchange and the request forwarded upstream.
+type inflight struct {
+	x   exchange.Exchange
+	out outbound
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap := h.snap.Load()
-	x, ok := h.front.Begin(w, r, snap.Rules)
+	in := new(inflight)
+	x := &in.x
+	ok := h.front.BeginIn(x, w, r, snap.Rules)
 	defer x.Finish()
 	if !ok {
 		return
@@ -109,7 +118,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var user *request.Auth
 	if a := snap.Authenticate; a != nil {
-		res, err := a.Authenticate(r)
+		if a.ReadsQuery() && snap.Authorize != nil {
+			// The policy will decode the query if it reads it: decoded
+			// now, token parameters are read from that same map.
+			x.DecodeQuery(snap.Authorize)
+		}
+		res, err := a.Authenticate(r, &x.Req)
 		// Apply even on failure: it removes client copies of claim headers.
 		res.Apply(r.Header)
 		if err != nil {
@@ -118,19 +132,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		user = res.Auth
 		if user != nil {
-			x.SetAuth(audit.Auth{Principal: user.Principal, Issuer: user.Issuer, Subject: user.Subject})
+			x.SetUser(user)
 		}
 	}
 	login := snap.Logins.For(route.Name)
 	if login != nil {
-		var ok bool
-		if user, ok = browserLogin(x, login, r, user); !ok {
+		if !browserLogin(x, login, r, user) {
 			return
 		}
 	}
 	snap.Logins.stripSessionCookies(login, r.Header)
 
-	x.Req.Auth = user
 	if snap.Authorize != nil && !x.Authorize(snap.Authorize) {
 		return
 	}
@@ -141,7 +153,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// What the policy judged is what the upstream receives: the normalized path,
 	// the validated query, the canonical Host.
 	setURL(r, x.Req.Path, x.Req.RawQuery)
-	route.proxy.serve(x, r)
+	route.proxy.serve(x, &in.out, r)
 }
 
 // setURL makes r's URL the judged path and query.

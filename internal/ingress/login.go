@@ -60,10 +60,11 @@ func (h *Handler) serveReserved(x *exchange.Exchange, snap *Snapshot, r *http.Re
 // browserLogin is the session step of a route bound to a login, after bearer
 // authentication. A bearer identity wins; without one the session cookie must
 // be valid, else a browser navigation is sent to the provider (302) and
-// anything else gets 401. It returns the identity and whether to go on.
-func browserLogin(x *exchange.Exchange, l *oidc.Login, r *http.Request, auth *request.Auth) (*request.Auth, bool) {
+// anything else gets 401. It records the session's identity (SetUser) and
+// returns whether to go on.
+func browserLogin(x *exchange.Exchange, l *oidc.Login, r *http.Request, auth *request.Auth) bool {
 	if auth != nil {
-		return auth, true
+		return true
 	}
 	w := x.ResponseWriter()
 	a, out := l.Authenticate(w, r)
@@ -72,19 +73,19 @@ func browserLogin(x *exchange.Exchange, l *oidc.Login, r *http.Request, auth *re
 		if out == oidc.LoginRequired {
 			w.Header().Set(exchange.HeaderRequestID, x.Event.RequestID)
 			l.Challenge(w, r, out)
-			return nil, false
+			return false
 		}
 		// Not a page load (API call, XHR, POST): a redirect to a login page
 		// helps nobody. Same JSON error, with the request id, as every 401.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate"`)
 		x.Reject(http.StatusUnauthorized, audit.ErrUnauthenticated, "a session or bearer token is required")
-		return nil, false
+		return false
 	}
-	x.SetAuth(audit.Auth{Principal: a.Principal, Issuer: a.Issuer, Subject: a.Subject})
+	x.SetUser(a)
 	for k, v := range oidc.ClaimHeaders(a) {
 		r.Header[k] = v
 	}
-	return a, true
+	return true
 }
 
 // stripSessionCookies removes the gateway's cookies before a request goes

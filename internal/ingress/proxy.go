@@ -70,8 +70,9 @@ func newProxy(route *Route, log *slog.Logger) *proxy {
 	}
 }
 
-// outbound is one forwarded request in one allocation: the request, its URL,
-// the values of the headers the gateway sets, and the lent body.
+// outbound is one forwarded request: the request, its URL, the values of the
+// headers the gateway sets, and the lent body. It is allocated with the
+// exchange (inflight), so it costs no allocation of its own.
 type outbound struct {
 	req  http.Request
 	url  url.URL
@@ -99,15 +100,14 @@ const (
 	valRequestID
 )
 
-// serve forwards r, whose URL is the judged path and query (setURL), and
-// answers the client from the upstream's response. The route's timeout is
+// serve forwards r, whose URL is the judged path and query (setURL), as o,
+// and answers the client from the upstream's response. The route's timeout is
 // the transport's ResponseHeaderTimeout: it bounds the wait for the
 // upstream's answer, not a streamed body or a WebSocket. The request's
 // context cancels the upstream call when the client goes away.
-func (p *proxy) serve(x *exchange.Exchange, r *http.Request) {
+func (p *proxy) serve(x *exchange.Exchange, o *outbound, r *http.Request) {
 	ctx := r.Context()
-	o, err := p.outbound(r, x.Event.RequestID)
-	if err != nil {
+	if err := p.outbound(o, r, x.Event.RequestID); err != nil {
 		x.Fail(ctx, err)
 		return
 	}
@@ -193,15 +193,15 @@ func (p *proxy) serve(x *exchange.Exchange, r *http.Request) {
 	}
 }
 
-// outbound builds the request to send upstream from r, the inbound request,
-// which is the gateway's own from here on. Its header map is reused, not
+// outbound builds in o the request to send upstream from r, the inbound
+// request, which is the gateway's own from here on. Its header map is reused, not
 // copied, and so are its values: it is the map hygiene cleaned and policy
 // judged, so the upstream gets what policy saw, less the hop-by-hop headers,
 // plus the gateway's forwarding headers and request id. Nothing reads r
 // again but net/http's server, which lets a handler change r.Header (it
 // reads what it needs before the handler runs).
-func (p *proxy) outbound(r *http.Request, requestID string) (*outbound, error) {
-	o := &outbound{req: *r, url: *r.URL}
+func (p *proxy) outbound(o *outbound, r *http.Request, requestID string) error {
+	*o = outbound{req: *r, url: *r.URL}
 	out, u, h := &o.req, &o.url, r.Header
 
 	u.Scheme, u.Host = p.scheme, p.host
@@ -234,7 +234,7 @@ func (p *proxy) outbound(r *http.Request, requestID string) (*outbound, error) {
 
 	upgrade := upgradeType(h)
 	if upgrade != "" && !isPrint(upgrade) {
-		return nil, fmt.Errorf("client tried to switch to invalid protocol %q", upgrade)
+		return fmt.Errorf("client tried to switch to invalid protocol %q", upgrade)
 	}
 	te := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
 	// In carries only what hygiene kept: a trusted proxy's X-Forwarded-For is
@@ -277,7 +277,7 @@ func (p *proxy) outbound(r *http.Request, requestID string) (*outbound, error) {
 	}
 	o.vals[valRequestID] = requestID
 	h[exchange.HeaderRequestID] = o.vals[valRequestID : valRequestID+1 : valRequestID+1]
-	return o, nil
+	return nil
 }
 
 // peerID is the upstream's SPIFFE ID for the audit event: the one URI SAN of

@@ -3,7 +3,6 @@ package oidc
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"slices"
@@ -196,7 +195,7 @@ func (a *Authn) ForListener(labels map[string]string) *Authenticator {
 // (config.Workload.Selects). Call it once per listener per snapshot, not per
 // request.
 func (a *Authn) ForWorkload(w config.Workload) *Authenticator {
-	au := &Authenticator{authn: a, byLoc: make(map[location][]*rule), maxBytes: make(map[location]int)}
+	au := &Authenticator{authn: a, byLoc: make(map[location][]*rule), maxBytes: make(map[location]int), stripWith: make(map[string][]string)}
 	if a == nil {
 		return au
 	}
@@ -212,6 +211,14 @@ func (a *Authn) ForWorkload(w config.Workload) *Authenticator {
 			}
 			au.byLoc[l] = append(au.byLoc[l], r)
 			au.maxBytes[l] = max(au.maxBytes[l], r.maxTokenBytes)
+			switch l.kind {
+			case locHeader:
+				if _, ok := au.stripWith[l.name]; !ok {
+					au.stripWith[l.name] = append(slices.Clip(a.strip), l.name)
+				}
+			case locParam:
+				au.readsQuery = true
+			}
 		}
 	}
 	// Headers first, then parameters, then cookies, each in first-seen order,
@@ -228,18 +235,44 @@ type Authenticator struct {
 	byLoc    map[location][]*rule
 	maxBytes map[location]int
 	strip    []string
+	// stripWith is strip plus one token header, for each header a token
+	// may come in: the Remove of a request whose token came there.
+	stripWith  map[string][]string
+	readsQuery bool
 }
+
+// ReadsQuery reports whether some rule reads tokens from query parameters:
+// then Authenticate reads the request's query (q.Query if decoded).
+func (au *Authenticator) ReadsQuery() bool { return au.readsQuery }
+
+// maxFound is how many tokens a request's verification holds without an
+// allocation; more (a request with a token in each of many locations) only
+// costs one.
+const maxFound = 4
 
 // Result is what authentication decided for one request.
 type Result struct {
 	// Auth is the verified identity, nil when the request carries no token.
+	// It is shared by every request that presents the same token (the
+	// verified-token cache keeps it): read it, never change it; a request
+	// takes its own copy (exchange.Exchange.SetUser).
 	Auth *request.Auth
 	// Remove lists headers to delete before forwarding: every output header
-	// (always) and the token's header unless the rule forwards it.
+	// (always) and the token's header unless the rule forwards it. Shared:
+	// never change it.
 	Remove []string
-	// Set holds headers to add for the upstream (outputPayloadToHeader,
-	// outputClaimToHeaders), applied after Remove.
-	Set http.Header
+	// set are the headers to add for the upstream (outputPayloadToHeader,
+	// outputClaimToHeaders), applied after Remove. Their value slices are
+	// the verified token's, shared like Auth.
+	set []outputHeader
+}
+
+// outputHeader is one header a verified token sets for the upstream. vals
+// has one element and no spare capacity, so that an append to the header
+// (http.Header.Add) copies it instead of writing into the shared array.
+type outputHeader struct {
+	name string
+	vals []string
 }
 
 // Apply removes then sets the result's headers on h, the upstream request's.
@@ -247,9 +280,18 @@ func (res Result) Apply(h http.Header) {
 	for _, name := range res.Remove {
 		h.Del(name)
 	}
-	for name, vals := range res.Set {
-		h[name] = vals
+	for _, o := range res.set {
+		h[o.name] = o.vals
 	}
+}
+
+// Header returns the headers Apply sets, in a new map (for tests and tools).
+func (res Result) Header() http.Header {
+	h := make(http.Header, len(res.set))
+	for _, o := range res.set {
+		h[o.name] = slices.Clone(o.vals)
+	}
+	return h
 }
 
 // Authenticate verifies every token the request carries at a configured
@@ -257,12 +299,18 @@ func (res Result) Apply(h http.Header) {
 // Any token that fails: an *Error (401, or 403 for a wrong audience); the
 // Result is still valid for stripping headers. Several tokens must all verify
 // and name the same issuer and subject.
-func (au *Authenticator) Authenticate(r *http.Request) (Result, error) {
+//
+// Headers and cookies are read from r, query parameters from q, the request
+// description the policy will judge (its RawQuery, or its Query when
+// already decoded), so that a token in the query is read from what the
+// upstream receives, exactly as the policy reads it.
+func (au *Authenticator) Authenticate(r *http.Request, q *request.Request) (Result, error) {
 	res := Result{Remove: au.strip}
 	if len(au.rules) == 0 || isCORSPreflight(r) {
 		return res, nil
 	}
-	found, err := extract(r, au.locs)
+	var buf [maxFound]foundToken
+	found, err := extract(r, q, au.locs, buf[:0])
 	if err != nil {
 		return res, newError(err)
 	}
@@ -270,7 +318,9 @@ func (au *Authenticator) Authenticate(r *http.Request) (Result, error) {
 		return res, nil
 	}
 	var first *verified
-	remove := au.strip // shared until a token's header joins it: cloned then
+	// remove is shared (au.strip, then au.stripWith) until a second token
+	// header joins it: copied then.
+	remove, tokenHeader := au.strip, false
 	for _, f := range found {
 		v, err := au.verify(r.Context(), f)
 		if err != nil {
@@ -284,21 +334,30 @@ func (au *Authenticator) Authenticate(r *http.Request) (Result, error) {
 			return res, newError(fmt.Errorf("%w: tokens in %s and %s name different principals", errMultipleTokens, found[0].loc, f.loc))
 		}
 		if f.loc.kind == locHeader && !v.rule.forward {
-			remove = append(slices.Clip(remove), f.loc.name)
+			if !tokenHeader {
+				remove, tokenHeader = au.stripWith[f.loc.name], true
+			} else {
+				remove = append(slices.Clip(remove), f.loc.name)
+			}
 		}
-		v.rule.setOutputs(&res, v)
+		if len(res.set) == 0 {
+			res.set = v.outputs
+		} else if len(v.outputs) > 0 {
+			res.set = append(slices.Clip(res.set), v.outputs...)
+		}
 	}
-	auth := *first.auth
-	res.Auth = &auth
+	res.Auth = first.auth
 	res.Remove = remove
 	return res, nil
 }
 
-// verified is a token whose signature and claims passed for rule.
+// verified is a token whose signature and claims passed for rule. It is
+// cached and shared by every request that presents the token: immutable.
 type verified struct {
-	tok  *token
-	rule *rule
-	auth *request.Auth // shared template; Authenticate hands out copies
+	tok     *token
+	rule    *rule
+	auth    *request.Auth
+	outputs []outputHeader // the rule's output headers for this token
 }
 
 func (au *Authenticator) verify(ctx context.Context, f foundToken) (*verified, error) {
@@ -308,7 +367,7 @@ func (au *Authenticator) verify(ctx context.Context, f foundToken) (*verified, e
 	a := au.authn
 	now := a.now()
 	rules := au.byLoc[f.loc]
-	key := sha256.Sum256([]byte(f.value))
+	key := tokenKey(f.value)
 	if e, ok := a.cache.get(key, now); ok && slices.Contains(rules, e.rule) {
 		if err := e.rule.checkClaims(e.tok, now); err != nil {
 			return nil, err
@@ -372,7 +431,7 @@ func (r *rule) verify(ctx context.Context, t *token, now time.Time) (*verified, 
 	if err := t.verifySignature(keys.candidates(t.kid, t.alg, buf[:0])); err != nil {
 		return nil, err
 	}
-	v := &verified{tok: t, rule: r, auth: r.buildAuth(t)}
+	v := &verified{tok: t, rule: r, auth: r.buildAuth(t), outputs: r.outputs(t)}
 	return v, r.checkClaims(t, now)
 }
 
@@ -425,22 +484,22 @@ func (r *rule) buildAuth(t *token) *request.Auth {
 	return a
 }
 
-// setOutputs adds the rule's output headers for a verified token. Claim
-// values that are not valid header values are skipped, never forwarded raw.
-func (r *rule) setOutputs(res *Result, v *verified) {
+// outputs are the rule's output headers for a verified token, made once
+// per verification and cached with it. Claim values that are not valid
+// header values are skipped, never forwarded raw.
+func (r *rule) outputs(t *token) []outputHeader {
 	if r.payloadHeader == "" && len(r.claimHeaders) == 0 {
-		return
+		return nil
 	}
-	if res.Set == nil {
-		res.Set = make(http.Header)
-	}
+	var out []outputHeader
 	if r.payloadHeader != "" {
 		// The payload exactly as signed, base64url without padding.
-		res.Set[r.payloadHeader] = []string{v.tok.payloadB64}
+		out = append(out, outputHeader{name: r.payloadHeader, vals: []string{t.payloadB64}})
 	}
 	for _, c := range r.claimHeaders {
-		if s, ok := claimString(v.tok.claims, c.Claim); ok && httpguts.ValidHeaderFieldValue(s) {
-			res.Set[c.Header] = []string{s}
+		if s, ok := claimString(t.claims, c.Claim); ok && httpguts.ValidHeaderFieldValue(s) {
+			out = append(out, outputHeader{name: c.Header, vals: []string{s}})
 		}
 	}
+	return slices.Clip(out)
 }

@@ -133,7 +133,7 @@ func TestAuthenticateBadInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := au.Authenticate(tc.req())
+			res, err := authRequest(au, tc.req())
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Authenticate: %v", err)
@@ -208,7 +208,7 @@ spec:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := au.Authenticate(bearer(httptest.NewRequest("GET", "/", nil), tc.tok))
+			_, err := authRequest(au, bearer(httptest.NewRequest("GET", "/", nil), tc.tok))
 			if tc.wantErr == nil && err != nil || !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -232,7 +232,7 @@ spec:
 		"nested", map[string]any{"k": "v"}, "other", "p q")
 	tok := signToken(t, map[string]any{"alg": "ES256"}, claims, k.ec)
 	for i := range 2 { // miss, then cache hit
-		res, err := au.Authenticate(bearer(httptest.NewRequest("GET", "/", nil), tok))
+		res, err := authRequest(au, bearer(httptest.NewRequest("GET", "/", nil), tok))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,7 @@ import (
 )
 
 func authenticate(au *Authenticator, tok string) error {
-	_, err := au.Authenticate(bearer(httptest.NewRequest("GET", "/", nil), tok))
+	_, err := authRequest(au, bearer(httptest.NewRequest("GET", "/", nil), tok))
 	return err
 }
 
@@ -71,7 +71,7 @@ func TestJWKSRequestContextBoundsWait(t *testing.T) {
 	defer cancel()
 	r := bearer(httptest.NewRequestWithContext(ctx, "GET", "/", nil), rsaToken(t, goodClaims()))
 	start := time.Now()
-	_, err := au.Authenticate(r)
+	_, err := authRequest(au, r)
 	if !errors.Is(err, errNoKeys) {
 		t.Fatalf("err = %v, want %v", err, errNoKeys)
 	}

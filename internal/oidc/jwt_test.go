@@ -87,7 +87,7 @@ spec:
 	f.Fuzz(func(t *testing.T, value string) {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Header.Set("Authorization", value)
-		res, err := au.Authenticate(r)
+		res, err := authRequest(au, r)
 		if err != nil {
 			e, ok := err.(*Error)
 			if !ok || (e.Status != 401 && e.Status != 403) || res.Auth != nil {

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"tollgate.dev/tollgate/internal/policy/pathnorm"
+	"tollgate.dev/tollgate/internal/request"
 )
 
 // errUnreadableCredential: a header the listener reads tokens from is present
@@ -130,21 +131,23 @@ type foundToken struct {
 	value string
 }
 
-// extract finds the token at every configured location. A location that
-// carries more than one candidate (two Authorization headers, a repeated
-// parameter or cookie) is an error: which copy the upstream or another proxy
-// would read is not ours to guess. So is a header that is present and not
-// empty but that no location of its name can read (errUnreadableCredential):
-// Envoy calls that "no token" and forwards the header unverified.
+// extract finds the token at every configured location, appending to found
+// (the caller's buffer). Headers and cookies are read from r; query
+// parameters from q's query, the one the policy judges and the upstream
+// receives (q.Query when the exchange already decoded it, else read from
+// q.RawQuery the same way, see pathnorm.QueryParam). A location that carries
+// more than one candidate (two Authorization headers, a repeated parameter or
+// cookie) is an error: which copy the upstream or another proxy would read is
+// not ours to guess. So is a header that is present and not empty but that no
+// location of its name can read (errUnreadableCredential): Envoy calls that
+// "no token" and forwards the header unverified.
 //
 // A query that can't be read one way only is ErrAmbiguousQuery, returned once
 // every other location has been looked at: a credential found unreadable or
 // repeated there is reported as such (401), else the query is (400). No token
 // is returned with it: the request is refused whatever the others hold.
-func extract(r *http.Request, locs []location) ([]foundToken, error) {
+func extract(r *http.Request, q *request.Request, locs []location, found []foundToken) ([]foundToken, error) {
 	var (
-		found    []foundToken
-		query    map[string][]string
 		queryErr error
 		cookies  map[string][]string
 		unread   []string // headers present that a location could not read
@@ -172,24 +175,32 @@ func extract(r *http.Request, locs []location) ([]foundToken, error) {
 				continue
 			}
 		case locParam:
-			if r.URL.RawQuery == "" || queryErr != nil {
+			if q.RawQuery == "" || queryErr != nil {
 				continue
 			}
-			if query == nil {
-				// Read as the policy reads it (exchange.Authorize), so both
-				// see the same parameters. A query it can't read (a ';'
-				// separator, a bad escape) may still carry a token for an
-				// upstream that reads it differently: never skip it as "no
-				// token"; the request is refused once the other locations
-				// have been judged.
-				q, err := pathnorm.ParseQuery(r.URL.RawQuery)
-				if err != nil {
-					queryErr = fmt.Errorf("%w: %w", ErrAmbiguousQuery, err)
-					continue
-				}
-				query = q
+			if q.Query != nil {
+				vals = q.Query[l.name]
+				break
 			}
-			vals = query[l.name]
+			// Read as the policy reads it (exchange.Authorize decodes it
+			// with pathnorm.ParseQuery; QueryParam shares its code), so
+			// both see the same parameters. A query it can't read (a ';'
+			// separator, a bad escape) may still carry a token for an
+			// upstream that reads it differently: never skip it as "no
+			// token"; the request is refused once the other locations have
+			// been judged.
+			tok, n, err := pathnorm.QueryParam(q.RawQuery, l.name)
+			if err != nil {
+				queryErr = fmt.Errorf("%w: %w", ErrAmbiguousQuery, err)
+				continue
+			}
+			if n > 1 {
+				return nil, fmt.Errorf("%w: %s sent %d times", errMultipleTokens, l, n)
+			}
+			if tok != "" {
+				found = append(found, foundToken{loc: l, value: tok})
+			}
+			continue
 		case locCookie:
 			if cookies == nil {
 				cookies = make(map[string][]string)

@@ -9,7 +9,25 @@ import (
 	"testing"
 
 	"tollgate.dev/tollgate/internal/policy/pathnorm"
+	"tollgate.dev/tollgate/internal/request"
 )
+
+// defaultLocationsJWT compiles one rule with Istio's default locations
+// (Authorization: Bearer, access_token) and returns its authenticator, a
+// valid token for alice and one for mallory signed by another key.
+func defaultLocationsJWT(t *testing.T) (au *Authenticator, valid, forged string) {
+	t.Helper()
+	k := getTestKeys()
+	valid = rsaToken(t, goodClaims())
+	forged = signToken(t, map[string]any{"alg": "RS256", "kid": "rsa1"}, with(goodClaims(), "sub", "mallory"), k.attacker)
+	au = mustCompile(t, fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: istio-system}
+spec:
+  jwtRules: [{issuer: %s, jwks: '%s'}]
+`, testIssuer, defaultJWKS()), Options{}).ForListener(nil)
+	return au, valid, forged
+}
 
 // TestAmbiguousQuery: a query the JWT rules can't read one way only (an
 // unescaped ';', which backends split on or not: parameter cloaking) is
@@ -18,15 +36,7 @@ import (
 // token". A header credential that can't be read is still reported as such.
 // Rules that read no query parameter don't parse the query and let it pass.
 func TestAmbiguousQuery(t *testing.T) {
-	k := getTestKeys()
-	valid := rsaToken(t, goodClaims())
-	forged := signToken(t, map[string]any{"alg": "RS256", "kid": "rsa1"}, with(goodClaims(), "sub", "mallory"), k.attacker)
-	defaults := mustCompile(t, fmt.Sprintf(`apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: jwt, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: %s, jwks: '%s'}]
-`, testIssuer, defaultJWKS()), Options{}).ForListener(nil)
+	defaults, valid, forged := defaultLocationsJWT(t)
 	headerOnly := mustCompile(t, fmt.Sprintf(`apiVersion: security.istio.io/v1
 kind: RequestAuthentication
 metadata: {name: jwt, namespace: istio-system}
@@ -83,7 +93,7 @@ spec:
 			for i := 0; i+1 < len(tc.headers); i += 2 {
 				r.Header.Add(tc.headers[i], tc.headers[i+1])
 			}
-			res, err := tc.au.Authenticate(r)
+			res, err := authRequest(tc.au, r)
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Authenticate: %v", err)
@@ -124,5 +134,45 @@ spec:
 				t.Errorf("error names the token: %v", err)
 			}
 		})
+	}
+}
+
+// TestQueryReadFromRequestDescription: query tokens are read from the
+// request description the policy judges (its RawQuery, the query the
+// upstream receives, or its Query once the exchange decoded it), never from
+// the URL the client sent; and a decoded Query gives exactly what reading
+// RawQuery gives, so that decoding before authentication (to share the map
+// with the policy) can't change a decision.
+func TestQueryReadFromRequestDescription(t *testing.T) {
+	au, valid, forged := defaultLocationsJWT(t)
+	if !au.ReadsQuery() {
+		t.Fatal("default locations read no query parameter")
+	}
+
+	// The URL as sent carries a forged token the front dropped (a
+	// method-override pair, say): the description's query decides.
+	r := httptest.NewRequest("GET", "/hello?access_token="+forged, nil)
+	res, err := au.Authenticate(r, &request.Request{RawQuery: "access_token=" + valid})
+	if err != nil || res.Auth == nil || res.Auth.Subject != "alice" {
+		t.Fatalf("token of the description's query: auth %+v, err %v; want alice", res.Auth, err)
+	}
+	res, err = au.Authenticate(r, &request.Request{})
+	if err != nil || res.Auth != nil {
+		t.Fatalf("no query in the description: auth %+v, err %v; want anonymous", res.Auth, err)
+	}
+
+	for _, raw := range []string{
+		"", "x=1", "access_token=" + valid, "access_token=" + forged, "x=1&access_token=" + valid + "&y=2",
+		"access%5Ftoken=" + valid, "access_token=" + valid + "&access_token=" + valid, "access_token=",
+		"access_token=" + valid + ";x=1", "x=%zz&access_token=" + valid, "a+b=1&access_token=" + valid,
+	} {
+		r := httptest.NewRequest("GET", "/hello", nil)
+		raw1, err1 := au.Authenticate(r, &request.Request{RawQuery: raw})
+		q, _ := pathnorm.ParseQuery(raw) // nil on error, as the exchange leaves it
+		dec, err2 := au.Authenticate(r, &request.Request{RawQuery: raw, Query: q})
+		if fmt.Sprint(err1) != fmt.Sprint(err2) || (raw1.Auth == nil) != (dec.Auth == nil) ||
+			(raw1.Auth != nil && raw1.Auth.Subject != dec.Auth.Subject) {
+			t.Errorf("query %q: read raw: %+v, %v; read decoded: %+v, %v", raw, raw1.Auth, err1, dec.Auth, err2)
+		}
 	}
 }

@@ -123,7 +123,7 @@ func TestHeaderCredentialForms(t *testing.T) {
 				if withQuery && wantErr == nil {
 					wantErr, wantSub = tc.queryErr, "alice"
 				}
-				res, err := au.Authenticate(r)
+				res, err := authRequest(au, r)
 				if wantErr != nil {
 					var ae *Error
 					if !errors.Is(err, wantErr) || !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
@@ -171,7 +171,7 @@ func TestHeaderCredentialFormsOverTheWire(t *testing.T) {
 	tok := rsaToken(t, goodClaims())
 	forged := signToken(t, map[string]any{"alg": "RS256", "kid": "rsa1"}, with(goodClaims(), "sub", "mallory"), getTestKeys().attacker)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, err := au.Authenticate(r)
+		res, err := authRequest(au, r)
 		var ae *Error
 		switch {
 		case errors.As(err, &ae):
@@ -273,7 +273,7 @@ spec:
 		}
 		r := httptest.NewRequest("GET", target, nil)
 		r.Header["Authorization"] = []string{value}
-		res, err := au.Authenticate(r)
+		res, err := authRequest(au, r)
 		if err == nil && res.Auth == nil && value != "" {
 			t.Fatalf("Authorization %q is treated as no token", value)
 		}

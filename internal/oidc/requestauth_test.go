@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"tollgate.dev/tollgate/internal/config"
+	"tollgate.dev/tollgate/internal/policy/pathnorm"
+	"tollgate.dev/tollgate/internal/request"
 )
 
 func TestOutputHeadersAndTokenRemoval(t *testing.T) {
@@ -98,7 +100,7 @@ spec:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := au.Authenticate(tc.req)
+			res, err := authRequest(au, tc.req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,7 +117,7 @@ spec:
 	// A request without a token still has every output header of every rule stripped.
 	anon := httptest.NewRequest("GET", "/", nil)
 	anon.Header = http.Header{"X-Sub": {"x"}, "X-Jwt-Payload": {"x"}, "X-Other": {"kept"}}
-	res, err := au.Authenticate(anon)
+	res, err := authRequest(au, anon)
 	if err != nil || res.Auth != nil {
 		t.Fatalf("anonymous request: %+v %v", res, err)
 	}
@@ -127,7 +129,7 @@ spec:
 	r := spoofed(bearer(httptest.NewRequest("GET", "/", nil), "x.y.z"))
 	r.Header.Del("Authorization")
 	r.Header.Set("X-Jwt", "Token x.y.z")
-	res, err = au.Authenticate(r)
+	res, err = authRequest(au, r)
 	if err == nil {
 		t.Fatal("bad token accepted")
 	}
@@ -231,4 +233,97 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// authRequest authenticates r as the ingress does, with the request
+// description a front builds: the query as sent, not decoded yet.
+func authRequest(au *Authenticator, r *http.Request) (Result, error) {
+	return au.Authenticate(r, &request.Request{RawQuery: r.URL.RawQuery})
+}
+
+// outputsJWT compiles one rule reading the default locations with an
+// output claim header, and returns its authenticator and a token for alice.
+func outputsJWT(t *testing.T) (*Authenticator, string) {
+	t.Helper()
+	au := mustCompile(t, fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: istio-system}
+spec:
+  jwtRules:
+  - issuer: %s
+    jwks: '%s'
+    outputPayloadToHeader: x-jwt-payload
+    outputClaimToHeaders: [{header: x-sub, claim: sub}]
+`, testIssuer, defaultJWKS()), Options{}).ForListener(nil)
+	return au, rsaToken(t, goodClaims())
+}
+
+// TestCachedOutputsStayTheToken: a cached token's output headers are shared
+// by the requests that present it; what one request's later steps add to
+// its headers never shows in another's.
+func TestCachedOutputsStayTheToken(t *testing.T) {
+	au, tok := outputsJWT(t)
+	want := http.Header{"X-Sub": {"alice"}, "X-Jwt-Payload": {strings.Split(tok, ".")[1]}}
+	for i := range 3 {
+		r := bearer(httptest.NewRequest("GET", "/", nil), tok)
+		res, err := authRequest(au, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{}
+		res.Apply(h)
+		if diff := cmp.Diff(want, h); diff != "" {
+			t.Fatalf("request %d: output headers (-want +got):\n%s", i, diff)
+		}
+		if diff := cmp.Diff(want, res.Header()); diff != "" {
+			t.Fatalf("request %d: Result.Header (-want +got):\n%s", i, diff)
+		}
+		// What a later step of this request does to its own headers.
+		h.Add("X-Sub", "mallory")
+		h["X-Jwt-Payload"] = append(h["X-Jwt-Payload"], "forged")
+		res.Header()["X-Sub"][0] = "mallory"
+	}
+}
+
+// TestAuthenticateAllocs: verifying a token the cache holds, and setting
+// its output headers, costs no allocation, with or without a query to
+// read, decoded or not. (The first request, which verifies the signature,
+// is not counted.)
+func TestAuthenticateAllocs(t *testing.T) {
+	au, tok := outputsJWT(t)
+	query, err := pathnorm.ParseQuery("x=1&access_token=" + tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		header bool
+		q      request.Request
+	}{
+		{name: "header token, query without one", header: true, q: request.Request{RawQuery: "x=1&fields=a,b"}},
+		{name: "query token", q: request.Request{RawQuery: "x=1&access_token=" + tok}},
+		{name: "query token, decoded query", q: request.Request{RawQuery: "x=1&access_token=" + tok, Query: query}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			authz := []string{"Bearer " + tok}
+			run := func() {
+				if tc.header {
+					r.Header["Authorization"] = authz
+				}
+				res, err := au.Authenticate(r, &tc.q)
+				if err != nil || res.Auth == nil || res.Auth.Subject != "alice" {
+					t.Fatalf("Authenticate: %+v, %v", res.Auth, err)
+				}
+				res.Apply(r.Header)
+			}
+			run()
+			if n := testing.AllocsPerRun(100, run); n != 0 {
+				t.Errorf("Authenticate and Apply allocate %v times per request, want 0", n)
+			}
+			if got := r.Header.Get("X-Sub"); got != "alice" {
+				t.Errorf("X-Sub = %q, want alice", got)
+			}
+		})
+	}
 }

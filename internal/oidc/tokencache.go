@@ -45,6 +45,17 @@ func newTokenCache(size int) *tokenCache {
 	return &tokenCache{max: size, entries: make(map[[sha256.Size]byte]cachedToken)}
 }
 
+// tokenKey is the cache key of a token: its SHA-256, never the token. A
+// token of up to 4 KiB (any token of a usual size) is hashed from a copy on
+// the stack: []byte(tok) would cost an allocation on every request.
+func tokenKey(tok string) [sha256.Size]byte {
+	var buf [4 << 10]byte
+	if len(tok) <= len(buf) {
+		return sha256.Sum256(buf[:copy(buf[:], tok)])
+	}
+	return sha256.Sum256([]byte(tok))
+}
+
 func (c *tokenCache) get(key [sha256.Size]byte, now time.Time) (cachedToken, bool) {
 	if c == nil {
 		return cachedToken{}, false

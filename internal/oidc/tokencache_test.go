@@ -75,7 +75,7 @@ func TestTokenCacheSkipsSignatureButNotClaims(t *testing.T) {
 		t.Fatalf("cache hit: %v", err)
 	}
 	other := rsaToken(t, with(goodClaims(), "sub", "bob"))
-	if _, err := au.Authenticate(bearer(httptest.NewRequest("GET", "/", nil), other)); !errorsIs(err, errUnknownKid) {
+	if _, err := authRequest(au, bearer(httptest.NewRequest("GET", "/", nil), other)); !errorsIs(err, errUnknownKid) {
 		t.Fatalf("uncached token: err = %v, want %v", err, errUnknownKid)
 	}
 }
