@@ -43,6 +43,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	defer sigs.stop()
 	gcPercent, procs := tuneRuntime(os.Getenv, false)
 	log.Debug("runtime", "gcPercent", gcPercent, "gomaxprocs", procs)
+	defer releaseWhenIdle()()
 	env, err := dev.Start(sigs.ctx, dev.Options{Dir: *dir, Listen: *listen, Admin: *admin, Egress: *egress, Logger: log, Out: stderr, Audit: stdout, LogStats: sigs.logStats})
 	if err != nil {
 		sigs.flushLog()

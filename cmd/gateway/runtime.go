@@ -3,7 +3,9 @@ package main
 import (
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
+	"time"
 )
 
 // defaultGCPercent is the garbage collector's target the serving commands
@@ -49,4 +51,57 @@ func tuneRuntime(getenv func(string) string, journal bool) (gcPercent, procs int
 		procs = minProcs
 	}
 	return gcPercent, procs
+}
+
+// A burst of traffic leaves its garbage on the heap until the next
+// collection, and a process that has gone quiet may not run one for two
+// minutes (the runtime's forced period): with defaultGCPercent, up to twice
+// the live heap, held in resident memory beside the idle connections. When
+// a second passes in which the gateway allocated almost nothing, after it
+// allocated at least idleAfterBytes since it last did so, it collects and
+// returns the free memory to the OS, once. Under steady load it never does.
+const (
+	idleTick       = time.Second
+	idleQuietBytes = 256 << 10 // allocated in a tick: below this, the process is idle
+	idleAfterBytes = 16 << 20  // allocated since the last release: below this, not worth a collection
+)
+
+// idleReleaser decides, from the total of bytes allocated read once a tick,
+// when to release.
+type idleReleaser struct{ last, released uint64 }
+
+// observe takes the total allocated so far and reports whether to release now.
+func (r *idleReleaser) observe(total uint64) bool {
+	quiet := total-r.last < idleQuietBytes
+	r.last = total
+	if quiet && total-r.released >= idleAfterBytes {
+		r.released = total
+		return true
+	}
+	return false
+}
+
+// releaseWhenIdle runs idleReleaser until the returned stop is called (stop
+// waits for it to end).
+func releaseWhenIdle() (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+		var r idleReleaser
+		t := time.NewTicker(idleTick)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			metrics.Read(sample)
+			if sample[0].Value.Kind() == metrics.KindUint64 && r.observe(sample[0].Value.Uint64()) {
+				debug.FreeOSMemory()
+			}
+		}
+	}()
+	return func() { close(done); <-ended }
 }

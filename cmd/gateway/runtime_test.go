@@ -40,3 +40,29 @@ func TestTuneRuntime(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleReleaser: memory is released once per quiet spell, only after a
+// burst worth a collection, never under load.
+func TestIdleReleaser(t *testing.T) {
+	const mb = 1 << 20
+	for _, tc := range []struct {
+		name   string
+		totals []uint64 // bytes allocated so far, one a tick
+		want   []bool
+	}{
+		{"steady load", []uint64{100 * mb, 200 * mb, 300 * mb, 400 * mb}, []bool{false, false, false, false}},
+		{"a burst, then quiet: once", []uint64{100 * mb, 100 * mb, 100*mb + 1000, 100*mb + 2000}, []bool{false, true, false, false}},
+		{"quiet after a small burst", []uint64{idleAfterBytes / 2, idleAfterBytes / 2}, []bool{false, false}},
+		{"burst, quiet, burst, quiet", []uint64{50 * mb, 50 * mb, 90 * mb, 90 * mb}, []bool{false, true, false, true}},
+		{"slow trickle is quiet, and waits for enough", []uint64{idleQuietBytes - 1, 2 * (idleQuietBytes - 1)}, []bool{false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r idleReleaser
+			for i, total := range tc.totals {
+				if got := r.observe(total); got != tc.want[i] {
+					t.Errorf("tick %d (total %d): release = %v, want %v", i, total, got, tc.want[i])
+				}
+			}
+		})
+	}
+}

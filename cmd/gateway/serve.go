@@ -166,6 +166,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	gcPercent, procs := tuneRuntime(os.Getenv, cfg.Audit.Journal != nil)
 	log.Debug("runtime", "gcPercent", gcPercent, "gomaxprocs", procs)
+	defer releaseWhenIdle()()
 	gw, err := gateway.New(sigs.ctx, cfg, gateway.Options{Logger: log, Stdout: os.Stdout, LogStats: sigs.logStats, Version: buildVersion().Version,
 		AdminListen: os.Getenv(envAdminListen)})
 	if err != nil {
