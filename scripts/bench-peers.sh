@@ -9,6 +9,7 @@
 #   TARGETS="bare tollgate"              a subset (bare always runs: it is the baseline)
 #   GATEWAY_ENV="GOMAXPROCS=1"           environment for Tollgate's process
 #   TARGETS="tollgate tollgate-gogc100"  tollgate-gogcN: Tollgate with GOGC=N instead of its default
+#   TARGETS="tollgate tollgate-procs2"   tollgate-procsN: Tollgate with GOMAXPROCS=N (on its one core)
 #   TARGETS="tollgate tollgate-journal tollgate-failclosed"
 #                                        the audit trail's cost (issue 10): the full path with its
 #                                        events to the journal (group-commit fsync, under TMPDIR or
@@ -115,6 +116,7 @@ start_target() {
       rm -rf "$RIG/audit/journal"
       start "$1" "$ready" "${ON_TARGET[@]}" env ${GATEWAY_ENV:-} "$BIN/gateway" run -c "gateway-${1#tollgate-}.yaml" -log-level warn ;;
     tollgate-gogc*) start "$1" "$ready" "${ON_TARGET[@]}" env ${GATEWAY_ENV:-} GOGC="${1#tollgate-gogc}" "$BIN/gateway" run -c gateway.yaml -log-level warn ;;
+    tollgate-procs*) start "$1" "$ready" "${ON_TARGET[@]}" env ${GATEWAY_ENV:-} GOMAXPROCS="${1#tollgate-procs}" "$BIN/gateway" run -c gateway.yaml -log-level warn ;;
     nginx) start nginx "$ready" "${ON_TARGET[@]}" nginx -p "$RIG/nginx" -c "$RIG/nginx/nginx.conf" -g 'daemon off;' ;;
     caddy) start caddy "$ready" "${ON_TARGET[@]}" env XDG_DATA_HOME="$RIG/caddy/data" XDG_CONFIG_HOME="$RIG/caddy/config" \
              caddy run --config "$RIG/caddy/Caddyfile" --adapter caddyfile ;;
