@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // Defaults for Config fields left zero.
@@ -488,25 +487,6 @@ func (l *Logger) takeGap() *Event {
 	return nil
 }
 
-// prepare fills what the Logger owns in an event and redacts it.
-func (l *Logger) prepare(ev *Event) {
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	if ev.ID == "" {
-		ev.ID = newID(ev.Time)
-	}
-	if ev.Instance == "" {
-		ev.Instance = *l.instance.Load()
-	}
-	// Redact before truncating: a cut could otherwise split a key from its value.
-	ev.Query = RedactQuery(ev.Query, l.sensitive)
-	if p := l.pseudonyms.Load(); p != nil {
-		p.apply(ev)
-	}
-	l.truncate(ev)
-}
-
 // writeSinks writes one record to every sink; count: an event (prepared by
 // Record), not the writer's own gap record.
 func (l *Logger) writeSinks(ev *Event, count bool) {
@@ -581,32 +561,3 @@ func (l *Logger) Decided(ev *Event) error {
 
 // Completed records the finished event (exchange.Recorder): Record.
 func (l *Logger) Completed(ev *Event) { l.Record(ev) }
-
-func (l *Logger) truncate(ev *Event) {
-	for _, f := range []*string{&ev.Path, &ev.Query, &ev.Host, &ev.SNI, &ev.UserAgent, &ev.Upstream.URL} {
-		if cut, ok := cutUTF8(*f, l.maxField); ok {
-			*f = cut
-			ev.Truncated = true
-		}
-	}
-	if ev.Decision != nil {
-		if cut, ok := cutUTF8(ev.Decision.Reason, l.maxField); ok {
-			// A copy: the decision may be shared with the request's other record.
-			d := *ev.Decision
-			d.Reason = cut
-			ev.Decision = &d
-			ev.Truncated = true
-		}
-	}
-}
-
-// cutUTF8 shortens s to at most n bytes without splitting a rune.
-func cutUTF8(s string, n int) (string, bool) {
-	if len(s) <= n {
-		return s, false
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n], true
-}
