@@ -74,7 +74,7 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(auditWrittenDesc, prometheus.CounterValue, float64(s.Written))
 	ch <- prometheus.MustNewConstMetric(auditDroppedDesc, prometheus.CounterValue, float64(s.Dropped))
 	ch <- prometheus.MustNewConstMetric(auditErrorsDesc, prometheus.CounterValue, float64(s.Errors))
-	if len(s.Sinks) > 0 || s.Commits > 0 { // with a journal
+	if len(s.Sinks) > 0 { // journal-fed sinks: there is a journal
 		ch <- prometheus.MustNewConstMetric(auditCommitsDesc, prometheus.CounterValue, float64(s.Commits))
 	}
 	for _, k := range s.Sinks {
