@@ -12,9 +12,10 @@ import (
 // retries with backoff, cursors.
 
 // BatchSink is a sink that takes several records at once (an HTTP
-// endpoint). Fed from a journal, it gets up to MaxBatch records that are
-// already committed; they are acknowledged together once WriteBatch returns
-// nil. Without a journal it is written one record at a time (Write).
+// endpoint; stdout or a file, in one write). Fed from a journal, it gets up
+// to MaxBatch records that are already committed; they are acknowledged
+// together once WriteBatch returns nil. Without a journal it is written one
+// record at a time (Write).
 type BatchSink interface {
 	Sink
 	// WriteBatch delivers lines (each a record ending in '\n'), valid only
@@ -39,6 +40,9 @@ func (l *Logger) deliver(run *sinkRun) {
 	if batched {
 		maxRecords, maxBytes = bs.MaxBatch()
 	}
+	// A local sink (stdout, a file) ignores its context: no deadline, and
+	// no timer, per batch.
+	_, local := s.(localSink)
 	// A sink that waits for an acknowledgement may need longer per batch.
 	timeout := l.writeTimeout
 	if ts, ok := s.(interface{ WriteTimeout() time.Duration }); ok && ts.WriteTimeout() > timeout {
@@ -129,7 +133,10 @@ func (l *Logger) deliver(run *sinkRun) {
 			return
 		}
 		for attempt := 0; ; attempt++ {
-			wctx, cancel := context.WithTimeout(ctx, timeout)
+			wctx, cancel := ctx, context.CancelFunc(func() {})
+			if !local {
+				wctx, cancel = context.WithTimeout(ctx, timeout)
+			}
 			var werr error
 			if batched {
 				werr = bs.WriteBatch(wctx, batch)

@@ -136,15 +136,19 @@ type Logger struct {
 	instance     atomic.Pointer[string]
 	maxField     int
 	product      Product
-	line         []byte // the writer goroutine's encoding buffer
-	formatted    []byte
-	log          *slog.Logger
-	journal      *Journal
-	failClosed   atomic.Bool
-	// wake (with a journal) calls the writer before its group commit
-	// window ends: a fail-closed decision, a swap, Close, or, while asleep
-	// is set, wakeAt records queued. Other records wait in the queue
-	// without waking it.
+	// The writer goroutine's buffers, without a journal: a batch's records
+	// encoded, where each ends, which a sink refused, one formatted.
+	line       []byte
+	ends       []int
+	failed     []bool
+	formatted  []byte
+	log        *slog.Logger
+	journal    *Journal
+	failClosed atomic.Bool
+	// wake calls the writer before its window ends (the journal's group
+	// commit, or directWindow): a fail-closed decision, a swap, Close, or,
+	// while asleep is set, wakeAt records queued. Other records wait in the
+	// queue without waking it.
 	wake        chan struct{}
 	asleep      atomic.Bool
 	deliverCtx  context.Context
@@ -154,8 +158,8 @@ type Logger struct {
 	delivering, retiring sync.WaitGroup
 
 	// setMu guards set, the sinks in force, and setClosed. Without a journal
-	// the writer holds it while it writes one record, so a change of sinks
-	// (SinkChange.Commit) happens between two records.
+	// the writer holds it while it writes a batch, so a change of sinks
+	// (SinkChange.Commit) happens between two batches.
 	setMu     sync.Mutex
 	set       []*sinkRun
 	setClosed bool
@@ -220,8 +224,8 @@ const (
 	DefaultMaxBackoff   = 30 * time.Second
 	// maxBatch bounds one group commit.
 	maxBatch = 1024
-	// wakeAt is how many queued records wake the journal's writer before
-	// its window ends.
+	// wakeAt is how many queued records wake the writer before its window
+	// ends.
 	wakeAt = 128
 )
 
@@ -361,12 +365,12 @@ func (l *Logger) enqueue(q queued) error {
 	}
 }
 
-// wakeIfDue wakes the journal's writer for what can't wait for the end of
-// its window: a fail-closed decision, a swap, or, if it sleeps, wakeAt
-// records queued (under heavy load it then works on while its window runs,
-// and no record pays for a wake-up).
+// wakeIfDue wakes the writer for what can't wait for the end of its
+// window: a fail-closed decision, a swap, or, if it sleeps, wakeAt records
+// queued (under heavy load it then works on while its window runs, and no
+// record pays for a wake-up).
 func (l *Logger) wakeIfDue(q queued) {
-	if l.journal == nil || (q.done == nil && q.swap == nil && !(l.asleep.Load() && len(l.queue) >= wakeAt)) {
+	if q.done == nil && q.swap == nil && !(l.asleep.Load() && len(l.queue) >= wakeAt) {
 		return
 	}
 	select {
@@ -445,23 +449,6 @@ func (l *Logger) Close() error {
 	return l.closeErr
 }
 
-func (l *Logger) run() {
-	defer close(l.done)
-	for q := range l.queue {
-		if q.swap != nil {
-			q.swap()
-			continue
-		}
-		if gap := l.takeGap(); gap != nil {
-			l.writeSinks(gap, false)
-		}
-		l.writeSinks(q.ev, true)
-	}
-	if gap := l.takeGap(); gap != nil {
-		l.writeSinks(gap, false)
-	}
-}
-
 // gapReasons are the reasons of drops the writer records, in the order it
 // records them.
 var gapReasons = []string{"queue_full", "journal_unavailable", "journal_full"}
@@ -485,51 +472,6 @@ func (l *Logger) takeGap() *Event {
 		}
 	}
 	return nil
-}
-
-// writeSinks writes one record to every sink; count: an event (prepared by
-// Record), not the writer's own gap record.
-func (l *Logger) writeSinks(ev *Event, count bool) {
-	l.seq++
-	ev.Sequence = l.seq
-	if !count {
-		l.prepare(ev)
-	}
-	// Encoded once for every sink, into a buffer the writer goroutine reuses.
-	l.line = append(ev.AppendJSON(l.line[:0]), '\n')
-	ok := true
-	l.setMu.Lock()
-	defer l.setMu.Unlock()
-	for _, r := range l.set {
-		s := r.sink
-		line := l.line
-		if f := r.format; f != nil {
-			var err error
-			if l.formatted, err = f(l.formatted[:0], l.line); err != nil {
-				ok = false
-				l.errors.Add(1)
-				l.log.Error("audit record not formatted", "err", err, "seq", ev.Sequence)
-				continue
-			}
-			line = l.formatted
-		}
-		var err error
-		if _, ok := s.(localSink); ok {
-			err = s.Write(context.Background(), line)
-		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
-			err = s.Write(ctx, line)
-			cancel()
-		}
-		if err != nil {
-			ok = false
-			l.errors.Add(1)
-			l.log.Error("audit sink write failed", "err", err, "seq", ev.Sequence)
-		}
-	}
-	if ok && count {
-		l.written.Add(1)
-	}
 }
 
 // Decided is the seam a front calls once it has decided to forward a

@@ -96,20 +96,6 @@ func (l *Logger) runJournal() {
 	<-timer.C
 	defer timer.Stop()
 	closed, decided := false, false
-	// sleep waits until the timer fires or something wakes the writer.
-	sleep := func(d time.Duration) {
-		timer.Reset(d)
-		l.asleep.Store(true)
-		// A record queued before asleep was set woke nobody: look again.
-		if len(l.queue) < wakeAt {
-			select {
-			case <-timer.C:
-			case <-l.wake:
-			}
-		}
-		l.asleep.Store(false)
-		timer.Stop()
-	}
 	// take adds what is queued, without waiting, up to maxBatch.
 	take := func() {
 		for !closed && len(batch) < maxBatch {
@@ -132,19 +118,15 @@ func (l *Logger) runJournal() {
 		}
 	}
 	for !closed {
-		q, ok := <-l.queue
+		q, ok := l.next()
 		if !ok {
 			break
-		}
-		if q.swap != nil {
-			q.swap()
-			continue
 		}
 		add(q)
 		decided = q.done != nil
 		deadline := lastCommit.Add(interval)
 		for wait := time.Until(deadline); wait > 0 && !decided && !closed && len(batch) < maxBatch; wait = time.Until(deadline) {
-			sleep(wait)
+			l.sleep(timer, wait)
 			take()
 		}
 		take()
@@ -169,4 +151,32 @@ func (l *Logger) runJournal() {
 	// The last checkpoint: the journal ends signed.
 	addCheckpoint(true)
 	commit()
+}
+
+// sleep waits for d on timer (stopped and drained) or until something wakes
+// the writer (wakeIfDue). Writer goroutine only.
+func (l *Logger) sleep(timer *time.Timer, d time.Duration) {
+	timer.Reset(d)
+	l.asleep.Store(true)
+	// A record queued before asleep was set woke nobody: look again.
+	if len(l.queue) < wakeAt {
+		select {
+		case <-timer.C:
+		case <-l.wake:
+		}
+	}
+	l.asleep.Store(false)
+	timer.Stop()
+}
+
+// next waits for the next event, running the swaps queued before it; false
+// once the queue is closed and empty. Writer goroutine only.
+func (l *Logger) next() (queued, bool) {
+	for {
+		q, ok := <-l.queue
+		if !ok || q.swap == nil {
+			return q, ok
+		}
+		q.swap()
+	}
 }

@@ -3,9 +3,13 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"tollgate.dev/tollgate/internal/testkit"
 )
@@ -130,6 +134,9 @@ func TestSinksAfterClose(t *testing.T) {
 			if err := tt.sink.Write(context.Background(), line(&Event{})); !errors.Is(err, ErrClosed) {
 				t.Errorf("Write after Close = %v, want ErrClosed", err)
 			}
+			if err := tt.sink.(BatchSink).WriteBatch(context.Background(), [][]byte{line(&Event{}), line(&Event{})}); !errors.Is(err, ErrClosed) {
+				t.Errorf("WriteBatch after Close = %v, want ErrClosed", err)
+			}
 		})
 	}
 	if err := fs.Reopen(); !errors.Is(err, ErrClosed) {
@@ -148,3 +155,47 @@ func readFile(t *testing.T, path string) string {
 
 // line is ev as the Logger hands it to every sink: one JSON line.
 func line(ev *Event) []byte { return append(ev.AppendJSON(nil), '\n') }
+
+// countingWriter counts the calls that reach it.
+type countingWriter struct {
+	testkit.Buffer
+	mu    sync.Mutex
+	calls int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.calls++
+	w.mu.Unlock()
+	return w.Buffer.Write(p)
+}
+
+// TestLocalSinksFromJournalWriteBatches: fed from a journal, stdout and a
+// file get every record, in order, in fewer writes than records.
+func TestLocalSinksFromJournalWriteBatches(t *testing.T) {
+	const n = 500
+	w := &countingWriter{}
+	path := filepath.Join(t.TempDir(), "audit.log")
+	fs, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newJournalLogger(t, openTestJournal(t, t.TempDir(), JournalOptions{}),
+		Config{Sinks: []Sink{NewWriterSink(w), fs}, SinkNames: []string{"stdout", "file"}})
+	for i := 1; i <= n; i++ {
+		l.Record(&Event{RequestID: fmt.Sprint(i), Kind: Ingress})
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"stdout": w.String(), "file": readFile(t, path)} {
+		if diff := cmp.Diff(idRange(1, n), requestIDs(decodeLines(t, text))); diff != "" {
+			t.Errorf("%s got (-want +got):\n%s", name, diff)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.calls >= n {
+		t.Errorf("stdout sink: %d writes for %d records, want them batched", w.calls, n)
+	}
+}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -67,5 +68,58 @@ func TestJournalWindow(t *testing.T) {
 		}
 		time.Sleep(interval)
 		committed("the window's end", uint64(5+wakeAt))
+	})
+}
+
+// TestDirectWindow: without a journal, in synctest's time, exact. A record
+// after a quiet spell is written at once; the next ones wait until
+// directWindow has passed since that write, and then go to stdout in one
+// write; wakeAt queued records end the window at once.
+func TestDirectWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &countingWriter{}
+		l, err := New(Config{Sinks: []Sink{NewWriterSink(w)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		start := time.Now()
+		written := func(when string, lines, calls int) {
+			t.Helper()
+			synctest.Wait()
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if got := strings.Count(w.String(), "\n"); got != lines || w.calls != calls {
+				t.Fatalf("%s (at %v): %d records in %d writes, want %d in %d", when, time.Since(start), got, w.calls, lines, calls)
+			}
+		}
+		record := func(id string) { l.Record(&Event{RequestID: id, Kind: Ingress}) }
+
+		record("first")
+		written("a record after a quiet spell", 1, 1)
+		record("second")
+		written("the next record, at once", 1, 1)
+		time.Sleep(directWindow - time.Nanosecond)
+		written("the next record, just before the window ends", 1, 1)
+		time.Sleep(time.Nanosecond)
+		written("the next record, when the window ends", 2, 2)
+
+		for i := range 10 {
+			record(fmt.Sprint(i))
+		}
+		written("ten records in the window", 2, 2)
+		time.Sleep(directWindow)
+		written("the window's end: one write", 12, 3)
+
+		record("opens a window")
+		for i := range wakeAt - 1 {
+			record(fmt.Sprint(i))
+		}
+		written("records in the window", 12, 3)
+		record("wakes the writer")
+		written("wakeAt records queued in the window", 13+wakeAt, 4)
+		if s := l.Stats(); s.Written != 13+wakeAt || s.Dropped != 0 || s.Errors != 0 {
+			t.Errorf("Stats = %+v, want %d written, none dropped, no errors", s, 13+wakeAt)
+		}
 	})
 }
