@@ -244,6 +244,9 @@ func (a engineAuthorizer) Authorize(r *request.Request) *request.Decision {
 	return &d
 }
 
+// Decide: as internal/gateway's authorizer, the decision by value.
+func (a engineAuthorizer) Decide(r *request.Request) request.Decision { return a.e.Decide(r) }
+
 func (a engineAuthorizer) UsesQuery() bool { return a.e.UsesQuery() }
 
 // startBenchGateway runs the egress proxy as the gateway assembles it (see

@@ -17,6 +17,13 @@ type Authorizer interface {
 	Authorize(*request.Request) *request.Decision
 }
 
+// Decider is an Authorizer that can return its decision by value, which the
+// exchange keeps in its own allocation: no allocation per request.
+type Decider interface {
+	Authorizer
+	Decide(*request.Request) request.Decision
+}
+
 // Exchange is the state of one request, shared by the front's steps and its
 // proxy's callbacks.
 type Exchange struct {
@@ -28,12 +35,14 @@ type Exchange struct {
 
 	front *Front
 	w     Response
-	// body counts the request body (its ReadCloser is nil without one); it
-	// and auth live here so that they cost no allocation of their own.
-	body    countingReader
-	auth    audit.Auth
-	user    request.Auth
-	trusted bool
+	// body counts the request body (its ReadCloser is nil without one); it,
+	// auth, user and decision live here so that they cost no allocation of
+	// their own.
+	body     countingReader
+	auth     audit.Auth
+	user     request.Auth
+	decision request.Decision
+	trusted  bool
 	// queryDone: Req.Query is decoded (or queryErr says why it can't be).
 	queryDone bool
 	queryErr  error
@@ -123,7 +132,13 @@ func (x *Exchange) Authorize(a Authorizer) bool {
 			return false
 		}
 	}
-	d := a.Authorize(q)
+	var d *request.Decision
+	if dc, ok := a.(Decider); ok {
+		x.decision = dc.Decide(q)
+		d = &x.decision
+	} else {
+		d = a.Authorize(q)
+	}
 	x.Event.Decision = d
 	if d == nil || !d.Allow {
 		// Fail closed: a missing decision is a deny.

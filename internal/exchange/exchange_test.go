@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -307,6 +308,47 @@ func TestAuthorizeAndAdmit(t *testing.T) {
 				t.Errorf("event decision %v kind %q", ev.Decision, ev.Kind)
 			}
 		})
+	}
+}
+
+// valueDecider decides by value (Decider); its Authorize must not be used.
+type valueDecider struct{ d request.Decision }
+
+func (a valueDecider) Authorize(*request.Request) *request.Decision {
+	panic("Authorize called on a Decider")
+}
+func (a valueDecider) Decide(*request.Request) request.Decision { return a.d }
+
+// TestAuthorizeByValue: a Decider's decision is enforced and recorded as
+// it returned it, without an allocation of its own.
+func TestAuthorizeByValue(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		decision   request.Decision
+		wantOK     bool
+		wantStatus int
+	}{
+		{name: "allow", decision: request.Decision{Allow: true, Action: "ALLOW", Policy: "ns/p", Rule: 2}, wantOK: true, wantStatus: 200},
+		{name: "deny", decision: request.Decision{Action: "DENY", Policy: "ns/d", Rule: 0}, wantStatus: 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &events{}
+			f := New(Options{Name: "mesh", Recorder: rec})
+			x, _, w := begin(f, httptest.NewRequest("GET", "/x", nil), "127.0.0.1:1")
+			ok := x.Authorize(valueDecider{tc.decision}) && x.Admit()
+			x.Finish()
+			if ok != tc.wantOK || w.Code != tc.wantStatus {
+				t.Fatalf("ok=%v status %d; want %v %d", ok, w.Code, tc.wantOK, tc.wantStatus)
+			}
+			if d := rec.completed[0].Decision; d == nil || !reflect.DeepEqual(*d, tc.decision) {
+				t.Errorf("event decision %+v, want %+v", d, tc.decision)
+			}
+		})
+	}
+	x, _, _ := begin(New(Options{Name: "mesh"}), httptest.NewRequest("GET", "/x", nil), "127.0.0.1:1")
+	var a Authorizer = valueDecider{request.Decision{Allow: true}}
+	if n := testing.AllocsPerRun(100, func() { x.Authorize(a) }); n != 0 {
+		t.Errorf("Authorize with a Decider: %v allocations, want 0", n)
 	}
 }
 

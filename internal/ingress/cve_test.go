@@ -43,6 +43,9 @@ func (a engineAuthorizer) Authorize(r *request.Request) *request.Decision {
 	return &d
 }
 
+// Decide: as internal/gateway's authorizer, the decision by value.
+func (a engineAuthorizer) Decide(r *request.Request) request.Decision { return a.e.Decide(r) }
+
 func compileTestPolicies(t testing.TB, src string) Authorizer {
 	t.Helper()
 	docs, err := config.ParseDocuments("cve.yaml", []byte(src))
