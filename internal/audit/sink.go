@@ -89,6 +89,37 @@ type FileSink struct {
 	path string
 	f    *os.File // nil after Close
 	buf  []byte   // a batch's lines, joined
+	// behind counts the bytes written since the last startWriteback;
+	// noBehind: the file can't (not a regular file, or not Linux).
+	behind   int
+	noBehind bool
+}
+
+// writeBehindBytes is how much a file sink writes before it asks the
+// kernel to start writing it to disk. Left alone, Linux keeps a file's
+// dirty pages for up to 30 s and then writes them back in one burst: at
+// 10,000 events/s, hundreds of megabytes. On ext4 that burst allocates the
+// blocks while the sink appends, the sink's write waits on it for tens of
+// milliseconds, and on a gateway with one CPU the requests wait with it
+// (docs/performance.md, "The tail: the audit file's writeback"). Written
+// back a megabyte at a time, the burst never forms. This is about latency,
+// not durability: nothing waits for the disk (the journal's fsync is what
+// makes records durable).
+const writeBehindBytes = 1 << 20
+
+// wrote counts n bytes written and starts their writeback once
+// writeBehindBytes have gathered. Called with mu held.
+func (s *FileSink) wrote(n int) {
+	if s.noBehind {
+		return
+	}
+	if s.behind += n; s.behind < writeBehindBytes {
+		return
+	}
+	s.behind = 0
+	if err := startWriteback(s.f); err != nil {
+		s.noBehind = true // a pipe, /dev/null, or not Linux: the kernel's writeback it is
+	}
 }
 
 // fileMode keeps audit files unreadable to other local users. An existing file keeps
@@ -127,7 +158,9 @@ func (s *FileSink) Write(_ context.Context, line []byte) error {
 	if s.f == nil {
 		return ErrClosed
 	}
-	if _, err := s.f.Write(line); err != nil {
+	n, err := s.f.Write(line)
+	s.wrote(n)
+	if err != nil {
 		return fmt.Errorf("audit: write %s: %w", s.path, err)
 	}
 	return nil
@@ -141,7 +174,9 @@ func (s *FileSink) WriteBatch(_ context.Context, lines [][]byte) error {
 	if s.f == nil {
 		return ErrClosed
 	}
-	if _, err := s.f.Write(joinLines(&s.buf, lines)); err != nil {
+	n, err := s.f.Write(joinLines(&s.buf, lines))
+	s.wrote(n)
+	if err != nil {
 		return fmt.Errorf("audit: write %s: %w", s.path, err)
 	}
 	return nil
@@ -189,7 +224,7 @@ func (s *FileSink) Reopen() error {
 		return err
 	}
 	old := s.f
-	s.f = f
+	s.f, s.behind, s.noBehind = f, 0, false
 	if err := old.Close(); err != nil {
 		return fmt.Errorf("audit: close rotated file: %w", err)
 	}
