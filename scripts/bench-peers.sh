@@ -14,6 +14,8 @@
 #                                        the audit trail's cost (issue 10): the full path with its
 #                                        events to the journal (group-commit fsync, under TMPDIR or
 #                                        OUT) feeding a webhook sink, and the same fail-closed
+#   TARGETS="tollgate-failclosed tollgate-failclosed-procs4"
+#                                        the same with GOMAXPROCS=N (on its one core)
 #   PORT_BASE=18440                      loopback ports PORT_BASE..+6 (below the ephemeral range)
 #   PIN=0                                don't pin: every process may run on every core
 #
@@ -112,9 +114,12 @@ start_target() {
   case $1 in
     bare) start bare "$ready" "${ON_TARGET[@]}" "$BIN/benchrig" bare -dir "$RIG" -listen 127.0.0.1:$P_BARE -upstream 127.0.0.1:$P_UP ;;
     tollgate) start tollgate "$ready" "${ON_TARGET[@]}" env ${GATEWAY_ENV:-} "$BIN/gateway" run -c gateway.yaml -log-level warn ;;
-    tollgate-journal|tollgate-failclosed)
+    tollgate-journal*|tollgate-failclosed*)
+      # tollgate-failclosed-procs4: the same with GOMAXPROCS=4
+      local cfg=${1#tollgate-} procs=()
+      [[ $cfg == *-procs* ]] && procs=(GOMAXPROCS="${cfg##*-procs}") && cfg=${cfg%-procs*}
       rm -rf "$RIG/audit/journal"
-      start "$1" "$ready" "${ON_TARGET[@]}" env ${GATEWAY_ENV:-} "$BIN/gateway" run -c "gateway-${1#tollgate-}.yaml" -log-level warn ;;
+      start "$1" "$ready" "${ON_TARGET[@]}" env ${GATEWAY_ENV:-} "${procs[@]}" "$BIN/gateway" run -c "gateway-$cfg.yaml" -log-level warn ;;
     tollgate-gogc*) start "$1" "$ready" "${ON_TARGET[@]}" env ${GATEWAY_ENV:-} GOGC="${1#tollgate-gogc}" "$BIN/gateway" run -c gateway.yaml -log-level warn ;;
     tollgate-procs*) start "$1" "$ready" "${ON_TARGET[@]}" env ${GATEWAY_ENV:-} GOMAXPROCS="${1#tollgate-procs}" "$BIN/gateway" run -c gateway.yaml -log-level warn ;;
     nginx) start nginx "$ready" "${ON_TARGET[@]}" nginx -p "$RIG/nginx" -c "$RIG/nginx/nginx.conf" -g 'daemon off;' ;;
