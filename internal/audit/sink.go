@@ -30,11 +30,14 @@ type WriterSink struct {
 	w      io.Writer
 	closed bool
 	buf    []byte // a batch's lines, joined
+	// behind: stdout redirected to a regular file is written behind, as
+	// a file sink is.
+	behind writeBehind
 }
 
 // NewWriterSink returns a sink writing one JSON line per event to w.
 func NewWriterSink(w io.Writer) *WriterSink {
-	return &WriterSink{w: w}
+	return &WriterSink{w: w, behind: writeBehind{f: regularFile(w)}}
 }
 
 // Write writes line (one or more whole records) with a single call to the
@@ -48,7 +51,9 @@ func (s *WriterSink) Write(_ context.Context, line []byte) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if _, err := s.w.Write(line); err != nil {
+	n, err := s.w.Write(line)
+	s.behind.wrote(n)
+	if err != nil {
 		return fmt.Errorf("audit: write event: %w", err)
 	}
 	return nil
@@ -63,7 +68,9 @@ func (s *WriterSink) WriteBatch(_ context.Context, lines [][]byte) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if _, err := s.w.Write(joinLines(&s.buf, lines)); err != nil {
+	n, err := s.w.Write(joinLines(&s.buf, lines))
+	s.behind.wrote(n)
+	if err != nil {
 		return fmt.Errorf("audit: write events: %w", err)
 	}
 	return nil
@@ -85,14 +92,11 @@ func (s *WriterSink) Close() error {
 // by an external tool such as logrotate, followed by [FileSink.Reopen]; never
 // copytruncate, which loses lines a shipper has not read yet.
 type FileSink struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File // nil after Close
-	buf  []byte   // a batch's lines, joined
-	// behind counts the bytes written since the last startWriteback;
-	// noBehind: the file can't (not a regular file, or not Linux).
-	behind   int
-	noBehind bool
+	mu     sync.Mutex
+	path   string
+	f      *os.File // nil after Close
+	buf    []byte   // a batch's lines, joined
+	behind writeBehind
 }
 
 // writeBehindBytes is how much a file sink writes before it asks the
@@ -107,19 +111,38 @@ type FileSink struct {
 // makes records durable).
 const writeBehindBytes = 1 << 20
 
-// wrote counts n bytes written and starts their writeback once
-// writeBehindBytes have gathered. Called with mu held.
-func (s *FileSink) wrote(n int) {
-	if s.noBehind {
+// writeBehind starts the writeback of a file every writeBehindBytes
+// written to it.
+type writeBehind struct {
+	f *os.File // nil: nothing to write back (or it can't be)
+	n int      // bytes written since the last start
+}
+
+// wrote counts n bytes written to w.f, and starts their writeback once
+// writeBehindBytes have gathered.
+func (w *writeBehind) wrote(n int) {
+	if w.f == nil {
 		return
 	}
-	if s.behind += n; s.behind < writeBehindBytes {
+	if w.n += n; w.n < writeBehindBytes {
 		return
 	}
-	s.behind = 0
-	if err := startWriteback(s.f); err != nil {
-		s.noBehind = true // a pipe, /dev/null, or not Linux: the kernel's writeback it is
+	w.n = 0
+	if err := startWriteback(w.f); err != nil {
+		w.f = nil // a pipe, /dev/null, or not Linux: the kernel's writeback it is
 	}
+}
+
+// regularFile returns w if it is a regular file, for writeBehind.
+func regularFile(w io.Writer) *os.File {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
+	return f
 }
 
 // fileMode keeps audit files unreadable to other local users. An existing file keeps
@@ -132,7 +155,7 @@ func OpenFile(path string) (*FileSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FileSink{path: path, f: f}, nil
+	return &FileSink{path: path, f: f, behind: writeBehind{f: f}}, nil
 }
 
 func openAppend(path string) (*os.File, error) {
@@ -159,7 +182,7 @@ func (s *FileSink) Write(_ context.Context, line []byte) error {
 		return ErrClosed
 	}
 	n, err := s.f.Write(line)
-	s.wrote(n)
+	s.behind.wrote(n)
 	if err != nil {
 		return fmt.Errorf("audit: write %s: %w", s.path, err)
 	}
@@ -175,7 +198,7 @@ func (s *FileSink) WriteBatch(_ context.Context, lines [][]byte) error {
 		return ErrClosed
 	}
 	n, err := s.f.Write(joinLines(&s.buf, lines))
-	s.wrote(n)
+	s.behind.wrote(n)
 	if err != nil {
 		return fmt.Errorf("audit: write %s: %w", s.path, err)
 	}
@@ -224,7 +247,7 @@ func (s *FileSink) Reopen() error {
 		return err
 	}
 	old := s.f
-	s.f, s.behind, s.noBehind = f, 0, false
+	s.f, s.behind = f, writeBehind{f: f}
 	if err := old.Close(); err != nil {
 		return fmt.Errorf("audit: close rotated file: %w", err)
 	}

@@ -62,32 +62,50 @@ func TestFileSinkWritesBehind(t *testing.T) {
 		t.Fatalf("control: %d dirty pages, want the whole file's: the kernel wrote it back by itself, the test can't tell", d)
 	}
 
-	path := filepath.Join(dir, "audit.log")
-	s, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for i := range lines {
-		var err error
-		if i%2 == 0 {
-			err = s.Write(context.Background(), line)
-		} else {
-			err = s.WriteBatch(context.Background(), [][]byte{line})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	// What is left dirty: at most the bytes since the last writeback.
-	if d := dirtyPages(t, path); d*pageSize > writeBehindBytes {
-		t.Errorf("%d dirty pages (%d KiB) after writing %d KiB, want at most %d KiB", d, d*pageSize>>10, lines*len(line)>>10, writeBehindBytes>>10)
+	for _, tc := range []struct {
+		name string
+		open func(path string) (BatchSink, error)
+	}{
+		{"file sink", func(path string) (BatchSink, error) { return OpenFile(path) }},
+		{"stdout redirected to a file", func(path string) (BatchSink, error) {
+			f, err := os.Create(path)
+			if err != nil {
+				return nil, err
+			}
+			t.Cleanup(func() { f.Close() })
+			return NewWriterSink(f), nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.log")
+			s, err := tc.open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := range lines {
+				var err error
+				if i%2 == 0 {
+					err = s.Write(context.Background(), line)
+				} else {
+					err = s.WriteBatch(context.Background(), [][]byte{line})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			// What is left dirty: at most the bytes since the last writeback.
+			if d := dirtyPages(t, path); d*pageSize > writeBehindBytes {
+				t.Errorf("%d dirty pages (%d KiB) after writing %d KiB, want at most %d KiB", d, d*pageSize>>10, lines*len(line)>>10, writeBehindBytes>>10)
+			}
+		})
 	}
 }
 
-// TestFileSinkWriteBehindOnDevNull: a sink whose file can't be written
-// back (a character device) gives up asking, and writes on.
-func TestFileSinkWriteBehindOnDevNull(t *testing.T) {
+// TestWriteBehindOnDevNullAndPipes: a file sink whose file can't be
+// written back (a character device) gives up asking, and writes on; stdout
+// that is a pipe is never asked about.
+func TestWriteBehindOnDevNullAndPipes(t *testing.T) {
 	s, err := OpenFile(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
@@ -100,8 +118,17 @@ func TestFileSinkWriteBehindOnDevNull(t *testing.T) {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.noBehind {
+	if s.behind.f != nil {
 		t.Errorf("after %d KiB to %s the sink still asks for writeback", 2*writeBehindBytes>>10, os.DevNull)
+	}
+	s.mu.Unlock()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if ws := NewWriterSink(w); ws.behind.f != nil {
+		t.Error("stdout that is a pipe is written behind")
 	}
 }
