@@ -239,13 +239,7 @@ func benchDocs(tb testing.TB, src string) []config.Document {
 // the egress listener's labels.
 type engineAuthorizer struct{ e *policy.Engine }
 
-func (a engineAuthorizer) Authorize(r *request.Request) *request.Decision {
-	d := a.e.Decide(r)
-	return &d
-}
-
-// Decide: as internal/gateway's authorizer, the decision by value.
-func (a engineAuthorizer) Decide(r *request.Request) request.Decision { return a.e.Decide(r) }
+func (a engineAuthorizer) Authorize(r *request.Request) request.Decision { return a.e.Decide(r) }
 
 func (a engineAuthorizer) UsesQuery() bool { return a.e.UsesQuery() }
 

@@ -64,11 +64,11 @@ func (l *eventLog) byID(t *testing.T, id string) audit.Event {
 // everything under it, and records what it judged.
 type denyAdmin struct{}
 
-func (denyAdmin) Authorize(q *request.Request) *request.Decision {
+func (denyAdmin) Authorize(q *request.Request) request.Decision {
 	if q.Path == "/admin" || strings.HasPrefix(q.Path, "/admin/") {
-		return &request.Decision{Allow: false, Action: "DENY", Policy: "egress/no-admin"}
+		return request.Decision{Allow: false, Action: "DENY", Policy: "egress/no-admin"}
 	}
-	return &request.Decision{Allow: true, Action: "ALLOW", Policy: "egress/ok"}
+	return request.Decision{Allow: true, Action: "ALLOW", Policy: "egress/ok"}
 }
 
 func (denyAdmin) UsesQuery() bool { return false }

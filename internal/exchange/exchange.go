@@ -12,16 +12,10 @@ import (
 )
 
 // Authorizer judges a described request; the decision record goes into the
-// audit event as is. A nil decision is a deny (fail closed).
+// audit event as is. The zero decision is a deny (fail closed). It is
+// returned by value: the exchange keeps it in its own allocation.
 type Authorizer interface {
-	Authorize(*request.Request) *request.Decision
-}
-
-// Decider is an Authorizer that can return its decision by value, which the
-// exchange keeps in its own allocation: no allocation per request.
-type Decider interface {
-	Authorizer
-	Decide(*request.Request) request.Decision
+	Authorize(*request.Request) request.Decision
 }
 
 // Exchange is the state of one request, shared by the front's steps and its
@@ -132,16 +126,10 @@ func (x *Exchange) Authorize(a Authorizer) bool {
 			return false
 		}
 	}
-	var d *request.Decision
-	if dc, ok := a.(Decider); ok {
-		x.decision = dc.Decide(q)
-		d = &x.decision
-	} else {
-		d = a.Authorize(q)
-	}
-	x.Event.Decision = d
-	if d == nil || !d.Allow {
-		// Fail closed: a missing decision is a deny.
+	x.decision = a.Authorize(q)
+	x.Event.Decision = &x.decision
+	if !x.decision.Allow {
+		// Fail closed: anything but an explicit allow is a deny.
 		x.Reject(http.StatusForbidden, "", "access denied")
 		return false
 	}

@@ -276,24 +276,27 @@ func FuzzStripMethodOverride(f *testing.F) {
 	})
 }
 
-// allowAll and denyAll stand for policy engines.
-type decider struct{ d *request.Decision }
+// decider stands for a policy engine.
+type decider struct{ d request.Decision }
 
-func (a decider) Authorize(*request.Request) *request.Decision { return a.d }
+func (a decider) Authorize(*request.Request) request.Decision { return a.d }
 
+// TestAuthorizeAndAdmit: the decision is enforced and recorded as the
+// authorizer returned it, without an allocation of its own; anything but an
+// explicit allow is a deny.
 func TestAuthorizeAndAdmit(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		decision   *request.Decision
+		decision   request.Decision
 		refuse     error
 		wantOK     bool
 		wantStatus int
 		decided    int
 	}{
-		{name: "allow", decision: &request.Decision{Allow: true}, wantOK: true, wantStatus: 200, decided: 1},
-		{name: "deny", decision: &request.Decision{Rule: request.NoRule}, wantStatus: 403},
+		{name: "allow", decision: request.Decision{Allow: true, Action: "ALLOW", Policy: "ns/p", Rule: 2}, wantOK: true, wantStatus: 200, decided: 1},
+		{name: "deny", decision: request.Decision{Action: "DENY", Policy: "ns/d", Rule: request.NoRule}, wantStatus: 403},
 		{name: "no decision is a deny", wantStatus: 403},
-		{name: "audit refuses: 503, nothing forwarded", decision: &request.Decision{Allow: true}, refuse: context.DeadlineExceeded, wantStatus: 503, decided: 1},
+		{name: "audit refuses: 503, nothing forwarded", decision: request.Decision{Allow: true}, refuse: context.DeadlineExceeded, wantStatus: 503, decided: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &events{refuse: tc.refuse}
@@ -304,51 +307,15 @@ func TestAuthorizeAndAdmit(t *testing.T) {
 			if ok != tc.wantOK || w.Code != tc.wantStatus || rec.decided != tc.decided {
 				t.Fatalf("ok=%v status %d decided %d; want %v %d %d", ok, w.Code, rec.decided, tc.wantOK, tc.wantStatus, tc.decided)
 			}
-			if ev := rec.completed[0]; ev.Decision != tc.decision || ev.Kind != "mesh" {
-				t.Errorf("event decision %v kind %q", ev.Decision, ev.Kind)
-			}
-		})
-	}
-}
-
-// valueDecider decides by value (Decider); its Authorize must not be used.
-type valueDecider struct{ d request.Decision }
-
-func (a valueDecider) Authorize(*request.Request) *request.Decision {
-	panic("Authorize called on a Decider")
-}
-func (a valueDecider) Decide(*request.Request) request.Decision { return a.d }
-
-// TestAuthorizeByValue: a Decider's decision is enforced and recorded as
-// it returned it, without an allocation of its own.
-func TestAuthorizeByValue(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		decision   request.Decision
-		wantOK     bool
-		wantStatus int
-	}{
-		{name: "allow", decision: request.Decision{Allow: true, Action: "ALLOW", Policy: "ns/p", Rule: 2}, wantOK: true, wantStatus: 200},
-		{name: "deny", decision: request.Decision{Action: "DENY", Policy: "ns/d", Rule: 0}, wantStatus: 403},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rec := &events{}
-			f := New(Options{Name: "mesh", Recorder: rec})
-			x, _, w := begin(f, httptest.NewRequest("GET", "/x", nil), "127.0.0.1:1")
-			ok := x.Authorize(valueDecider{tc.decision}) && x.Admit()
-			x.Finish()
-			if ok != tc.wantOK || w.Code != tc.wantStatus {
-				t.Fatalf("ok=%v status %d; want %v %d", ok, w.Code, tc.wantOK, tc.wantStatus)
-			}
-			if d := rec.completed[0].Decision; d == nil || !reflect.DeepEqual(*d, tc.decision) {
-				t.Errorf("event decision %+v, want %+v", d, tc.decision)
+			if ev := rec.completed[0]; ev.Decision == nil || !reflect.DeepEqual(*ev.Decision, tc.decision) || ev.Kind != "mesh" {
+				t.Errorf("event decision %+v kind %q, want %+v", ev.Decision, ev.Kind, tc.decision)
 			}
 		})
 	}
 	x, _, _ := begin(New(Options{Name: "mesh"}), httptest.NewRequest("GET", "/x", nil), "127.0.0.1:1")
-	var a Authorizer = valueDecider{request.Decision{Allow: true}}
+	var a Authorizer = decider{request.Decision{Allow: true}}
 	if n := testing.AllocsPerRun(100, func() { x.Authorize(a) }); n != 0 {
-		t.Errorf("Authorize with a Decider: %v allocations, want 0", n)
+		t.Errorf("Authorize: %v allocations, want 0", n)
 	}
 }
 

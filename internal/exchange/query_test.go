@@ -19,9 +19,9 @@ type queryDecider struct {
 
 func (a queryDecider) UsesQuery() bool { return !a.blind }
 
-func (a queryDecider) Authorize(r *request.Request) *request.Decision {
+func (a queryDecider) Authorize(r *request.Request) request.Decision {
 	*a.seen = r.Query
-	return &request.Decision{Allow: true}
+	return request.Decision{Allow: true}
 }
 
 // TestDecodeQuery: a query decoded ahead of Authorize (for the JWT

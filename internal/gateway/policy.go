@@ -544,20 +544,9 @@ func (w *policyWatcher) close() {
 // authorizer adapts a policy engine to the ingress.
 type authorizer struct{ e *policy.Engine }
 
-func (a authorizer) Authorize(r *request.Request) *request.Decision {
-	d := a.e.Decide(r)
-	return &d
-}
-
-// Decide lets the exchange keep the decision in its own allocation.
-func (a authorizer) Decide(r *request.Request) request.Decision { return a.e.Decide(r) }
+func (a authorizer) Authorize(r *request.Request) request.Decision { return a.e.Decide(r) }
 
 // UsesQuery lets the ingress skip decoding queries no policy reads.
 func (a authorizer) UsesQuery() bool { return a.e.UsesQuery() }
 
-var (
-	_ ingress.Authorizer = authorizer{}
-	_ interface {
-		Decide(*request.Request) request.Decision
-	} = authorizer{}
-)
+var _ ingress.Authorizer = authorizer{}

@@ -38,13 +38,7 @@ type engineAuthorizer struct{ e *policy.Engine }
 
 func (a engineAuthorizer) UsesQuery() bool { return a.e.UsesQuery() }
 
-func (a engineAuthorizer) Authorize(r *request.Request) *request.Decision {
-	d := a.e.Decide(r)
-	return &d
-}
-
-// Decide: as internal/gateway's authorizer, the decision by value.
-func (a engineAuthorizer) Decide(r *request.Request) request.Decision { return a.e.Decide(r) }
+func (a engineAuthorizer) Authorize(r *request.Request) request.Decision { return a.e.Decide(r) }
 
 func compileTestPolicies(t testing.TB, src string) Authorizer {
 	t.Helper()

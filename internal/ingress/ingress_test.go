@@ -448,10 +448,11 @@ func httptestRequest(method, target string) *http.Request {
 	return r
 }
 
-// nilAuthorizer stands for an authorization step that produced no decision.
+// nilAuthorizer stands for an authorization step that produced no decision:
+// the zero one.
 type nilAuthorizer struct{}
 
-func (nilAuthorizer) Authorize(*request.Request) *request.Decision { return nil }
+func (nilAuthorizer) Authorize(*request.Request) request.Decision { return request.Decision{} }
 
 // TestNoDecisionIsADeny: fail closed when the authorizer returns no decision.
 func TestNoDecisionIsADeny(t *testing.T) {
