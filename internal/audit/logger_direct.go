@@ -109,11 +109,13 @@ func (l *Logger) writeBatch(evs []*Event) {
 		}
 	}
 	l.setMu.Unlock()
+	written := 0
 	for i, f := range l.failed {
-		if !f && (gap == nil || i > 0) {
-			l.written.Add(1)
+		if !f && (gap == nil || i > 0) { // the gap record is not an event
+			written++
 		}
 	}
+	l.written.Add(uint64(written))
 }
 
 // writeOne writes one record, formatted for the sink, with a deadline

@@ -48,15 +48,7 @@ func (s *WriterSink) local() {}
 func (s *WriterSink) Write(_ context.Context, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	n, err := s.w.Write(line)
-	s.behind.wrote(n)
-	if err != nil {
-		return fmt.Errorf("audit: write event: %w", err)
-	}
-	return nil
+	return s.write(line)
 }
 
 // WriteBatch writes lines, whole records each, with a single call to the
@@ -65,10 +57,15 @@ func (s *WriterSink) Write(_ context.Context, line []byte) error {
 func (s *WriterSink) WriteBatch(_ context.Context, lines [][]byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.write(joinLines(&s.buf, lines))
+}
+
+// write writes p with one call; mu is held.
+func (s *WriterSink) write(p []byte) error {
 	if s.closed {
 		return ErrClosed
 	}
-	n, err := s.w.Write(joinLines(&s.buf, lines))
+	n, err := s.w.Write(p)
 	s.behind.wrote(n)
 	if err != nil {
 		return fmt.Errorf("audit: write events: %w", err)
@@ -178,15 +175,7 @@ func (s *FileSink) local() {}
 func (s *FileSink) Write(_ context.Context, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
-		return ErrClosed
-	}
-	n, err := s.f.Write(line)
-	s.behind.wrote(n)
-	if err != nil {
-		return fmt.Errorf("audit: write %s: %w", s.path, err)
-	}
-	return nil
+	return s.write(line)
 }
 
 // WriteBatch appends lines, whole records each, with a single write
@@ -194,10 +183,15 @@ func (s *FileSink) Write(_ context.Context, line []byte) error {
 func (s *FileSink) WriteBatch(_ context.Context, lines [][]byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.write(joinLines(&s.buf, lines))
+}
+
+// write appends p with one write; mu is held.
+func (s *FileSink) write(p []byte) error {
 	if s.f == nil {
 		return ErrClosed
 	}
-	n, err := s.f.Write(joinLines(&s.buf, lines))
+	n, err := s.f.Write(p)
 	s.behind.wrote(n)
 	if err != nil {
 		return fmt.Errorf("audit: write %s: %w", s.path, err)
