@@ -188,6 +188,9 @@ for i in $(seq 1 "$COUNT"); do
     idle=$("${ON_LOAD[@]}" "$BIN/benchrig" idle -url "$url" -ca "$CA" -pid "$PID" -n "$IDLE" -H "Authorization: Bearer $TOKEN")
     echo "BenchmarkPeersIdle/target=$t ${idle% *} ${idle#* } B/conn" >> "$RES"
     stop "$PID"
+    # The full path's audit file grows by hundreds of MB per target and round: start each target
+    # with an empty one, so a run does not fill the disk (the file sink creates it again).
+    rm -f "$RIG/audit/audit.log"
     grep -E "target=$t(/|\s)" "$RES" | tail -5
   done
 done
