@@ -23,64 +23,67 @@ type Sink interface {
 // ErrClosed is returned by a sink written to after Close.
 var ErrClosed = errors.New("audit: sink closed")
 
-// WriterSink writes JSON lines to an io.Writer such as os.Stdout. It does not close
-// the writer: whoever opened it owns it.
-type WriterSink struct {
+// lineWriter is what the stdout and file sinks share: one lock, each call
+// one write of whole lines (a batch joined first, so that a tailing
+// shipper never sees half an event), and the write-behind.
+type lineWriter struct {
 	mu     sync.Mutex
-	w      io.Writer
-	closed bool
-	buf    []byte // a batch's lines, joined
-	// behind: stdout redirected to a regular file is written behind, as
-	// a file sink is.
+	out    io.Writer // nil after Close
+	name   string    // what errors call out
+	buf    []byte    // a batch's lines, joined
 	behind writeBehind
 }
 
-// NewWriterSink returns a sink writing one JSON line per event to w.
-func NewWriterSink(w io.Writer) *WriterSink {
-	return &WriterSink{w: w, behind: writeBehind{f: regularFile(w)}}
-}
-
-// Write writes line (one or more whole records) with a single call to the
-// writer, so that a tailing shipper never sees half an event.
 // local: the sink's Write ignores its context (see localSink).
-func (s *WriterSink) local() {}
+func (lw *lineWriter) local() {}
 
-func (s *WriterSink) Write(_ context.Context, line []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.write(line)
+// Write writes line (one or more whole records) with a single write.
+func (lw *lineWriter) Write(_ context.Context, line []byte) error {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.write(line)
 }
 
-// WriteBatch writes lines, whole records each, with a single call to the
-// writer (BatchSink: fed from a journal, a stdout sink makes one write per
-// commit rather than one per record).
-func (s *WriterSink) WriteBatch(_ context.Context, lines [][]byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.write(joinLines(&s.buf, lines))
+// WriteBatch writes lines, whole records each, with a single write
+// (BatchSink: fed from a journal, the sink makes one write per commit
+// rather than one per record).
+func (lw *lineWriter) WriteBatch(_ context.Context, lines [][]byte) error {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.write(joinLines(&lw.buf, lines))
 }
+
+// MaxBatch implements BatchSink.
+func (lw *lineWriter) MaxBatch() (int, int) { return localBatchRecords, localBatchBytes }
 
 // write writes p with one call; mu is held.
-func (s *WriterSink) write(p []byte) error {
-	if s.closed {
+func (lw *lineWriter) write(p []byte) error {
+	if lw.out == nil {
 		return ErrClosed
 	}
-	n, err := s.w.Write(p)
-	s.behind.wrote(n)
+	n, err := lw.out.Write(p)
+	lw.behind.wrote(n)
 	if err != nil {
-		return fmt.Errorf("audit: write events: %w", err)
+		return fmt.Errorf("audit: write %s: %w", lw.name, err)
 	}
 	return nil
 }
 
-// MaxBatch implements BatchSink.
-func (s *WriterSink) MaxBatch() (int, int) { return localBatchRecords, localBatchBytes }
+// WriterSink writes JSON lines to an io.Writer such as os.Stdout. It does not close
+// the writer: whoever opened it owns it. Stdout redirected to a regular file is
+// written behind, as a file sink is.
+type WriterSink struct{ lineWriter }
+
+// NewWriterSink returns a sink writing one JSON line per event to w.
+func NewWriterSink(w io.Writer) *WriterSink {
+	return &WriterSink{lineWriter{out: w, name: "events", behind: writeBehind{f: regularFile(w)}}}
+}
 
 // Close stops the sink; the underlying writer stays open.
 func (s *WriterSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed = true
+	s.out = nil
 	return nil
 }
 
@@ -89,11 +92,8 @@ func (s *WriterSink) Close() error {
 // by an external tool such as logrotate, followed by [FileSink.Reopen]; never
 // copytruncate, which loses lines a shipper has not read yet.
 type FileSink struct {
-	mu     sync.Mutex
-	path   string
-	f      *os.File // nil after Close
-	buf    []byte   // a batch's lines, joined
-	behind writeBehind
+	lineWriter
+	path string
 }
 
 // writeBehindBytes is how much a file sink writes before it asks the
@@ -152,7 +152,7 @@ func OpenFile(path string) (*FileSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FileSink{path: path, f: f, behind: writeBehind{f: f}}, nil
+	return &FileSink{lineWriter{out: f, name: path, behind: writeBehind{f: f}}, path}, nil
 }
 
 func openAppend(path string) (*os.File, error) {
@@ -168,39 +168,11 @@ func openAppend(path string) (*os.File, error) {
 // Path returns the file the sink writes to.
 func (s *FileSink) Path() string { return s.path }
 
-// local: the sink's Write ignores its context (see localSink).
-func (s *FileSink) local() {}
-
-// Write appends line (one or more whole records) with a single write.
-func (s *FileSink) Write(_ context.Context, line []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.write(line)
+// file is the open file; nil after Close. mu is held.
+func (s *FileSink) file() *os.File {
+	f, _ := s.out.(*os.File)
+	return f
 }
-
-// WriteBatch appends lines, whole records each, with a single write
-// (BatchSink).
-func (s *FileSink) WriteBatch(_ context.Context, lines [][]byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.write(joinLines(&s.buf, lines))
-}
-
-// write appends p with one write; mu is held.
-func (s *FileSink) write(p []byte) error {
-	if s.f == nil {
-		return ErrClosed
-	}
-	n, err := s.f.Write(p)
-	s.behind.wrote(n)
-	if err != nil {
-		return fmt.Errorf("audit: write %s: %w", s.path, err)
-	}
-	return nil
-}
-
-// MaxBatch implements BatchSink.
-func (s *FileSink) MaxBatch() (int, int) { return localBatchRecords, localBatchBytes }
 
 // A local sink's batch, fed from a journal: one write of up to this many
 // records or about this many bytes.
@@ -233,15 +205,15 @@ func joinLines(buf *[]byte, lines [][]byte) []byte {
 func (s *FileSink) Reopen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
+	old := s.file()
+	if old == nil {
 		return ErrClosed
 	}
 	f, err := openAppend(s.path)
 	if err != nil {
 		return err
 	}
-	old := s.f
-	s.f, s.behind = f, writeBehind{f: f}
+	s.out, s.behind = f, writeBehind{f: f}
 	if err := old.Close(); err != nil {
 		return fmt.Errorf("audit: close rotated file: %w", err)
 	}
@@ -252,21 +224,22 @@ func (s *FileSink) Reopen() error {
 func (s *FileSink) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
+	f := s.file()
+	if f == nil {
 		return ErrClosed
 	}
-	return s.f.Sync()
+	return f.Sync()
 }
 
 // Close syncs and closes the file. It is idempotent.
 func (s *FileSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
+	f := s.file()
+	if f == nil {
 		return nil
 	}
-	f := s.f
-	s.f = nil
+	s.out = nil
 	return errors.Join(f.Sync(), f.Close())
 }
 
