@@ -132,6 +132,33 @@ type Event struct {
 	// Prev is the SHA-256 (hex) of the journal line before this one: the
 	// hash chain Verify checks. Set by the journal.
 	Prev string `json:"prev,omitempty"`
+
+	// release takes the event back once the Logger is done with it (Lend).
+	release Releaser
+}
+
+// A Releaser takes back an event it lent (Event.Lend). A front that keeps
+// each request's state, the event within it, in a pool lends the event to
+// the Logger, which hands it back as soon as it has encoded it (or
+// dropped it): the next request reuses the memory instead of leaving
+// garbage to collect.
+type Releaser interface{ ReleaseEvent() }
+
+// Lend makes r the owner e goes back to when Release is called: whoever e
+// is handed to (the Logger) calls Release once, on e itself, when done.
+func (e *Event) Lend(r Releaser) { e.release = r }
+
+// Lent reports whether e has an owner to go back to (Lend).
+func (e *Event) Lent() bool { return e.release != nil }
+
+// Release hands e back to its owner, if it was lent (Lend); neither e nor
+// anything it points to may be used afterwards. Without an owner it does
+// nothing: the garbage collector takes e.
+func (e *Event) Release() {
+	if r := e.release; r != nil {
+		e.release = nil
+		r.ReleaseEvent()
+	}
 }
 
 // Audit is the kind of the trail's own records (gaps).

@@ -97,7 +97,7 @@ func TestEventRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(Event{})); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"tollgate.dev/tollgate/internal/request"
 )
 
 // Defaults for Config fields left zero.
@@ -319,7 +321,8 @@ func orDefault[T int | time.Duration](v, def T) T {
 
 // Record queues ev for writing. The Logger owns ev from here on: the caller must not
 // read or change it afterwards. Record returns at once while the queue has room;
-// otherwise it waits at most BlockTimeout and then drops the event.
+// otherwise it waits at most BlockTimeout and then drops the event. A lent
+// event (Event.Lend) is released once it is encoded or dropped.
 func (l *Logger) Record(ev *Event) {
 	if ev == nil {
 		return
@@ -331,8 +334,10 @@ func (l *Logger) Record(ev *Event) {
 	case errQueueFull:
 		l.dropped.Add(1)
 		l.lostQueue.Add(1) // the writer records the gap
+		ev.Release()
 	case errLoggerClosed:
 		l.dropped.Add(1) // nothing is written any more: counted only
+		ev.Release()
 	}
 }
 
@@ -483,12 +488,23 @@ func (l *Logger) Decided(ev *Event) error {
 	if !l.failClosed.Load() {
 		return nil
 	}
-	rec := *ev
-	rec.ID, rec.Sequence, rec.Prev = "", 0, ""
+	rec := decisionRecord{Event: *ev}
+	rec.ID, rec.Sequence, rec.Prev, rec.release = "", 0, "", nil
 	rec.Phase = PhaseDecision
-	l.prepare(&rec)
+	// The record may be written after the request is over (when the wait
+	// below times out), by when a lent event is reused: it keeps its own
+	// copies of what the event points to.
+	if ev.Auth != nil {
+		rec.auth = *ev.Auth
+		rec.Auth = &rec.auth
+	}
+	if ev.Decision != nil {
+		rec.decision = *ev.Decision
+		rec.Decision = &rec.decision
+	}
+	l.prepare(&rec.Event)
 	done := make(chan error, 1)
-	if err := l.enqueue(queued{ev: &rec, done: done}); err != nil {
+	if err := l.enqueue(queued{ev: &rec.Event, done: done}); err != nil {
 		return fmt.Errorf("%w: decision not journaled", err)
 	}
 	t := time.NewTimer(l.writeTimeout)
@@ -499,6 +515,13 @@ func (l *Logger) Decided(ev *Event) error {
 	case <-t.C:
 		return fmt.Errorf("audit: decision not journaled within %v", l.writeTimeout)
 	}
+}
+
+// decisionRecord is a fail-closed decision record with what it points to.
+type decisionRecord struct {
+	Event
+	auth     Auth
+	decision request.Decision
 }
 
 // Completed records the finished event (exchange.Recorder): Record.

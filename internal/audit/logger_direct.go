@@ -56,7 +56,7 @@ func (l *Logger) run() {
 			}
 		}
 		l.writeBatch(batch)
-		clear(batch) // the Logger is done with them
+		clear(batch) // the Logger is done with them (and released them)
 		last = time.Now()
 	}
 	l.writeBatch(nil) // drops since the last batch
@@ -81,6 +81,7 @@ func (l *Logger) writeBatch(evs []*Event) {
 	}
 	for _, ev := range evs {
 		encode(ev)
+		ev.Release()
 	}
 	if len(l.ends) == 0 {
 		return

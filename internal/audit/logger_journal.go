@@ -79,8 +79,9 @@ func (l *Logger) runJournal() {
 			l.journal.add(gap)
 			batch = append(batch, entry{seq: gap.Sequence, gap: gap.Gap})
 		}
-		l.journal.add(q.ev) // prepared by Record or Decided
+		l.journal.add(q.ev) // prepared by Record or Decided; encoded now
 		batch = append(batch, entry{seq: q.ev.Sequence, done: q.done, event: true})
+		q.ev.Release()
 	}
 	// Group commit: a batch is what arrives until SyncInterval has passed
 	// since the last commit (or maxBatch records): under load one fsync

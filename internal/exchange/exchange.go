@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
@@ -43,6 +44,31 @@ type Exchange struct {
 	// tunnel holds the byte counts of a tunnel (CONNECT), which bypasses the
 	// counting writer and reader once the connection is handed over.
 	tunnel *[2]int64
+	// owner is the pool entry holding x (Acquire), nil for an exchange
+	// allocated on its own.
+	owner *pooled
+}
+
+// pooled is an exchange in the pool: the owner its event is lent to the
+// recorder for (audit.Event.Lend).
+type pooled struct{ x Exchange }
+
+// ReleaseEvent puts the exchange back in the pool (audit.Releaser).
+func (p *pooled) ReleaseEvent() { exchanges.Put(p) }
+
+var exchanges = sync.Pool{New: func() any { return new(pooled) }}
+
+// Acquire returns an exchange for BeginIn from a pool. The front lends its
+// event to the Recorder, and the exchange goes back to the pool once the
+// recorder has written the event (audit.Event.Release): the caller must not
+// keep x, or anything that points into it, past Finish. An exchange whose
+// request has a body (ContentLength not 0) is not lent: a transport may
+// still read the body, which the exchange wraps, after the handler has
+// returned (Go issue 46866); the garbage collector takes that one.
+func Acquire() *Exchange {
+	p := exchanges.Get().(*pooled)
+	p.x.owner = p
+	return &p.x
 }
 
 // SetTunnelBytes records what a tunnel carried each way, for the audit
@@ -210,7 +236,9 @@ func (x *Exchange) Finish() {
 	}
 	if f.opts.Recorder != nil {
 		f.opts.Recorder.Completed(ev)
+		return
 	}
+	ev.Release()
 }
 
 type exchangeKey struct{}

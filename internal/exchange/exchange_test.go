@@ -3,6 +3,7 @@ package exchange
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -353,4 +354,71 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// lending records whether each completed event was lent, and hands it back
+// as the audit Logger does.
+type lending struct {
+	mu   sync.Mutex
+	lent []bool
+}
+
+func (l *lending) Decided(*audit.Event) error { return nil }
+
+func (l *lending) Completed(ev *audit.Event) {
+	l.mu.Lock()
+	l.lent = append(l.lent, ev.Lent())
+	l.mu.Unlock()
+	ev.Release()
+}
+
+// TestAcquiredExchangeIsLentWithoutABody: an exchange from Acquire lends its
+// event to the recorder, so that it returns to the pool once written, unless
+// its request has a body, which the transport may still read after the
+// handler has returned. An exchange of Begin's own is never lent.
+func TestAcquiredExchangeIsLentWithoutABody(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		acquire  bool
+		body     string
+		wantLent bool
+	}{
+		{name: "acquired, no body", acquire: true, wantLent: true},
+		{name: "acquired, a body", acquire: true, body: "payload"},
+		{name: "acquired, a body of length 0 (HTTP/2's without one)", acquire: true, body: "empty", wantLent: true},
+		{name: "allocated", acquire: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &lending{}
+			f := New(Options{Name: "ingress", Recorder: rec})
+			for range 3 { // the second and third may be the first, reused
+				var body io.Reader
+				if tc.body != "" {
+					body = strings.NewReader(tc.body)
+				}
+				r := httptest.NewRequest("POST", "/x", body)
+				switch tc.body {
+				case "":
+					r.Body = http.NoBody
+				case "empty":
+					r.Body, r.ContentLength = io.NopCloser(strings.NewReader("")), 0
+				}
+				r.RemoteAddr = "198.51.100.1:1"
+				w := httptest.NewRecorder()
+				x := new(Exchange)
+				if tc.acquire {
+					x = Acquire()
+				}
+				if !f.BeginIn(x, w, r, nil) {
+					t.Fatalf("refused: %d %s", w.Code, w.Body)
+				}
+				x.Finish()
+			}
+			for i, lent := range rec.lent {
+				if lent != tc.wantLent {
+					t.Errorf("request %d: lent = %v, want %v", i, lent, tc.wantLent)
+				}
+			}
+		})
+	}
 }

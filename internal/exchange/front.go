@@ -115,13 +115,12 @@ func (f *Front) Begin(w http.ResponseWriter, r *http.Request, rules *Rules) (x *
 }
 
 // BeginIn is Begin with the exchange in x, which the caller allocated
-// together with per-request state of its own (the ingress's forwarded
-// request), so that both cost one allocation. x is overwritten whole.
+// or took from Acquire. x is overwritten whole.
 func (f *Front) BeginIn(x *Exchange, w http.ResponseWriter, r *http.Request, rules *Rules) (ok bool) {
 	if rules == nil {
 		rules = &f.opts.Rules
 	}
-	*x = Exchange{front: f, w: Response{ResponseWriter: w}}
+	*x = Exchange{front: f, w: Response{ResponseWriter: w}, owner: x.owner}
 	ev := &x.Event
 	ev.Time = time.Now()
 	ev.Kind = f.kind
@@ -165,6 +164,11 @@ func (f *Front) BeginIn(x *Exchange, w http.ResponseWriter, r *http.Request, rul
 	if r.Body != nil && r.Body != http.NoBody {
 		x.body.ReadCloser = r.Body
 		r.Body = &x.body
+	}
+	// HTTP/2's server gives a request without a body one that reads
+	// nothing, with ContentLength 0.
+	if x.owner != nil && (x.body.ReadCloser == nil || r.ContentLength == 0) {
+		x.Event.Lend(x.owner)
 	}
 
 	// HTTP/2 carries the authority in :authority alone: a :path that is not

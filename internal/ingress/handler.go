@@ -73,17 +73,13 @@ func (h *Handler) Swap(s *Snapshot) {
 // Snapshot returns the snapshot in use.
 func (h *Handler) Snapshot() *Snapshot { return h.snap.Load() }
 
-// inflight is the per-request state of the handler, in one allocation: the
-// exchange and the request forwarded upstream.
-type inflight struct {
-	x   exchange.Exchange
-	out outbound
-}
-
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap := h.snap.Load()
-	in := new(inflight)
-	x := &in.x
+	// From a pool: the audit writer hands the exchange back when it has
+	// written its event. The forwarded request is allocated on its own: the
+	// transport may read it until the response's body is closed, and to know
+	// when it no longer does is not worth the risk.
+	x := exchange.Acquire()
 	ok := h.front.BeginIn(x, w, r, snap.Rules)
 	defer x.Finish()
 	if !ok {
@@ -153,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// What the policy judged is what the upstream receives: the normalized path,
 	// the validated query, the canonical Host.
 	setURL(r, x.Req.Path, x.Req.RawQuery)
-	route.proxy.serve(x, &in.out, r)
+	route.proxy.serve(x, new(outbound), r)
 }
 
 // setURL makes r's URL the judged path and query.

@@ -71,8 +71,7 @@ func newProxy(route *Route, log *slog.Logger) *proxy {
 }
 
 // outbound is one forwarded request: the request, its URL, the values of the
-// headers the gateway sets, and the lent body. It is allocated with the
-// exchange (inflight), so it costs no allocation of its own.
+// headers the gateway sets, and the lent body, in one allocation.
 type outbound struct {
 	req  http.Request
 	url  url.URL
