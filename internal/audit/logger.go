@@ -151,8 +151,14 @@ type Logger struct {
 	// commit, or directWindow): a fail-closed decision, a swap, Close, or,
 	// while asleep is set, wakeAt records queued. Other records wait in the
 	// queue without waking it.
-	wake        chan struct{}
-	asleep      atomic.Bool
+	wake   chan struct{}
+	asleep atomic.Bool
+	// lingering: the writer holds a fail-closed decision back for others
+	// to share its commit (JournalOptions.DecisionDelay); decisions don't
+	// wake it meanwhile. decided counts the fail-closed requests decided
+	// and not yet completed.
+	lingering   atomic.Bool
+	decided     atomic.Int64
 	deliverCtx  context.Context
 	stopDeliver context.CancelFunc
 	// delivering counts the delivery loops (with a journal); retiring, the
@@ -371,11 +377,13 @@ func (l *Logger) enqueue(q queued) error {
 }
 
 // wakeIfDue wakes the writer for what can't wait for the end of its
-// window: a fail-closed decision, a swap, or, if it sleeps, wakeAt records
+// window: a fail-closed decision (unless it lingers for more), a swap, or,
+// if it sleeps, wakeAt records
 // queued (under heavy load it then works on while its window runs, and no
 // record pays for a wake-up).
 func (l *Logger) wakeIfDue(q queued) {
-	if q.done == nil && q.swap == nil && !(l.asleep.Load() && len(l.queue) >= wakeAt) {
+	decision := q.done != nil && !l.lingering.Load()
+	if !decision && q.swap == nil && !(l.asleep.Load() && len(l.queue) >= wakeAt) {
 		return
 	}
 	select {
@@ -488,8 +496,12 @@ func (l *Logger) Decided(ev *Event) error {
 	if !l.failClosed.Load() {
 		return nil
 	}
+	if !ev.decided {
+		ev.decided = true
+		l.decided.Add(1)
+	}
 	rec := decisionRecord{Event: *ev}
-	rec.ID, rec.Sequence, rec.Prev, rec.release = "", 0, "", nil
+	rec.ID, rec.Sequence, rec.Prev, rec.release, rec.decided = "", 0, "", nil, false
 	rec.Phase = PhaseDecision
 	// The record may be written after the request is over (when the wait
 	// below times out), by when a lent event is reused: it keeps its own
@@ -525,4 +537,10 @@ type decisionRecord struct {
 }
 
 // Completed records the finished event (exchange.Recorder): Record.
-func (l *Logger) Completed(ev *Event) { l.Record(ev) }
+func (l *Logger) Completed(ev *Event) {
+	if ev.decided {
+		ev.decided = false
+		l.decided.Add(-1)
+	}
+	l.Record(ev)
+}

@@ -118,6 +118,23 @@ func (l *Logger) runJournal() {
 			}
 		}
 	}
+	// linger holds a batch with a fail-closed decision for DecisionDelay,
+	// while more than DecisionSiblings decided requests are in flight, so
+	// that the decisions arriving meanwhile share its fsync. They don't
+	// wake the writer; a full batch, wakeAt queued records or Close do.
+	delay, siblings := l.journal.opts.DecisionDelay, int64(l.journal.opts.DecisionSiblings)
+	linger := func() {
+		if delay <= 0 || closed || l.decided.Load() <= siblings {
+			return
+		}
+		l.lingering.Store(true)
+		defer l.lingering.Store(false)
+		deadline := time.Now().Add(delay)
+		for wait := delay; wait > 0 && !closed && len(batch) < maxBatch; wait = time.Until(deadline) {
+			l.sleep(timer, wait)
+			take()
+		}
+	}
 	for !closed {
 		q, ok := l.next()
 		if !ok {
@@ -131,6 +148,9 @@ func (l *Logger) runJournal() {
 			take()
 		}
 		take()
+		if decided {
+			linger()
+		}
 		commit()
 		lastCommit = time.Now()
 	}

@@ -123,3 +123,65 @@ func TestDirectWindow(t *testing.T) {
 		}
 	})
 }
+
+// TestDecisionDelay: in synctest's time, exact. With DecisionSiblings or
+// fewer decided requests in flight, a fail-closed decision is committed at
+// once; with more, it waits DecisionDelay, and the decisions that arrive
+// meanwhile share its commit without waking the writer; a request that
+// completes leaves the count.
+func TestDecisionDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = time.Millisecond
+		j := openTestJournal(t, t.TempDir(), JournalOptions{DecisionDelay: delay, DecisionSiblings: 2})
+		l := newJournalLogger(t, j, Config{Sinks: []Sink{&collectSink{}}, FailClosed: true})
+		defer l.Close()
+		events := make([]*Event, 6)
+		for i := range events {
+			events[i] = &Event{RequestID: fmt.Sprint(i), Kind: Ingress}
+		}
+		decide := func(ev *Event, want time.Duration) {
+			t.Helper()
+			start := time.Now()
+			if err := l.Decided(ev); err != nil {
+				t.Error(err)
+				return
+			}
+			if waited := time.Since(start); waited != want {
+				t.Errorf("decision %s waited %v for its commit, want %v", ev.RequestID, waited, want)
+			}
+		}
+		// One and two decided requests in flight: no siblings to wait for.
+		decide(events[0], 0)
+		decide(events[1], 0)
+		synctest.Wait()
+		commits := j.syncs.Load()
+
+		// A third: more than two in flight, so it waits, and two more
+		// decisions arriving meanwhile share its one commit.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			decide(events[2], delay)
+		}()
+		time.Sleep(delay / 4)
+		go decide(events[3], delay-delay/4)
+		synctest.Wait()
+		if n := len(l.queue); n != 1 {
+			t.Errorf("%d records queued during the delay, want the decision to wait there without waking the writer", n)
+		}
+		time.Sleep(delay / 4)
+		decide(events[4], delay/2)
+		<-done
+		synctest.Wait()
+		if got := j.syncs.Load() - commits; got != 1 {
+			t.Errorf("three decisions in one delay took %d commits, want 1", got)
+		}
+
+		// Completed requests leave the count: with one in flight, the
+		// next decision (two) is committed at once again.
+		for _, ev := range events[:4] {
+			l.Completed(ev)
+		}
+		decide(events[5], 0)
+	})
+}

@@ -72,6 +72,13 @@ func (g *Gateway) ApplyDefaults() {
 		if j.SyncInterval == 0 {
 			j.SyncInterval = 10 * time.Millisecond
 		}
+		if j.DecisionDelay == nil {
+			d := time.Millisecond
+			j.DecisionDelay = &d
+		}
+		if j.DecisionSiblings == 0 {
+			j.DecisionSiblings = 16
+		}
 		if j.CheckpointEvery == 0 {
 			j.CheckpointEvery = 10000
 		}

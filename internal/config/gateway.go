@@ -226,6 +226,11 @@ type AuditJournal struct {
 	// gathered this long after a commit before the next write and fsync.
 	// A fail-closed decision ends the window at once.
 	SyncInterval time.Duration `yaml:"syncInterval"`
+	// DecisionDelay (default 1ms; 0s: never) is how long a fail-closed
+	// decision waits for others to share its fsync, when more than
+	// DecisionSiblings (default 16) decided requests are in flight.
+	DecisionDelay    *time.Duration `yaml:"decisionDelay"`
+	DecisionSiblings int            `yaml:"decisionSiblings"`
 	// SigningKey is an Ed25519 private key (PKCS #8 PEM). With it the
 	// journal signs a checkpoint every CheckpointEvery records (10,000) or
 	// CheckpointInterval (1m), and at shutdown; `gateway audit verify --key`

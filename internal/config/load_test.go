@@ -241,7 +241,7 @@ func TestLoadBadInput(t *testing.T) {
 		{
 			name: "audit: bad journal",
 			edit: func(s string) string {
-				return s + "audit:\n  failureMode: shut\n  journal: {dir: nowhere/journal, segmentBytes: 100, onFull: spill, signingKey: tls.key}\n  sinks: [{name: ../x, stdout: true, format: leef}]\n"
+				return s + "audit:\n  failureMode: shut\n  journal: {dir: nowhere/journal, segmentBytes: 100, onFull: spill, signingKey: tls.key, decisionDelay: 1s, decisionSiblings: -1}\n  sinks: [{name: ../x, stdout: true, format: leef}]\n"
 			},
 			wants: []string{
 				`gateway.yaml:24:16: audit.failureMode: "shut": want open or closed`,
@@ -249,6 +249,8 @@ func TestLoadBadInput(t *testing.T) {
 				"gateway.yaml:25:49: audit.journal.segmentBytes: 100: want at least 4096",
 				`audit.journal.onFull: "spill": want dropOldest or block`,
 				`audit.journal.signingKey: tls.key: a *ecdsa.PrivateKey key, want Ed25519`,
+				`audit.journal.decisionDelay: 1s: want between 0s (never wait) and 100ms`,
+				`audit.journal.decisionSiblings: -1: want at least 0`,
 				`audit.sinks[0].name: "../x": a sink name is a plain file name`,
 				`gateway.yaml:26:46: audit.sinks[0].format: "leef": want native, ocsf, ecs or cef`,
 			},

@@ -454,6 +454,12 @@ func (v *validator) audit() {
 	if j.SyncInterval < 0 || j.SyncInterval > time.Second {
 		v.errorf("audit.journal.syncInterval", "%v: want between 0s and 1s", j.SyncInterval)
 	}
+	if d := j.DecisionDelay; d != nil && (*d < 0 || *d > 100*time.Millisecond) {
+		v.errorf("audit.journal.decisionDelay", "%v: want between 0s (never wait) and 100ms", *d)
+	}
+	if j.DecisionSiblings < 0 {
+		v.errorf("audit.journal.decisionSiblings", "%d: want at least 0", j.DecisionSiblings)
+	}
 	if j.SigningKey != "" && v.readable("audit.journal.signingKey", j.SigningKey) {
 		if err := checkEd25519Key(j.SigningKey); err != nil {
 			v.errorf("audit.journal.signingKey", "%v", err)

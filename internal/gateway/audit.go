@@ -11,6 +11,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"time"
 
 	"tollgate.dev/tollgate/internal/audit"
 	"tollgate.dev/tollgate/internal/config"
@@ -71,7 +72,8 @@ func (g *Gateway) openAudit() error {
 	if jc := g.cfg.Audit.Journal; jc != nil {
 		jo := audit.JournalOptions{Dir: jc.Dir, SegmentBytes: jc.SegmentBytes, SegmentAge: jc.SegmentAge,
 			MaxBytes: jc.MaxBytes, OnFull: audit.OnFull(jc.OnFull), SyncInterval: jc.SyncInterval,
-			CheckpointEvery: jc.CheckpointEvery, CheckpointInterval: jc.CheckpointInterval, Log: g.log}
+			CheckpointEvery: jc.CheckpointEvery, CheckpointInterval: jc.CheckpointInterval, Log: g.log,
+			DecisionDelay: decisionDelay(jc.DecisionDelay), DecisionSiblings: jc.DecisionSiblings}
 		signer, err := loadSigner(g.cfg)
 		if err != nil {
 			return err
@@ -361,4 +363,16 @@ func hecSink(c config.AuditHEC) (*audit.HECSink, error) {
 	host, _ := os.Hostname()
 	return audit.NewHECSink(audit.HECOptions{URL: c.URL, Token: tok, Client: client, Index: c.Index, Source: c.Source,
 		Sourcetype: c.Sourcetype, Host: host, Ack: c.Ack})
+}
+
+// decisionDelay maps audit.journal.decisionDelay to the journal's: unset is
+// its default, 0s never waits.
+func decisionDelay(d *time.Duration) time.Duration {
+	switch {
+	case d == nil:
+		return 0
+	case *d == 0:
+		return -1
+	}
+	return *d
 }
