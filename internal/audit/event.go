@@ -135,9 +135,9 @@ type Event struct {
 
 	// release takes the event back once the Logger is done with it (Lend).
 	release Releaser
-	// decided: the Logger counts the request as decided, fail-closed, and
-	// in flight until it completes.
-	decided bool
+	// decided is the window in which the Logger counted the request as
+	// decided, fail-closed, and in flight until it completes (0: not).
+	decided int64
 }
 
 // A Releaser takes back an event it lent (Event.Lend). A front that keeps

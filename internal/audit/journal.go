@@ -84,9 +84,11 @@ type JournalOptions struct {
 	// negative: commit as soon as the previous commit is done.
 	SyncInterval time.Duration
 	// DecisionDelay is how long a fail-closed decision waits for others to
-	// share its write and fsync, when more than DecisionSiblings decided
-	// requests (waiting for their commit, or forwarded and not yet
-	// complete) are in flight; with fewer, it is committed at once. Under
+	// share its write and fsync, when more than DecisionSiblings requests
+	// decided in the last 50–100 ms (waiting for their commit, or forwarded
+	// and not yet complete) are in flight; with fewer, it is committed at
+	// once. A long-lived request (a WebSocket, a stream, a tunnel) stops
+	// counting after that. Under
 	// load an fsync then covers many decisions instead of a few, which
 	// costs each up to DecisionDelay of latency and saves CPU (the fsyncs'
 	// and the kernel's journal commits): PostgreSQL's commit_delay and

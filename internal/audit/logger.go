@@ -156,9 +156,9 @@ type Logger struct {
 	// lingering: the writer holds a fail-closed decision back for others
 	// to share its commit (JournalOptions.DecisionDelay); decisions don't
 	// wake it meanwhile. decided counts the fail-closed requests decided
-	// and not yet completed.
+	// lately and not yet completed.
 	lingering   atomic.Bool
-	decided     atomic.Int64
+	decided     recentDecisions
 	deliverCtx  context.Context
 	stopDeliver context.CancelFunc
 	// delivering counts the delivery loops (with a journal); retiring, the
@@ -496,12 +496,11 @@ func (l *Logger) Decided(ev *Event) error {
 	if !l.failClosed.Load() {
 		return nil
 	}
-	if !ev.decided {
-		ev.decided = true
-		l.decided.Add(1)
+	if ev.decided == 0 {
+		ev.decided = l.decided.decided(time.Now())
 	}
 	rec := decisionRecord{Event: *ev}
-	rec.ID, rec.Sequence, rec.Prev, rec.release, rec.decided = "", 0, "", nil, false
+	rec.ID, rec.Sequence, rec.Prev, rec.release, rec.decided = "", 0, "", nil, 0
 	rec.Phase = PhaseDecision
 	// The record may be written after the request is over (when the wait
 	// below times out), by when a lent event is reused: it keeps its own
@@ -538,9 +537,9 @@ type decisionRecord struct {
 
 // Completed records the finished event (exchange.Recorder): Record.
 func (l *Logger) Completed(ev *Event) {
-	if ev.decided {
-		ev.decided = false
-		l.decided.Add(-1)
+	if ev.decided != 0 {
+		l.decided.completed(ev.decided, time.Now())
+		ev.decided = 0
 	}
 	l.Record(ev)
 }

@@ -183,5 +183,50 @@ func TestDecisionDelay(t *testing.T) {
 			l.Completed(ev)
 		}
 		decide(events[5], 0)
+
+		// Requests that stay open (WebSockets, streams, tunnels) stop
+		// counting two windows after their decision: three long-lived
+		// ones make a decision wait only while they are recent.
+		l.Completed(events[4])
+		l.Completed(events[5])
+		long := []*Event{{RequestID: "ws1"}, {RequestID: "ws2"}, {RequestID: "ws3"}, {RequestID: "ws4"}}
+		decide(long[0], 0)
+		decide(long[1], 0)
+		decide(long[2], delay) // three in flight: more than two
+		time.Sleep(2 * inflightWindow)
+		decide(long[3], 0) // the three are open still, but no longer recent
 	})
+}
+
+// TestRecentDecisions: a decided request counts until it completes, or
+// until it was decided two windows ago; completing it after that does
+// not make the count drift.
+func TestRecentDecisions(t *testing.T) {
+	var r recentDecisions
+	t0 := time.Unix(0, 0).Add(1000 * inflightWindow)
+	a := r.decided(t0)
+	b := r.decided(t0.Add(inflightWindow / 2))
+	if got := r.count(t0.Add(inflightWindow / 2)); got != 2 {
+		t.Fatalf("count = %d, want 2", got)
+	}
+	r.completed(a, t0.Add(inflightWindow))
+	if got := r.count(t0.Add(inflightWindow)); got != 1 {
+		t.Fatalf("after one completed: count = %d, want 1", got)
+	}
+	c := r.decided(t0.Add(inflightWindow))
+	if got := r.count(t0.Add(2 * inflightWindow)); got != 1 {
+		t.Fatalf("two windows after the first decision: count = %d, want 1 (only the third)", got)
+	}
+	r.completed(b, t0.Add(2*inflightWindow)) // too old to count: no drift
+	if got := r.count(t0.Add(2 * inflightWindow)); got != 1 {
+		t.Fatalf("after an aged request completed: count = %d, want 1", got)
+	}
+	r.completed(c, t0.Add(2*inflightWindow))
+	if got := r.count(t0.Add(2 * inflightWindow)); got != 0 {
+		t.Fatalf("all completed: count = %d, want 0", got)
+	}
+	r.decided(t0.Add(10 * inflightWindow))
+	if got := r.count(t0.Add(20 * inflightWindow)); got != 0 {
+		t.Fatalf("after a long quiet spell: count = %d, want 0", got)
+	}
 }

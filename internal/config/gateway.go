@@ -228,7 +228,8 @@ type AuditJournal struct {
 	SyncInterval time.Duration `yaml:"syncInterval"`
 	// DecisionDelay (default 1ms; 0s: never) is how long a fail-closed
 	// decision waits for others to share its fsync, when more than
-	// DecisionSiblings (default 16) decided requests are in flight.
+	// DecisionSiblings (0: the default, 16) requests decided in the last
+	// 50–100 ms are in flight.
 	DecisionDelay    *time.Duration `yaml:"decisionDelay"`
 	DecisionSiblings int            `yaml:"decisionSiblings"`
 	// SigningKey is an Ed25519 private key (PKCS #8 PEM). With it the

@@ -250,7 +250,7 @@ func TestLoadBadInput(t *testing.T) {
 				`audit.journal.onFull: "spill": want dropOldest or block`,
 				`audit.journal.signingKey: tls.key: a *ecdsa.PrivateKey key, want Ed25519`,
 				`audit.journal.decisionDelay: 1s: want between 0s (never wait) and 100ms`,
-				`audit.journal.decisionSiblings: -1: want at least 0`,
+				`audit.journal.decisionSiblings: -1: want at least 1 (unset or 0: 16)`,
 				`audit.sinks[0].name: "../x": a sink name is a plain file name`,
 				`gateway.yaml:26:46: audit.sinks[0].format: "leef": want native, ocsf, ecs or cef`,
 			},

@@ -458,7 +458,7 @@ func (v *validator) audit() {
 		v.errorf("audit.journal.decisionDelay", "%v: want between 0s (never wait) and 100ms", *d)
 	}
 	if j.DecisionSiblings < 0 {
-		v.errorf("audit.journal.decisionSiblings", "%d: want at least 0", j.DecisionSiblings)
+		v.errorf("audit.journal.decisionSiblings", "%d: want at least 1 (unset or 0: 16)", j.DecisionSiblings)
 	}
 	if j.SigningKey != "" && v.readable("audit.journal.signingKey", j.SigningKey) {
 		if err := checkEd25519Key(j.SigningKey); err != nil {
