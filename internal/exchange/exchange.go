@@ -219,7 +219,7 @@ func (x *Exchange) Finish() {
 		ev.Status = http.StatusOK
 	}
 	ev.BytesOut = x.w.bytes
-	ev.BytesIn = x.body.n
+	ev.BytesIn = x.body.n.Load()
 	if t := x.tunnel; t != nil {
 		ev.BytesIn, ev.BytesOut = t[0], t[1]
 	}

@@ -3,6 +3,7 @@ package exchange
 import (
 	"io"
 	"net/http"
+	"sync/atomic"
 )
 
 // Response counts what the client got. It unwraps for
@@ -45,11 +46,13 @@ func (w *Response) Flush() {
 // countingReader counts request body bytes.
 type countingReader struct {
 	io.ReadCloser
-	n int64
+	// n is atomic: a transport may still read the body while Finish reads
+	// the count (Go issue 46866).
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
