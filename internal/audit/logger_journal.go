@@ -120,12 +120,12 @@ func (l *Logger) runJournal() {
 	}
 	// linger holds a batch with a fail-closed decision for DecisionDelay,
 	// while more than DecisionSiblings requests decided lately (in the last
-	// 50–100 ms) are in flight, so
-	// that the decisions arriving meanwhile share its fsync. They don't
-	// wake the writer; a full batch, wakeAt queued records or Close do.
-	delay, siblings := l.journal.opts.DecisionDelay, int64(l.journal.opts.DecisionSiblings)
+	// 50–100 ms) are in flight, so that the decisions arriving meanwhile
+	// share its fsync. They don't wake the writer; a full batch, wakeAt
+	// queued records or Close do.
+	delay, siblings := l.journal.opts.DecisionDelay, l.journal.opts.DecisionSiblings
 	linger := func() {
-		if delay <= 0 || closed || int64(l.decided.count(time.Now())) <= siblings {
+		if delay <= 0 || closed || l.decided.count(time.Now()) <= siblings {
 			return
 		}
 		l.lingering.Store(true)
