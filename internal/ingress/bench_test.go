@@ -88,6 +88,8 @@ func BenchmarkIngress(b *testing.B) {
 				b.Cleanup(func() { lg.Close() })
 				tb := newTestbed(b, testbedOptions{upstreamHandler: small, quiet: true, audit: lg})
 				runLoad(b, tb, tb.front.URL+"/api/v1/items/42?x=1", proto.h2)
+				// Group commit at work: fsyncs per request (1/x requests share one).
+				b.ReportMetric(float64(lg.Stats().Commits)/float64(b.N), "fsyncs/op")
 			})
 		}
 		b.Run("proxy=gateway+jwt/proto="+proto.name, func(b *testing.B) {
