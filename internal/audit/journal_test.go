@@ -351,6 +351,13 @@ func TestJournalQuotaBlock(t *testing.T) {
 	// Every record the journal took is still there for the sink.
 	back := &collectSink{}
 	l = newJournalLogger(t, openTestJournal(t, dir, opts), Config{Sinks: []Sink{back}, SinkNames: []string{"slow"}})
+	// The journal is full until the sink has delivered what it holds: a
+	// record before that would be refused.
+	for deadline := time.Now().Add(10 * time.Second); l.Stats().Sinks[0].Delivered < s.Written; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink delivered %d of the %d journaled", l.Stats().Sinks[0].Delivered, s.Written)
+		}
+	}
 	l.Record(&Event{RequestID: "after"})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
