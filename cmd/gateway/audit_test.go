@@ -536,3 +536,80 @@ func TestAuditRecordsFailedHandshakes(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditReloadWithStalledStdout: the reader of stdout has stopped reading
+// (a hung shipper), and under load the operator reloads the audit sink from
+// stdout to a file. The reload goes through, no request fails, every request
+// answered after it is in the file, and the gateway stops cleanly. The
+// stdout sink used to hold the audit writer in its write forever, and the
+// reload with it.
+func TestAuditReloadWithStalledStdout(t *testing.T) {
+	dir := t.TempDir()
+	ingress, admin := freeAddr(t), freeAddr(t)
+	up := listenUpstream(t)
+	file := auditConfig(t, ingress, admin, up, "audit:\n  sinks:\n  - stdout: true\n")
+	_, outW := fullPipe(t)
+	var stderr testkit.Buffer
+	p := startGateway(t, outW, &stderr, "run", "-c", file)
+	outW.Close()
+	p.waitReady(t, admin)
+
+	stop := make(chan struct{})
+	var other int
+	done := make(chan struct{})
+	go func() { // it ends by itself if the test fails: the gateway is killed
+		_, other = load(ingress, 4, 5000, stop)
+		close(done)
+	}()
+	for deadline := time.Now().Add(30 * time.Second); len(up.forwarded()) < 200; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d requests forwarded in 30s", len(up.forwarded()))
+		}
+	}
+
+	sink := filepath.Join(dir, "siem.ndjson")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte("  - stdout: true\n"), []byte("  - file: "+sink+"\n"), 1)
+	before := strings.Count(stderr.String(), "msg=reloaded")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); strings.Count(stderr.String(), "msg=reloaded") == before; time.Sleep(20 * time.Millisecond) {
+		p.running(t)
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload in 30s with stdout stalled:\n%s", stderr.String())
+		}
+	}
+	// Requests answered from now on are audited to the file.
+	after, failed := load(ingress, 4, 50, nil)
+	close(stop)
+	<-done
+	if failed+other > 0 {
+		t.Errorf("%d requests failed across the stall and the reload", failed+other)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, 20*time.Second); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
+	}
+	got := map[string]bool{}
+	for _, ev := range journalRecords(t, sink) {
+		got[ev.RequestID] = true
+	}
+	for _, id := range after {
+		if !got[id] {
+			t.Fatalf("request %s answered after the reload is not in the file sink (%d records there)", id, len(got))
+		}
+	}
+	if !strings.Contains(stderr.String(), "audit sink stalled") {
+		t.Errorf("the stall was not logged:\n%s", stderr.String())
+	}
+	t.Logf("%d requests after the reload, all in the file; %d forwarded in all", len(after), len(up.forwarded()))
+}

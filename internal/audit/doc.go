@@ -79,10 +79,12 @@
 //   - phase: "decision" on the record a fail-closed gateway journals before it
 //     forwards the request; the completed record follows without a phase.
 //   - gap.dropped, gap.reason: on an "audit" record, how many events were lost and
-//     why: "queue_full", "journal_unavailable", "journal_full" (never journaled), or
-//     "quota" (removed from the journal before a sink delivered them).
-//   - gap.sink, gap.fromSeq, gap.toSeq: for "quota", the sink that lost them and
-//     the sequence numbers they had.
+//     why: "queue_full", "journal_unavailable", "journal_full" (never journaled),
+//     "quota" (removed from the journal before a sink delivered them), or
+//     "sink_failed" (without a journal: one sink refused them, or its reader
+//     stalled; the other sinks have them).
+//   - gap.sink, gap.fromSeq, gap.toSeq: for "quota" and "sink_failed", the sink
+//     that lost them and the sequence numbers they had.
 //   - checkpoint.seq, checkpoint.hash, checkpoint.keyId, checkpoint.sig: on an "audit"
 //     record, an Ed25519 signature (base64) over the hash of journal line seq (see
 //     [CheckpointMessage]); keyId is the first 16 hex digits of the public key's SHA-256.

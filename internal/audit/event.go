@@ -191,12 +191,15 @@ type Checkpoint struct {
 type Gap struct {
 	// Dropped is how many records were lost.
 	Dropped uint64 `json:"dropped"`
-	// Reason: "queue_full", "journal_unavailable", "journal_full" or
-	// "quota" (removed from the journal before Sink delivered them).
+	// Reason: "queue_full", "journal_unavailable", "journal_full",
+	// "quota" (removed from the journal before Sink delivered them) or
+	// "sink_failed" (without a journal: Sink refused them, or its reader
+	// stalled; the other sinks have them).
 	Reason string `json:"reason"`
-	// Sink names the sink that lost them (quota only).
+	// Sink names the sink that lost them (quota and sink_failed only).
 	Sink string `json:"sink,omitempty"`
-	// FromSeq and ToSeq bound the removed records (quota only).
+	// FromSeq and ToSeq bound the lost records (quota and sink_failed
+	// only).
 	FromSeq uint64 `json:"fromSeq,omitempty"`
 	ToSeq   uint64 `json:"toSeq,omitempty"`
 }

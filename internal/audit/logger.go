@@ -139,11 +139,15 @@ type Logger struct {
 	maxField     int
 	product      Product
 	// The writer goroutine's buffers, without a journal: a batch's records
-	// encoded, where each ends, which a sink refused, one formatted.
+	// encoded, where each ends, which some sink refused, which one sink
+	// refused, one formatted; and the gap records of sinks that lost
+	// records, to write first in the next batch.
 	line       []byte
 	ends       []int
 	failed     []bool
+	sinkFailed []bool
 	formatted  []byte
+	sinkGaps   []*Event
 	log        *slog.Logger
 	journal    *Journal
 	failClosed atomic.Bool
@@ -206,6 +210,22 @@ type sinkRun struct {
 	// removed by a change).
 	stopAt   atomic.Uint64
 	stopping atomic.Bool
+	// Without a journal (the writer goroutine's): the records the sink has
+	// refused in a row, and whether it refused them as stalled (logged
+	// once, not per batch).
+	lost    lostRange
+	stalled bool
+}
+
+// lostRange is a run of consecutive records one sink refused, without a
+// journal: a gap record of its own once the sink takes a record again, or
+// the Logger closes.
+type lostRange struct{ from, to uint64 }
+
+func (r lostRange) open() bool { return r.from != 0 }
+
+func (r lostRange) gap(sink string) *Event {
+	return &Event{Kind: Audit, Gap: &Gap{Dropped: r.to - r.from + 1, Reason: "sink_failed", Sink: sink, FromSeq: r.from, ToSeq: r.to}}
 }
 
 // queued is an event on its way to the writer; done, if set, hears whether

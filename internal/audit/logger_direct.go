@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -59,13 +60,22 @@ func (l *Logger) run() {
 		clear(batch) // the Logger is done with them (and released them)
 		last = time.Now()
 	}
-	l.writeBatch(nil) // drops since the last batch
+	// The drops since the last batch, and the runs of records a sink lost
+	// up to now, for the sinks that have them.
+	l.setMu.Lock()
+	for _, r := range l.set {
+		if r.lost.open() {
+			l.closeLost(r)
+		}
+	}
+	l.setMu.Unlock()
+	l.writeBatch(nil)
 }
 
 // writeBatch writes evs (prepared by Record), after a gap record of the
-// drops not yet recorded, to every sink: each record is encoded once, and a
-// local sink (stdout, a file) in the native format takes the whole batch in
-// one write.
+// drops not yet recorded and those of sinks that lost records, to every
+// sink: each record is encoded once, and a local sink (stdout, a file) in
+// the native format takes the whole batch in one write.
 func (l *Logger) writeBatch(evs []*Event) {
 	l.line, l.ends = l.line[:0], l.ends[:0]
 	encode := func(ev *Event) {
@@ -74,11 +84,17 @@ func (l *Logger) writeBatch(evs []*Event) {
 		l.line = append(ev.AppendJSON(l.line), '\n')
 		l.ends = append(l.ends, len(l.line))
 	}
-	gap := l.takeGap()
-	if gap != nil {
+	if gap := l.takeGap(); gap != nil {
 		l.prepare(gap)
 		encode(gap)
 	}
+	for _, gap := range l.sinkGaps {
+		l.prepare(gap)
+		encode(gap)
+	}
+	clear(l.sinkGaps)
+	l.sinkGaps = l.sinkGaps[:0]
+	lead := len(l.ends) // gap records, not events
 	for _, ev := range evs {
 		encode(ev)
 		ev.Release()
@@ -86,37 +102,89 @@ func (l *Logger) writeBatch(evs []*Event) {
 	if len(l.ends) == 0 {
 		return
 	}
+	first := l.seq - uint64(len(l.ends)) + 1
 	l.failed = append(l.failed[:0], make([]bool, len(l.ends))...)
 	l.setMu.Lock()
 	for _, r := range l.set {
+		l.sinkFailed = append(l.sinkFailed[:0], make([]bool, len(l.ends))...)
 		if _, local := r.sink.(localSink); local && r.format == nil {
 			if err := r.sink.Write(context.Background(), l.line); err != nil {
-				l.errors.Add(uint64(len(l.ends)))
-				l.log.Error("audit sink write failed", "err", err, "seq", l.seq-uint64(len(l.ends))+1, "records", len(l.ends))
-				for i := range l.failed {
-					l.failed[i] = true
+				// A stalled pipe's reader took the first lines.
+				took := 0
+				var stall *StallError
+				if errors.As(err, &stall) {
+					took = min(stall.Lines, len(l.ends))
 				}
+				for i := took; i < len(l.ends); i++ {
+					l.sinkFailed[i] = true
+				}
+				l.writeFailed(r, err, first+uint64(took), len(l.ends)-took)
 			}
-			continue
-		}
-		start := 0
-		for i, end := range l.ends {
-			if err := l.writeOne(r, l.line[start:end]); err != nil {
-				l.failed[i] = true
-				l.errors.Add(1)
-				l.log.Error("audit sink write failed", "err", err, "seq", l.seq-uint64(len(l.ends)-i)+1)
+		} else {
+			start := 0
+			for i, end := range l.ends {
+				if err := l.writeOne(r, l.line[start:end]); err != nil {
+					l.sinkFailed[i] = true
+					l.writeFailed(r, err, first+uint64(i), 1)
+				}
+				start = end
 			}
-			start = end
 		}
+		l.track(r, first)
 	}
 	l.setMu.Unlock()
 	written := 0
 	for i, f := range l.failed {
-		if !f && (gap == nil || i > 0) { // the gap record is not an event
+		if !f && i >= lead {
 			written++
 		}
 	}
 	l.written.Add(uint64(written))
+}
+
+// writeFailed counts and logs n records from seq that r refused. A stalled
+// reader is logged once, when it stalls.
+func (l *Logger) writeFailed(r *sinkRun, err error, seq uint64, n int) {
+	l.errors.Add(uint64(n))
+	var stall *StallError
+	if !errors.As(err, &stall) {
+		l.log.Error("audit sink write failed", "sink", r.name, "err", err, "seq", seq, "records", n)
+		return
+	}
+	if !r.stalled {
+		r.stalled = true
+		l.log.Error("audit sink stalled: its reader is not reading; the sink loses records until it reads again, then a gap record counts them",
+			"sink", r.name, "seq", seq)
+	}
+}
+
+// track marks the lines of the batch (from seq first) that r refused, and
+// turns each run of them that has ended into a gap record for the next
+// batch.
+func (l *Logger) track(r *sinkRun, first uint64) {
+	for i, f := range l.sinkFailed {
+		seq := first + uint64(i)
+		switch {
+		case f:
+			l.failed[i] = true
+			if !r.lost.open() {
+				r.lost.from = seq
+			}
+			r.lost.to = seq
+		case r.lost.open():
+			l.closeLost(r)
+		}
+	}
+}
+
+// closeLost ends r's run of lost records with a gap record.
+func (l *Logger) closeLost(r *sinkRun) {
+	gap := r.lost.gap(r.name)
+	if r.stalled {
+		l.log.Warn("audit sink's reader reads again", "sink", r.name, "lost", gap.Gap.Dropped, "fromSeq", gap.Gap.FromSeq, "toSeq", gap.Gap.ToSeq)
+	}
+	l.sinkGaps = append(l.sinkGaps, gap)
+	r.lost, r.stalled = lostRange{}, false
 }
 
 // writeOne writes one record, formatted for the sink, with a deadline

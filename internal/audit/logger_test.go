@@ -192,12 +192,20 @@ func TestLoggerCountsSinkErrors(t *testing.T) {
 	if err := l.Close(); err == nil || err.Error() != "close failed" {
 		t.Errorf("Close error = %v, want %q", err, "close failed")
 	}
-	if diff := cmp.Diff(Stats{Written: 0, Errors: 2}, l.Stats()); diff != "" {
+	// Two events and the gap record of what the failing sink lost, which
+	// it failed too.
+	if diff := cmp.Diff(Stats{Written: 0, Errors: 3}, l.Stats()); diff != "" {
 		t.Errorf("Stats (-want +got):\n%s", diff)
 	}
-	// The healthy sink still got both events.
-	if n := len(decodeLines(t, buf.String())); n != 2 {
-		t.Errorf("healthy sink got %d events, want 2", n)
+	// The healthy sink still got both events, and its trail says which the
+	// other sink lost.
+	evs := decodeLines(t, buf.String())
+	if len(evs) != 3 || evs[0].RequestID != "a" || evs[1].RequestID != "b" {
+		t.Fatalf("healthy sink got %+v, want a, b and a gap record", evs)
+	}
+	want := &Gap{Dropped: 2, Reason: "sink_failed", Sink: "sink-1", FromSeq: 1, ToSeq: 2}
+	if diff := cmp.Diff(want, evs[2].Gap); diff != "" {
+		t.Errorf("gap record (-want +got):\n%s", diff)
 	}
 }
 

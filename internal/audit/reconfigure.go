@@ -180,6 +180,9 @@ func (c *SinkChange) swap() (gone []*sinkRun) {
 		switch {
 		case in[r]:
 		case l.journal == nil:
+			if r.lost.open() {
+				l.closeLost(r) // the sinks that stay say what it lost
+			}
 			gone = append(gone, r)
 		case names[r.name]:
 			replaced[r.name] = r

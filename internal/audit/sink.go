@@ -32,34 +32,45 @@ type lineWriter struct {
 	name   string    // what errors call out
 	buf    []byte    // a batch's lines, joined
 	behind writeBehind
+	// pipe is out when it is a pipe the sink writes without blocking (see
+	// NewWriterSink): its writes wait at most stall for the reader, and
+	// end when their context does. nil: writes wait as long as out does.
+	pipe *pipeWriter
 }
 
-// local: the sink's Write ignores its context (see localSink).
+// local: the sink's Write needs no deadline from its context (see
+// localSink); a pipe's writes have their own.
 func (lw *lineWriter) local() {}
 
 // Write writes line (one or more whole records) with a single write.
-func (lw *lineWriter) Write(_ context.Context, line []byte) error {
+func (lw *lineWriter) Write(ctx context.Context, line []byte) error {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
-	return lw.write(line)
+	return lw.write(ctx, line)
 }
 
 // WriteBatch writes lines, whole records each, with a single write
 // (BatchSink: fed from a journal, the sink makes one write per commit
 // rather than one per record).
-func (lw *lineWriter) WriteBatch(_ context.Context, lines [][]byte) error {
+func (lw *lineWriter) WriteBatch(ctx context.Context, lines [][]byte) error {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
-	return lw.write(joinLines(&lw.buf, lines))
+	return lw.write(ctx, joinLines(&lw.buf, lines))
 }
 
 // MaxBatch implements BatchSink.
 func (lw *lineWriter) MaxBatch() (int, int) { return localBatchRecords, localBatchBytes }
 
 // write writes p with one call; mu is held.
-func (lw *lineWriter) write(p []byte) error {
+func (lw *lineWriter) write(ctx context.Context, p []byte) error {
 	if lw.out == nil {
 		return ErrClosed
+	}
+	if lw.pipe != nil {
+		if err := lw.pipe.write(ctx, p); err != nil {
+			return fmt.Errorf("audit: write %s: %w", lw.name, err)
+		}
+		return nil
 	}
 	n, err := lw.out.Write(p)
 	lw.behind.wrote(n)
@@ -75,15 +86,42 @@ func (lw *lineWriter) write(p []byte) error {
 type WriterSink struct{ lineWriter }
 
 // NewWriterSink returns a sink writing one JSON line per event to w.
+//
+// When w is a pipe (an *os.File: stdout read by a log shipper), a reader that
+// stops reading must not hold the Logger's writer, a change of sinks or
+// shutdown for as long as it sleeps. The sink writes through a descriptor of
+// its own, non-blocking, that it opens on the same pipe (Linux: /proc/self/fd;
+// w itself stays as it is, so do other writers of the pipe), and a write that
+// waits longer than DefaultWriteTimeout for the reader fails with a
+// *StallError. Until the reader reads again, later writes fail at once; the
+// rest of a record a write cut short goes first then, so the reader never
+// sees half a line followed by another. Elsewhere, or when that descriptor
+// can't be had, writes wait as long as the pipe's reader does.
 func NewWriterSink(w io.Writer) *WriterSink {
-	return &WriterSink{lineWriter{out: w, name: "events", behind: writeBehind{f: regularFile(w)}}}
+	s := &WriterSink{lineWriter{out: w, name: "events", behind: writeBehind{f: regularFile(w)}}}
+	if f, ok := w.(*os.File); ok {
+		if p := openPipeWriter(f, DefaultWriteTimeout); p != nil {
+			s.out, s.pipe = p.f, p
+		}
+	}
+	return s
 }
 
-// Close stops the sink; the underlying writer stays open.
+// Close stops the sink; the underlying writer stays open. A write waiting
+// for a pipe's reader ends first.
 func (s *WriterSink) Close() error {
+	if s.pipe != nil {
+		s.pipe.interrupt()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.out == nil {
+		return nil
+	}
 	s.out = nil
+	if s.pipe != nil {
+		return s.pipe.close()
+	}
 	return nil
 }
 
