@@ -78,7 +78,7 @@
 //   - truncated: the Logger shortened an over-long field (Config.MaxFieldBytes).
 //   - phase: "decision" on the record a fail-closed gateway journals before it
 //     forwards the request; the completed record follows without a phase.
-//   - gap.dropped, gap.reason: on an "audit" record, how many events were lost and
+//   - gap.dropped, gap.reason: on an "audit" record, how many records were lost and
 //     why: "queue_full", "journal_unavailable", "journal_full" (never journaled),
 //     "quota" (removed from the journal before a sink delivered them), or
 //     "sink_failed" (without a journal: one sink refused them, or its reader

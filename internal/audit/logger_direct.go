@@ -65,7 +65,7 @@ func (l *Logger) run() {
 	l.setMu.Lock()
 	for _, r := range l.set {
 		if r.lost.open() {
-			l.closeLost(r)
+			l.closeLost(r, false)
 		}
 	}
 	l.setMu.Unlock()
@@ -109,16 +109,10 @@ func (l *Logger) writeBatch(evs []*Event) {
 		l.sinkFailed = append(l.sinkFailed[:0], make([]bool, len(l.ends))...)
 		if _, local := r.sink.(localSink); local && r.format == nil {
 			if err := r.sink.Write(context.Background(), l.line); err != nil {
-				// A stalled pipe's reader took the first lines.
-				took := 0
-				var stall *StallError
-				if errors.As(err, &stall) {
-					took = min(stall.Lines, len(l.ends))
-				}
-				for i := took; i < len(l.ends); i++ {
+				for i := range l.sinkFailed {
 					l.sinkFailed[i] = true
 				}
-				l.writeFailed(r, err, first+uint64(took), len(l.ends)-took)
+				l.writeFailed(r, err, first, len(l.ends))
 			}
 		} else {
 			start := 0
@@ -172,19 +166,23 @@ func (l *Logger) track(r *sinkRun, first uint64) {
 			}
 			r.lost.to = seq
 		case r.lost.open():
-			l.closeLost(r)
+			l.closeLost(r, true)
 		}
 	}
 }
 
-// closeLost ends r's run of lost records with a gap record.
-func (l *Logger) closeLost(r *sinkRun) {
+// closeLost ends r's run of lost records with a gap record: r took a
+// record again (recovered), or it is being removed, or the Logger closes.
+func (l *Logger) closeLost(r *sinkRun, recovered bool) {
 	gap := r.lost.gap(r.name)
-	if r.stalled {
+	if recovered && r.stalled {
 		l.log.Warn("audit sink's reader reads again", "sink", r.name, "lost", gap.Gap.Dropped, "fromSeq", gap.Gap.FromSeq, "toSeq", gap.Gap.ToSeq)
 	}
 	l.sinkGaps = append(l.sinkGaps, gap)
-	r.lost, r.stalled = lostRange{}, false
+	r.lost = lostRange{}
+	if recovered {
+		r.stalled = false
+	}
 }
 
 // writeOne writes one record, formatted for the sink, with a deadline

@@ -1,175 +1,151 @@
 package audit
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"sync/atomic"
-	"syscall"
+	"sync"
 	"time"
 )
 
-// A pipe the stdout sink writes without blocking (NewWriterSink).
+// Writes to stdout that a stalled reader can't hold (NewWriterSink).
 
-// StallError is a write to a pipe whose reader did not take it within the
-// sink's stall timeout, or at once while the sink is stalled: the reader is
-// alive but not reading.
+// StallError is a write to stdout that its reader did not take within the
+// sink's stall timeout, or a write refused while an earlier one still waits
+// for the reader: the reader is alive but not reading.
 type StallError struct {
-	// Lines is how many of the write's lines went out: whole, or the last
-	// one cut short, whose rest the sink writes first when the reader reads
-	// again.
-	Lines int
+	// Waiting: this write's batch is the one waiting for the reader. It goes
+	// out whole if the reader reads again; the batches after it are refused
+	// until then.
+	Waiting bool
 }
 
 func (e *StallError) Error() string {
-	return "the pipe's reader is not reading"
+	if e.Waiting {
+		return "stdout's reader took nothing within the stall timeout; the batch waits for it"
+	}
+	return "stdout's reader is not reading: an earlier batch still waits for it"
 }
 
-const (
-	// stallProbeEvery is how often a stalled pipe is tried again: the
-	// writes in between fail without a system call.
-	stallProbeEvery = 10 * time.Millisecond
-	// stallProbeWait is how long a try waits for the reader.
-	stallProbeWait = 100 * time.Microsecond
-)
-
-// pipeWriter writes to a non-blocking pipe with a deadline per write. The
-// caller serializes write and close (lineWriter.mu); interrupt may come from
-// anywhere.
-type pipeWriter struct {
-	f       *os.File // non-blocking: its write deadlines work
-	own     bool     // f was opened by the sink, which closes it
-	stall   time.Duration
-	stalled bool      // the last write timed out
-	probeAt time.Time // stalled: when to try the pipe again
-	rest    []byte    // the end of a line that a write cut short
-	closing atomic.Bool
+// stallWriter writes batches to a file that is not a regular file (a pipe,
+// a socket, a terminal) from a goroutine of its own, so that the sink can
+// give up waiting: a write that the reader has not taken after stall
+// returns a *StallError, and goes on in the background. Until it has gone
+// out, later writes are refused at once. Every write goes out whole or not
+// at all, from one goroutine per file, however many sinks share the file
+// (a sink and the one a reload replaces it with), so the reader never sees
+// half a batch followed by another.
+type stallWriter struct {
+	f     *os.File
+	refs  int // sinks using it; under stallWriters' lock
+	mu    sync.Mutex
+	stall time.Duration
+	run   bool        // the goroutine is started
+	req   chan []byte // a batch for the goroutine, which owns it until done
+	done  chan error  // the batch's result (capacity 1: nobody may wait)
+	buf   []byte      // the batch, copied
+	busy  bool        // a batch is out and its result not yet taken
+	timer *time.Timer
 }
 
-// openPipeWriter returns a pipeWriter on the pipe f, or nil if f is not a
-// pipe or its writes can't have deadlines. A pipe that Go already polls
-// (os.Pipe) is written as it is; otherwise (stdout, inherited blocking) the
-// writer opens the pipe again through /proc/self/fd, non-blocking: a file
-// description of its own, so that f, and whoever else shares f's
-// description (stderr after 2>&1), keeps blocking writes.
-func openPipeWriter(f *os.File, stall time.Duration) *pipeWriter {
-	st, err := f.Stat()
-	if err != nil || st.Mode()&os.ModeNamedPipe == 0 {
-		return nil
-	}
-	if f.SetWriteDeadline(time.Time{}) == nil {
-		return &pipeWriter{f: f, stall: stall}
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	fd := -1
-	if rc.Control(func(d uintptr) { fd = int(d) }) != nil || fd < 0 {
-		return nil
-	}
-	// O_NONBLOCK also makes the open fail (ENXIO) rather than wait when the
-	// pipe has no reader.
-	g, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fd), os.O_WRONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil
-	}
-	if g.SetWriteDeadline(time.Time{}) != nil {
-		g.Close()
-		return nil
-	}
-	return &pipeWriter{f: g, own: true, stall: stall}
+// stallWriters are the files written through a stallWriter, by file.
+var stallWriters struct {
+	sync.Mutex
+	m map[*os.File]*stallWriter
 }
 
-// write writes b, whole lines, after the rest of a line cut short before.
-func (p *pipeWriter) write(ctx context.Context, b []byte) error {
-	if p.stalled && time.Now().Before(p.probeAt) {
-		return &StallError{}
+// acquireStallWriter returns the stallWriter of f, shared with the other
+// sinks writing to f, or nil if f is a regular file (whose writes a reader
+// can't stall) or can't be told.
+func acquireStallWriter(f *os.File, stall time.Duration) *stallWriter {
+	if st, err := f.Stat(); err != nil || st.Mode().IsRegular() {
+		return nil
 	}
-	if len(p.rest) > 0 {
-		n, err := p.send(ctx, p.rest)
-		p.rest = p.rest[:copy(p.rest, p.rest[n:])]
-		if err != nil {
-			return p.failed(err, 0)
+	stallWriters.Lock()
+	defer stallWriters.Unlock()
+	if w := stallWriters.m[f]; w != nil {
+		w.refs++
+		return w
+	}
+	if stallWriters.m == nil {
+		stallWriters.m = map[*os.File]*stallWriter{}
+	}
+	w := &stallWriter{f: f, refs: 1, stall: stall, req: make(chan []byte, 1), done: make(chan error, 1)}
+	stallWriters.m[f] = w
+	return w
+}
+
+// write writes b whole, waiting for the reader for the stall timeout at
+// most, or until ctx ends. b is copied: the caller may reuse it at once.
+func (w *stallWriter) write(ctx context.Context, b []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.busy {
+		select {
+		case <-w.done: // the reader took the batch that waited
+			w.busy = false
+		default:
+			return &StallError{}
 		}
 	}
-	n, err := p.send(ctx, b)
-	if err == nil {
-		p.stalled = false
-		return nil
+	if !w.run {
+		w.run = true
+		w.timer = time.NewTimer(w.stall)
+		go w.loop()
+	} else {
+		w.timer.Reset(w.stall)
 	}
-	lines := bytes.Count(b[:n], newline)
-	if n > 0 && b[n-1] != '\n' {
-		// Cut within a line: its rest goes before anything else.
-		end := len(b)
-		if i := bytes.IndexByte(b[n:], '\n'); i >= 0 {
-			end = n + i + 1
-		}
-		p.rest = append(p.rest[:0], b[n:end]...)
-		lines++
-	}
-	return p.failed(err, lines)
-}
-
-var newline = []byte{'\n'}
-
-// failed turns a write's timeout into a *StallError (lines went out) and
-// the sink stalled.
-func (p *pipeWriter) failed(err error, lines int) error {
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return err
-	}
-	p.stalled, p.probeAt = true, time.Now().Add(stallProbeEvery)
-	return &StallError{Lines: lines}
-}
-
-// send writes b, waiting for the reader for the stall timeout (a short try
-// once stalled), until ctx ends, or until interrupt.
-func (p *pipeWriter) send(ctx context.Context, b []byte) (int, error) {
-	if p.closing.Load() || ctx.Err() != nil {
-		return 0, os.ErrDeadlineExceeded
-	}
-	wait := p.stall
-	if p.stalled {
-		wait = stallProbeWait
-	}
-	if err := p.f.SetWriteDeadline(time.Now().Add(wait)); err != nil {
-		return 0, err
-	}
-	if ctx.Done() != nil {
-		ended := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			p.f.SetWriteDeadline(time.Unix(1, 0))
-			close(ended)
-		})
+	defer w.timer.Stop()
+	w.buf = append(w.buf[:0], b...)
+	if cap(w.buf) > 2*localBatchBytes {
 		defer func() {
-			if !stop() {
-				<-ended // its deadline must not land on the next write
+			if !w.busy {
+				w.buf = nil // don't keep a burst's buffer
 			}
 		}()
 	}
-	return p.f.Write(b)
+	w.busy = true
+	w.req <- w.buf
+	select {
+	case err := <-w.done:
+		w.busy = false
+		return err
+	case <-w.timer.C:
+	case <-ctx.Done():
+	}
+	return &StallError{Waiting: true}
 }
 
-// interrupt ends a write waiting for the reader, and every later one: the
-// sink is closing.
-func (p *pipeWriter) interrupt() {
-	p.closing.Store(true)
-	p.f.SetWriteDeadline(time.Unix(1, 0))
+// loop writes the batches it is given until req is closed.
+func (w *stallWriter) loop() {
+	for b := range w.req {
+		_, err := w.f.Write(b)
+		w.done <- err
+	}
 }
 
-// close closes the descriptor the writer opened. A line cut short that the
-// reader never took is an error: the reader has half a record.
-func (p *pipeWriter) close() error {
-	var err error
-	if len(p.rest) > 0 {
-		err = fmt.Errorf("audit: pipe: the last record was cut short after its reader stalled (%d bytes not written)", len(p.rest))
+// release drops a sink's use of w. The last one ends its goroutine, once the
+// batch that waits for the reader, if any, is out; that batch is an error:
+// the reader may never get it.
+func (w *stallWriter) release() error {
+	stallWriters.Lock()
+	defer stallWriters.Unlock()
+	if w.refs--; w.refs > 0 {
+		return nil
 	}
-	if p.own {
-		err = errors.Join(err, p.f.Close())
+	delete(stallWriters.m, w.f)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.run {
+		return nil
 	}
-	return err
+	close(w.req)
+	if w.busy {
+		select {
+		case <-w.done:
+		default:
+			return fmt.Errorf("audit: %s: a batch of %d bytes still waits for a reader that stopped reading", w.f.Name(), len(w.buf))
+		}
+	}
+	return nil
 }

@@ -181,7 +181,7 @@ func (c *SinkChange) swap() (gone []*sinkRun) {
 		case in[r]:
 		case l.journal == nil:
 			if r.lost.open() {
-				l.closeLost(r) // the sinks that stay say what it lost
+				l.closeLost(r, false) // the sinks that stay say what it lost
 			}
 			gone = append(gone, r)
 		case names[r.name]:

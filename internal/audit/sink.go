@@ -32,14 +32,15 @@ type lineWriter struct {
 	name   string    // what errors call out
 	buf    []byte    // a batch's lines, joined
 	behind writeBehind
-	// pipe is out when it is a pipe the sink writes without blocking (see
-	// NewWriterSink): its writes wait at most stall for the reader, and
-	// end when their context does. nil: writes wait as long as out does.
-	pipe *pipeWriter
+	// stall writes to out when it is not a regular file (see
+	// NewWriterSink): a write waits for the reader for the stall timeout
+	// at most, or until its context ends. nil: writes wait as long as out
+	// does.
+	stall *stallWriter
 }
 
 // local: the sink's Write needs no deadline from its context (see
-// localSink); a pipe's writes have their own.
+// localSink); stdout's writes have their own.
 func (lw *lineWriter) local() {}
 
 // Write writes line (one or more whole records) with a single write.
@@ -66,8 +67,8 @@ func (lw *lineWriter) write(ctx context.Context, p []byte) error {
 	if lw.out == nil {
 		return ErrClosed
 	}
-	if lw.pipe != nil {
-		if err := lw.pipe.write(ctx, p); err != nil {
+	if lw.stall != nil {
+		if err := lw.stall.write(ctx, p); err != nil {
 			return fmt.Errorf("audit: write %s: %w", lw.name, err)
 		}
 		return nil
@@ -87,40 +88,33 @@ type WriterSink struct{ lineWriter }
 
 // NewWriterSink returns a sink writing one JSON line per event to w.
 //
-// When w is a pipe (an *os.File: stdout read by a log shipper), a reader that
-// stops reading must not hold the Logger's writer, a change of sinks or
-// shutdown for as long as it sleeps. The sink writes through a descriptor of
-// its own, non-blocking, that it opens on the same pipe (Linux: /proc/self/fd;
-// w itself stays as it is, so do other writers of the pipe), and a write that
-// waits longer than DefaultWriteTimeout for the reader fails with a
-// *StallError. Until the reader reads again, later writes fail at once; the
-// rest of a record a write cut short goes first then, so the reader never
-// sees half a line followed by another. Elsewhere, or when that descriptor
-// can't be had, writes wait as long as the pipe's reader does.
+// When w is an *os.File that is not a regular file (stdout read through a
+// pipe by a log shipper, a socket, a terminal), a reader that stops reading
+// must not hold the Logger's writer, a change of sinks or shutdown for as
+// long as it sleeps. The sink then writes from a goroutine of its own,
+// shared by every sink on w, and waits DefaultWriteTimeout at most: a batch
+// the reader has not taken by then fails with a *StallError and goes on in
+// the background, whole, and the writes after it fail at once with a
+// *StallError until it is out.
 func NewWriterSink(w io.Writer) *WriterSink {
 	s := &WriterSink{lineWriter{out: w, name: "events", behind: writeBehind{f: regularFile(w)}}}
 	if f, ok := w.(*os.File); ok {
-		if p := openPipeWriter(f, DefaultWriteTimeout); p != nil {
-			s.out, s.pipe = p.f, p
-		}
+		s.stall = acquireStallWriter(f, DefaultWriteTimeout)
 	}
 	return s
 }
 
-// Close stops the sink; the underlying writer stays open. A write waiting
-// for a pipe's reader ends first.
+// Close stops the sink; the underlying writer stays open. A batch still
+// waiting for a stalled reader is an error.
 func (s *WriterSink) Close() error {
-	if s.pipe != nil {
-		s.pipe.interrupt()
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.out == nil {
 		return nil
 	}
 	s.out = nil
-	if s.pipe != nil {
-		return s.pipe.close()
+	if s.stall != nil {
+		return s.stall.release()
 	}
 	return nil
 }
