@@ -431,7 +431,9 @@ func (g *Gateway) closeParts() {
 	}
 	g.closeLogins()
 	if g.audit != nil {
-		g.audit.Close()
+		if err := g.audit.Close(); err != nil {
+			g.log.Warn("audit trail not closed cleanly", "err", err)
+		}
 	}
 	if g.ownSource && g.src != nil {
 		g.src.Close()
