@@ -147,7 +147,7 @@ func (l *Logger) writeFailed(r *sinkRun, err error, seq uint64, n int) {
 	}
 	if !r.stalled {
 		r.stalled = true
-		l.log.Error("audit sink stalled: its reader is not reading; the sink loses records until it reads again, then a gap record counts them",
+		l.log.Error("audit sink stalled: its reader has taken nothing for the stall timeout, or is slower than the records; the sink loses records until it catches up, then a gap record counts them",
 			"sink", r.name, "seq", seq)
 	}
 }
@@ -176,7 +176,7 @@ func (l *Logger) track(r *sinkRun, first uint64) {
 func (l *Logger) closeLost(r *sinkRun, recovered bool) {
 	gap := r.lost.gap(r.name)
 	if recovered && r.stalled {
-		l.log.Warn("audit sink's reader reads again", "sink", r.name, "lost", gap.Gap.Dropped, "fromSeq", gap.Gap.FromSeq, "toSeq", gap.Gap.ToSeq)
+		l.log.Warn("audit sink takes records again", "sink", r.name, "lost", gap.Gap.Dropped, "fromSeq", gap.Gap.FromSeq, "toSeq", gap.Gap.ToSeq)
 	}
 	l.sinkGaps = append(l.sinkGaps, gap)
 	r.lost = lostRange{}

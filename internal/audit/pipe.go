@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -8,44 +9,61 @@ import (
 	"time"
 )
 
-// Writes to stdout that a stalled reader can't hold (NewWriterSink).
+// Writes to stdout that a reader which stopped reading can't hold up
+// (NewWriterSink).
 
-// StallError is a write to stdout that its reader did not take within the
-// sink's stall timeout, or a write refused while an earlier one still waits
-// for the reader: the reader is alive but not reading.
+// StallError is a write to stdout refused or given up on because stdout's
+// reader took nothing for the sink's stall timeout: alive, but not reading.
 type StallError struct {
-	// Waiting: this write's batch is the one waiting for the reader. It goes
-	// out whole if the reader reads again; the batches after it are refused
-	// until then.
+	// Waiting: the batch was queued and is still waiting for the reader. It
+	// goes out whole if the reader reads again (a retry of the same batch
+	// waits for it rather than sending it twice).
 	Waiting bool
 }
 
 func (e *StallError) Error() string {
 	if e.Waiting {
-		return "stdout's reader took nothing within the stall timeout; the batch waits for it"
+		return "stdout's reader took nothing for the stall timeout; the batch waits for it"
 	}
-	return "stdout's reader is not reading: an earlier batch still waits for it"
+	return "stdout's reader took nothing for the stall timeout; the batch was refused"
 }
 
-// stallWriter writes batches to a file that is not a regular file (a pipe,
-// a socket, a terminal) from a goroutine of its own, so that the sink can
-// give up waiting: a write that the reader has not taken after stall
-// returns a *StallError, and goes on in the background. Until it has gone
-// out, later writes are refused at once. Every write goes out whole or not
-// at all, from one goroutine per file, however many sinks share the file
-// (a sink and the one a reload replaces it with), so the reader never sees
-// half a batch followed by another.
+const (
+	// stallBufferBytes bound what a stdout sink without a journal holds for
+	// a slow reader; beyond it, batches are refused.
+	stallBufferBytes = 4 << 20
+	// stallChunk is the most one write system call sends: the wait for a
+	// slow reader restarts with every chunk it takes.
+	stallChunk = 64 << 10
+)
+
+// stallWriter writes to a file that is not a regular file (a pipe, a
+// socket, a terminal) from one goroutine of its own, shared by every sink
+// on the file (a sink and the one a reload replaces it with), so that
+// batches go out whole and in order, and nothing waits longer than the
+// stall timeout for a reader that takes nothing. Without a journal, batches
+// are queued (bounded) and nobody waits; with one, the sink waits for each
+// batch to be written, as its cursor needs.
 type stallWriter struct {
 	f     *os.File
 	refs  int // sinks using it; under stallWriters' lock
 	mu    sync.Mutex
 	stall time.Duration
-	run   bool        // the goroutine is started
-	req   chan []byte // a batch for the goroutine, which owns it until done
-	done  chan error  // the batch's result (capacity 1: nobody may wait)
-	buf   []byte      // the batch, copied
-	busy  bool        // a batch is out and its result not yet taken
-	timer *time.Timer
+	run   bool     // the goroutine is started
+	queue [][]byte // batches not yet written; the first may be partly written
+	head  int      // bytes of queue[0] written
+	size  int      // bytes queued, less head
+	done  uint64   // batches written
+	added uint64   // batches queued
+	last  []byte   // the last batch queued by a waiting write, and its number
+	lastN uint64
+	err   error     // the last write error, for the next write
+	moved time.Time // when the reader last took something, or the queue was empty
+	wake  chan struct{}
+	news  chan struct{} // closed and replaced whenever something changes
+	// orphan: the last sink is gone with batches still queued; the
+	// goroutine retires w once they are out. quit ends the goroutine.
+	orphan, quit bool
 }
 
 // stallWriters are the files written through a stallWriter, by file.
@@ -65,87 +83,228 @@ func acquireStallWriter(f *os.File, stall time.Duration) *stallWriter {
 	defer stallWriters.Unlock()
 	if w := stallWriters.m[f]; w != nil {
 		w.refs++
+		w.mu.Lock()
+		w.orphan = false
+		w.mu.Unlock()
 		return w
 	}
 	if stallWriters.m == nil {
 		stallWriters.m = map[*os.File]*stallWriter{}
 	}
-	w := &stallWriter{f: f, refs: 1, stall: stall, req: make(chan []byte, 1), done: make(chan error, 1)}
+	w := &stallWriter{f: f, refs: 1, stall: stall, wake: make(chan struct{}, 1), news: make(chan struct{})}
 	stallWriters.m[f] = w
 	return w
 }
 
-// write writes b whole, waiting for the reader for the stall timeout at
-// most, or until ctx ends. b is copied: the caller may reuse it at once.
-func (w *stallWriter) write(ctx context.Context, b []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.busy {
-		select {
-		case <-w.done: // the reader took the batch that waited
-			w.busy = false
-		default:
-			return &StallError{}
-		}
+// stalled tells whether queued bytes have waited for the reader for the
+// stall timeout; mu is held.
+func (w *stallWriter) stalled() bool {
+	return w.size > 0 && time.Since(w.moved) >= w.stall
+}
+
+// enqueue queues a copy of b; mu is held.
+func (w *stallWriter) enqueue(b []byte) uint64 {
+	if w.size == 0 {
+		w.moved = time.Now()
 	}
+	w.queue = append(w.queue, bytes.Clone(b))
+	w.size += len(b)
+	w.added++
 	if !w.run {
 		w.run = true
-		w.timer = time.NewTimer(w.stall)
 		go w.loop()
-	} else {
-		w.timer.Reset(w.stall)
 	}
-	defer w.timer.Stop()
-	w.buf = append(w.buf[:0], b...)
-	if cap(w.buf) > 2*localBatchBytes {
-		defer func() {
-			if !w.busy {
-				w.buf = nil // don't keep a burst's buffer
-			}
-		}()
-	}
-	w.busy = true
-	w.req <- w.buf
 	select {
-	case err := <-w.done:
-		w.busy = false
-		return err
-	case <-w.timer.C:
-	case <-ctx.Done():
+	case w.wake <- struct{}{}:
+	default:
 	}
-	return &StallError{Waiting: true}
+	return w.added
 }
 
-// loop writes the batches it is given until req is closed.
-func (w *stallWriter) loop() {
-	for b := range w.req {
-		_, err := w.f.Write(b)
-		w.done <- err
-	}
-}
-
-// release drops a sink's use of w. The last one ends its goroutine, once the
-// batch that waits for the reader, if any, is out; that batch is an error:
-// the reader may never get it.
-func (w *stallWriter) release() error {
-	stallWriters.Lock()
-	defer stallWriters.Unlock()
-	if w.refs--; w.refs > 0 {
-		return nil
-	}
-	delete(stallWriters.m, w.f)
+// buffer queues b without waiting (a sink without a journal): refused, with
+// a *StallError, once the reader has taken nothing for the stall timeout or
+// stallBufferBytes are queued.
+func (w *stallWriter) buffer(b []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.run {
+	if err := w.takeErr(); err != nil {
+		return err
+	}
+	if w.stalled() || w.size+len(b) > stallBufferBytes {
+		return &StallError{}
+	}
+	w.enqueue(b)
+	return nil
+}
+
+// write queues b and waits until it is written (a sink fed from a journal),
+// for as long as the reader takes something every stall timeout, or until
+// ctx ends. A retry of the batch that last waited waits for it again,
+// instead of queueing it twice; another batch is refused at once while the
+// queue is stalled.
+func (w *stallWriter) write(ctx context.Context, b []byte) error {
+	start := time.Now()
+	w.mu.Lock()
+	var n uint64
+	switch {
+	case w.lastN > w.done && bytes.Equal(b, w.last):
+		n = w.lastN // still queued: wait for it
+	case w.lastN != 0 && w.lastN <= w.done && bytes.Equal(b, w.last):
+		w.last, w.lastN = nil, 0 // it went out while the caller backed off
+		err := w.takeErr()
+		w.mu.Unlock()
+		return err
+	case w.stalled():
+		w.mu.Unlock()
+		return &StallError{}
+	default:
+		n = w.enqueue(b)
+		w.last, w.lastN = w.queue[len(w.queue)-1], n
+	}
+	for {
+		if w.done >= n {
+			w.last, w.lastN = nil, 0
+			err := w.takeErr()
+			w.mu.Unlock()
+			return err
+		}
+		// The reader has the stall timeout from its last progress, and at
+		// least from this call's start: a retry gives it another chance.
+		from := w.moved
+		if from.Before(start) {
+			from = start
+		}
+		wait := w.stall - time.Since(from)
+		if wait <= 0 {
+			w.mu.Unlock()
+			return &StallError{Waiting: true}
+		}
+		news := w.news
+		w.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-news:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return &StallError{Waiting: true}
+		}
+		t.Stop()
+		w.mu.Lock()
+	}
+}
+
+// takeErr returns and clears the last write error; mu is held.
+func (w *stallWriter) takeErr() error {
+	err := w.err
+	w.err = nil
+	return err
+}
+
+// loop writes what is queued, a chunk at a time, until quit.
+func (w *stallWriter) loop() {
+	for {
+		w.mu.Lock()
+		for len(w.queue) == 0 {
+			if w.quit {
+				w.run = false
+				w.mu.Unlock()
+				return
+			}
+			w.mu.Unlock()
+			<-w.wake
+			w.mu.Lock()
+		}
+		chunk := w.queue[0][w.head:]
+		chunk = chunk[:min(len(chunk), stallChunk)]
+		w.mu.Unlock()
+		n, err := w.f.Write(chunk)
+		w.mu.Lock()
+		w.head += n
+		w.size -= n
+		if err != nil {
+			// The rest of the batch can't go out (the reader is gone): drop
+			// it, and tell the next write.
+			w.size -= len(w.queue[0]) - w.head
+			w.head = len(w.queue[0])
+			w.err = err
+		}
+		if w.head == len(w.queue[0]) {
+			w.queue[0] = nil
+			w.queue = w.queue[1:]
+			w.head = 0
+			w.done++
+		}
+		w.moved = time.Now()
+		close(w.news)
+		w.news = make(chan struct{})
+		orphaned := w.orphan && w.size == 0
+		w.mu.Unlock()
+		if orphaned {
+			w.retire()
+		}
+	}
+}
+
+// release drops a sink's use of w. The last one waits for what is queued to
+// go out, as long as the reader takes something every stall timeout. What
+// is left then is an error: it goes out only if the reader reads again
+// before the process exits (the goroutine stays for it, and a sink opened
+// on the file meanwhile queues behind it).
+func (w *stallWriter) release() error {
+	stallWriters.Lock()
+	w.refs--
+	last := w.refs == 0
+	stallWriters.Unlock()
+	if !last {
 		return nil
 	}
-	close(w.req)
-	if w.busy {
+	w.mu.Lock()
+	for w.size > 0 && !w.stalled() {
+		news := w.news
+		w.mu.Unlock()
+		t := time.NewTimer(w.stall)
 		select {
-		case <-w.done:
-		default:
-			return fmt.Errorf("audit: %s: a batch of %d bytes still waits for a reader that stopped reading", w.f.Name(), len(w.buf))
+		case <-news:
+		case <-t.C:
 		}
+		t.Stop()
+		w.mu.Lock()
+	}
+	size, lines := w.size, 0
+	for i, b := range w.queue {
+		if i == 0 {
+			b = b[w.head:]
+		}
+		lines += bytes.Count(b, newline)
+	}
+	w.orphan = size > 0
+	w.mu.Unlock()
+	w.retire()
+	if size > 0 {
+		return fmt.Errorf("audit: %s: %d records (%d bytes) wait for a reader that stopped reading", w.f.Name(), lines, size)
 	}
 	return nil
 }
+
+// retire ends the goroutine and forgets w, unless a sink uses it or
+// something is queued.
+func (w *stallWriter) retire() {
+	stallWriters.Lock()
+	defer stallWriters.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.refs > 0 || w.size > 0 {
+		return
+	}
+	if stallWriters.m[w.f] == w {
+		delete(stallWriters.m, w.f)
+	}
+	w.quit = true
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+var newline = []byte{'\n'}

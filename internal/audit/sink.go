@@ -43,32 +43,40 @@ type lineWriter struct {
 // localSink); stdout's writes have their own.
 func (lw *lineWriter) local() {}
 
-// Write writes line (one or more whole records) with a single write.
+// Write writes line (one or more whole records) with a single write. To
+// stdout (a sink without a journal), it queues them without waiting.
 func (lw *lineWriter) Write(ctx context.Context, line []byte) error {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
-	return lw.write(ctx, line)
+	return lw.write(ctx, line, false)
 }
 
 // WriteBatch writes lines, whole records each, with a single write
 // (BatchSink: fed from a journal, the sink makes one write per commit
-// rather than one per record).
+// rather than one per record). It returns once they are written.
 func (lw *lineWriter) WriteBatch(ctx context.Context, lines [][]byte) error {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
-	return lw.write(ctx, joinLines(&lw.buf, lines))
+	return lw.write(ctx, joinLines(&lw.buf, lines), true)
 }
 
 // MaxBatch implements BatchSink.
 func (lw *lineWriter) MaxBatch() (int, int) { return localBatchRecords, localBatchBytes }
 
-// write writes p with one call; mu is held.
-func (lw *lineWriter) write(ctx context.Context, p []byte) error {
+// write writes p with one call, or hands it to stall (waiting for it to be
+// written if wait); mu is held.
+func (lw *lineWriter) write(ctx context.Context, p []byte, wait bool) error {
 	if lw.out == nil {
 		return ErrClosed
 	}
 	if lw.stall != nil {
-		if err := lw.stall.write(ctx, p); err != nil {
+		var err error
+		if wait {
+			err = lw.stall.write(ctx, p)
+		} else {
+			err = lw.stall.buffer(p)
+		}
+		if err != nil {
 			return fmt.Errorf("audit: write %s: %w", lw.name, err)
 		}
 		return nil
@@ -90,12 +98,16 @@ type WriterSink struct{ lineWriter }
 //
 // When w is an *os.File that is not a regular file (stdout read through a
 // pipe by a log shipper, a socket, a terminal), a reader that stops reading
-// must not hold the Logger's writer, a change of sinks or shutdown for as
-// long as it sleeps. The sink then writes from a goroutine of its own,
-// shared by every sink on w, and waits DefaultWriteTimeout at most: a batch
-// the reader has not taken by then fails with a *StallError and goes on in
-// the background, whole, and the writes after it fail at once with a
-// *StallError until it is out.
+// must not hold up the Logger's writer, the other sinks, a change of sinks
+// or shutdown. The sink then writes from one goroutine per file, shared by
+// every sink on it, in order and each batch whole. Write (the Logger
+// without a journal) queues up to 4 MiB without waiting, and refuses with a
+// *StallError once the reader has taken nothing for DefaultWriteTimeout, or
+// the queue is full. WriteBatch (fed from a journal) waits until its batch
+// is written, for as long as the reader takes something every
+// DefaultWriteTimeout or until its context ends, and then fails with a
+// *StallError; its batch stays queued, and a retry of it waits for it
+// rather than sending it twice. Close waits for what is queued the same way.
 func NewWriterSink(w io.Writer) *WriterSink {
 	s := &WriterSink{lineWriter{out: w, name: "events", behind: writeBehind{f: regularFile(w)}}}
 	if f, ok := w.(*os.File); ok {
@@ -104,8 +116,8 @@ func NewWriterSink(w io.Writer) *WriterSink {
 	return s
 }
 
-// Close stops the sink; the underlying writer stays open. A batch still
-// waiting for a stalled reader is an error.
+// Close stops the sink; the underlying writer stays open. Records still
+// queued for a reader that stopped reading are an error.
 func (s *WriterSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
