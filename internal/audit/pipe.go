@@ -16,8 +16,8 @@ import (
 // reader took nothing for the sink's stall timeout: alive, but not reading.
 type StallError struct {
 	// Waiting: the batch was queued and is still waiting for the reader. It
-	// goes out whole if the reader reads again (a retry of the same batch
-	// waits for it rather than sending it twice).
+	// goes out whole if the reader reads again (the same sink's retry of
+	// the same batch waits for it rather than sending it twice).
 	Waiting bool
 }
 
@@ -53,11 +53,10 @@ type stallWriter struct {
 	queue [][]byte // batches not yet written; the first may be partly written
 	head  int      // bytes of queue[0] written
 	size  int      // bytes queued, less head
-	done  uint64   // batches written
+	done  uint64   // batches written (queue[0] is number done+1)
 	added uint64   // batches queued
-	last  []byte   // the last batch queued by a waiting write, and its number
-	lastN uint64
-	err   error     // the last write error, for the next write
+	err   error    // the last write error, of batch errN
+	errN  uint64
 	moved time.Time // when the reader last took something, or the queue was empty
 	wake  chan struct{}
 	news  chan struct{} // closed and replaced whenever something changes
@@ -123,48 +122,56 @@ func (w *stallWriter) enqueue(b []byte) uint64 {
 
 // buffer queues b without waiting (a sink without a journal): refused, with
 // a *StallError, once the reader has taken nothing for the stall timeout or
-// stallBufferBytes are queued.
+// stallBufferBytes are queued (a larger batch goes only into an empty
+// queue). A write error since the last call (the reader went away) is
+// returned instead.
 func (w *stallWriter) buffer(b []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.takeErr(); err != nil {
+	if err := w.err; err != nil {
+		w.err = nil
 		return err
 	}
-	if w.stalled() || w.size+len(b) > stallBufferBytes {
+	if w.stalled() || w.size > 0 && w.size+len(b) > stallBufferBytes {
 		return &StallError{}
 	}
 	w.enqueue(b)
 	return nil
 }
 
+// waiting is a batch a sink fed from a journal queued and gave up waiting
+// for: its retry waits for it instead of queueing it again.
+type waiting struct {
+	n uint64 // the batch's number
+	b []byte // its bytes, as queued
+}
+
 // write queues b and waits until it is written (a sink fed from a journal),
-// for as long as the reader takes something every stall timeout, or until
-// ctx ends. A retry of the batch that last waited waits for it again,
-// instead of queueing it twice; another batch is refused at once while the
-// queue is stalled.
-func (w *stallWriter) write(ctx context.Context, b []byte) error {
+// for as long as the reader takes a write's worth (the batch, or 64 KiB of
+// it) every stall timeout, or until ctx ends. If b is the batch the caller
+// gave up on last time (*last), it waits for that one instead of queueing b
+// again; another batch is refused at once while the queue is stalled.
+func (w *stallWriter) write(ctx context.Context, b []byte, last *waiting) error {
 	start := time.Now()
 	w.mu.Lock()
 	var n uint64
 	switch {
-	case w.lastN > w.done && bytes.Equal(b, w.last):
-		n = w.lastN // still queued: wait for it
-	case w.lastN != 0 && w.lastN <= w.done && bytes.Equal(b, w.last):
-		w.last, w.lastN = nil, 0 // it went out while the caller backed off
-		err := w.takeErr()
-		w.mu.Unlock()
-		return err
+	case last.n != 0 && bytes.Equal(b, last.b):
+		n = last.n // queued already: wait for it, or it went out meanwhile
 	case w.stalled():
 		w.mu.Unlock()
 		return &StallError{}
 	default:
 		n = w.enqueue(b)
-		w.last, w.lastN = w.queue[len(w.queue)-1], n
+		*last = waiting{n: n, b: w.queue[len(w.queue)-1]}
 	}
 	for {
 		if w.done >= n {
-			w.last, w.lastN = nil, 0
-			err := w.takeErr()
+			*last = waiting{}
+			var err error
+			if w.errN == n {
+				err, w.err = w.err, nil
+			}
 			w.mu.Unlock()
 			return err
 		}
@@ -194,13 +201,6 @@ func (w *stallWriter) write(ctx context.Context, b []byte) error {
 	}
 }
 
-// takeErr returns and clears the last write error; mu is held.
-func (w *stallWriter) takeErr() error {
-	err := w.err
-	w.err = nil
-	return err
-}
-
 // loop writes what is queued, a chunk at a time, until quit.
 func (w *stallWriter) loop() {
 	for {
@@ -224,10 +224,10 @@ func (w *stallWriter) loop() {
 		w.size -= n
 		if err != nil {
 			// The rest of the batch can't go out (the reader is gone): drop
-			// it, and tell the next write.
+			// it, and tell its writer, or the next one.
 			w.size -= len(w.queue[0]) - w.head
 			w.head = len(w.queue[0])
-			w.err = err
+			w.err, w.errN = err, w.done+1
 		}
 		if w.head == len(w.queue[0]) {
 			w.queue[0] = nil

@@ -284,6 +284,55 @@ func TestStdoutSinksShareTheQueue(t *testing.T) {
 	}
 }
 
+// TestStdoutSinkRetriesAreItsOwn: two sinks fed from a journal share one
+// stdout (a plain and an OCSF one, say). Each one's retry of the batch it
+// gave up on waits for that batch, even after the other queued one of its
+// own: no batch reaches the reader twice.
+func TestStdoutSinkRetriesAreItsOwn(t *testing.T) {
+	r, w := stalledPipe(t, true)
+	a, b := NewWriterSink(w), NewWriterSink(w)
+	a.stall.setStall(time.Hour) // only contexts end the waits
+	n := 0
+	var want []byte
+	var stall *StallError
+	// gaveUp writes batches with s until one waits, gives up on it after
+	// a moment, and returns it.
+	gaveUp := func(s *WriterSink) []byte {
+		for {
+			batch := lines(&n, 8, 1000)
+			want = append(want, batch...)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			err := s.WriteBatch(ctx, [][]byte{batch})
+			cancel()
+			if err == nil {
+				continue
+			}
+			if !errors.As(err, &stall) || !stall.Waiting {
+				t.Fatalf("write: %v, want a waiting *StallError", err)
+			}
+			return batch
+		}
+	}
+	x := gaveUp(a)
+	y := gaveUp(b) // queued behind x
+	got := readAll(r, 64<<10, 0)
+	for _, retry := range []struct {
+		s     *WriterSink
+		batch []byte
+	}{{a, x}, {b, y}} {
+		if err := retry.s.WriteBatch(context.Background(), [][]byte{retry.batch}); err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+	}
+	if err := errors.Join(a.Close(), b.Close()); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if diff := cmp.Diff(string(want), string(<-got)); diff != "" {
+		t.Errorf("the reader's lines (-written once +read):\n%.2000s", diff)
+	}
+}
+
 // TestStdoutSinkCloseReportsWhatWaits: closing a stdout sink whose reader
 // stopped reading says how many records never reached it; they go out if
 // the reader reads again.

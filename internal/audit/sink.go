@@ -33,10 +33,10 @@ type lineWriter struct {
 	buf    []byte    // a batch's lines, joined
 	behind writeBehind
 	// stall writes to out when it is not a regular file (see
-	// NewWriterSink): a write waits for the reader for the stall timeout
-	// at most, or until its context ends. nil: writes wait as long as out
-	// does.
-	stall *stallWriter
+	// NewWriterSink), and waiting is the batch this sink gave up waiting
+	// for. nil: writes wait as long as out does.
+	stall   *stallWriter
+	waiting waiting
 }
 
 // local: the sink's Write needs no deadline from its context (see
@@ -72,7 +72,7 @@ func (lw *lineWriter) write(ctx context.Context, p []byte, wait bool) error {
 	if lw.stall != nil {
 		var err error
 		if wait {
-			err = lw.stall.write(ctx, p)
+			err = lw.stall.write(ctx, p, &lw.waiting)
 		} else {
 			err = lw.stall.buffer(p)
 		}
@@ -104,10 +104,11 @@ type WriterSink struct{ lineWriter }
 // without a journal) queues up to 4 MiB without waiting, and refuses with a
 // *StallError once the reader has taken nothing for DefaultWriteTimeout, or
 // the queue is full. WriteBatch (fed from a journal) waits until its batch
-// is written, for as long as the reader takes something every
-// DefaultWriteTimeout or until its context ends, and then fails with a
-// *StallError; its batch stays queued, and a retry of it waits for it
-// rather than sending it twice. Close waits for what is queued the same way.
+// is written, for as long as the reader takes a write's worth (the batch,
+// or 64 KiB of it) every DefaultWriteTimeout, or until its context ends,
+// and then fails with a *StallError; its batch stays queued, and the
+// sink's retry of it waits for it rather than sending it twice. Close
+// waits for what is queued as long as the reader takes something.
 func NewWriterSink(w io.Writer) *WriterSink {
 	s := &WriterSink{lineWriter{out: w, name: "events", behind: writeBehind{f: regularFile(w)}}}
 	if f, ok := w.(*os.File); ok {
