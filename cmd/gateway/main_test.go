@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -426,15 +427,33 @@ func (p *gatewayProc) waitReady(t *testing.T, admin string) {
 	t.Fatal("gateway not ready after 30s")
 }
 
-// freeAddr returns a loopback address nothing listens on (for a moment).
+// handedOut are the addresses freeAddr has returned in this test binary.
+var handedOut struct {
+	sync.Mutex
+	m map[string]bool
+}
+
+// freeAddr returns a loopback address nothing listens on (for a moment),
+// and that it has not returned before. Its port is below the kernel's
+// ephemeral range (testkit.FreePorts): a port from 127.0.0.1:0 can be taken
+// by another test's connection or listener before the gateway binds it,
+// which made a test fail now and then with "address already in use".
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.m == nil {
+		handedOut.m = map[string]bool{}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 100 {
+		addr := testkit.FreeAddrs(t, 1)[0]
+		if !handedOut.m[addr] {
+			handedOut.m[addr] = true
+			return addr
+		}
+	}
+	t.Fatal("no free address not handed out before")
+	return ""
 }
 
 // quickstartConfig is the quickstart with its PKI, the given ingress and admin
