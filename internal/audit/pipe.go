@@ -57,7 +57,7 @@ type stallWriter struct {
 	added uint64   // batches queued
 	err   error    // the last write error, of batch errN
 	errN  uint64
-	moved time.Time // when the reader last took something, or the queue was empty
+	moved time.Time // when the reader last took something, or a batch went into an empty queue
 	wake  chan struct{}
 	news  chan struct{} // closed and replaced whenever something changes
 	// orphan: the last sink is gone with batches still queued; the
