@@ -53,8 +53,7 @@ type stallWriter struct {
 	queue [][]byte // batches not yet written; the first may be partly written
 	head  int      // bytes of queue[0] written
 	size  int      // bytes queued, less head
-	done  uint64   // batches written (queue[0] is number done+1)
-	added uint64   // batches queued
+	done  uint64   // batches written (queue[i] is number done+i+1)
 	err   error    // the last write error, of batch errN
 	errN  uint64
 	moved time.Time // when the reader last took something, or a batch went into an empty queue
@@ -101,14 +100,13 @@ func (w *stallWriter) stalled() bool {
 	return w.size > 0 && time.Since(w.moved) >= w.stall
 }
 
-// enqueue queues a copy of b; mu is held.
+// enqueue queues a copy of b and returns its number; mu is held.
 func (w *stallWriter) enqueue(b []byte) uint64 {
 	if w.size == 0 {
 		w.moved = time.Now()
 	}
 	w.queue = append(w.queue, bytes.Clone(b))
 	w.size += len(b)
-	w.added++
 	if !w.run {
 		w.run = true
 		go w.loop()
@@ -117,7 +115,7 @@ func (w *stallWriter) enqueue(b []byte) uint64 {
 	case w.wake <- struct{}{}:
 	default:
 	}
-	return w.added
+	return w.done + uint64(len(w.queue))
 }
 
 // buffer queues b without waiting (a sink without a journal): refused, with

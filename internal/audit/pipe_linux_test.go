@@ -63,6 +63,21 @@ func readAll(r io.Reader, chunk int, pause time.Duration) <-chan []byte {
 	return out
 }
 
+// closeAndRead closes the sinks, then the pipe's write end, and checks that
+// its reader got exactly want.
+func closeAndRead(t *testing.T, w *os.File, got <-chan []byte, want []byte, sinks ...*WriterSink) {
+	t.Helper()
+	for _, s := range sinks {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	if diff := cmp.Diff(string(want), string(<-got)); diff != "" {
+		t.Errorf("the reader's lines (-written +read):\n%.2000s", diff)
+	}
+}
+
 // lines returns n numbered JSON lines of about size bytes each, from *next.
 func lines(next *int, n, size int) []byte {
 	var b bytes.Buffer
@@ -138,13 +153,7 @@ func TestStdoutSinkStalls(t *testing.T) {
 				}
 				want = append(want, b...)
 			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			w.Close()
-			if diff := cmp.Diff(string(want), string(<-got)); diff != "" {
-				t.Errorf("the reader's lines (-what the sink took +read):\n%.2000s", diff)
-			}
+			closeAndRead(t, w, got, want, s)
 		})
 	}
 }
@@ -194,13 +203,7 @@ func TestStdoutSinkQueues(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond / 10)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	if diff := cmp.Diff(string(want), string(<-got)); diff != "" {
-		t.Errorf("the reader's lines (-what the sink took +read):\n%.2000s", diff)
-	}
+	closeAndRead(t, w, got, want, s)
 }
 
 // TestStdoutSinkWaitEndsWithContext: a batch waiting for a stalled reader
@@ -232,13 +235,7 @@ func TestStdoutSinkWaitEndsWithContext(t *testing.T) {
 		t.Fatalf("write ended with %v, want a waiting *StallError", err)
 	}
 	got := readAll(r, 4096, 0)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	if diff := cmp.Diff(string(want), string(<-got)); diff != "" {
-		t.Errorf("the reader's lines (-written +read):\n%.2000s", diff)
-	}
+	closeAndRead(t, w, got, want, s)
 }
 
 // TestStdoutSinksShareTheQueue: two sinks on one stdout (a sink and the one
@@ -275,13 +272,7 @@ func TestStdoutSinksShareTheQueue(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	want = append(want, last...)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	if diff := cmp.Diff(string(want), string(<-got)); diff != "" {
-		t.Errorf("the reader's lines (-written +read):\n%.2000s", diff)
-	}
+	closeAndRead(t, w, got, want, b)
 }
 
 // TestStdoutSinkRetriesAreItsOwn: two sinks fed from a journal share one
@@ -324,13 +315,7 @@ func TestStdoutSinkRetriesAreItsOwn(t *testing.T) {
 			t.Fatalf("retry: %v", err)
 		}
 	}
-	if err := errors.Join(a.Close(), b.Close()); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	if diff := cmp.Diff(string(want), string(<-got)); diff != "" {
-		t.Errorf("the reader's lines (-written once +read):\n%.2000s", diff)
-	}
+	closeAndRead(t, w, got, want, a, b)
 }
 
 // TestStdoutSinkCloseReportsWhatWaits: closing a stdout sink whose reader
@@ -365,10 +350,7 @@ func TestStdoutSinkCloseReportsWhatWaits(t *testing.T) {
 			t.Fatal("the queue's goroutine never ended")
 		}
 	}
-	w.Close()
-	if diff := cmp.Diff(string(want), string(<-got)); diff != "" {
-		t.Errorf("the reader's lines (-written +read):\n%.2000s", diff)
-	}
+	closeAndRead(t, w, got, want)
 	t.Logf("Close: %v", err)
 }
 
