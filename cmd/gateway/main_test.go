@@ -483,6 +483,21 @@ func quickstartConfig(t *testing.T, ingress, admin, upstream, extra string) stri
 	return file
 }
 
+// reload sends SIGHUP and waits until stderr (buf) logs one more reload.
+func (p *gatewayProc) reload(t *testing.T, buf *testkit.Buffer) {
+	t.Helper()
+	before := strings.Count(buf.String(), "msg=reloaded")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); strings.Count(buf.String(), "msg=reloaded") == before; time.Sleep(20 * time.Millisecond) {
+		p.running(t)
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload logged in 30s after SIGHUP:\n%s", buf.String())
+		}
+	}
+}
+
 // waitFor polls buf until it contains want.
 func (p *gatewayProc) waitFor(t *testing.T, buf *testkit.Buffer, want string) {
 	t.Helper()
@@ -678,16 +693,7 @@ func TestDevReloadsOnSIGHUP(t *testing.T) {
 	p := startGateway(t, io.Discard, &stderr, "dev", "-dir", t.TempDir(), "-listen", ingress, "-admin", admin, "-egress", "127.0.0.1:0")
 	p.waitReady(t, admin)
 	for range 2 {
-		before := strings.Count(stderr.String(), "msg=reloaded")
-		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(15 * time.Second); strings.Count(stderr.String(), "msg=reloaded") == before; time.Sleep(20 * time.Millisecond) {
-			p.running(t)
-			if time.Now().After(deadline) {
-				t.Fatalf("no reload logged after SIGHUP:\n%s", stderr.String())
-			}
-		}
+		p.reload(t, &stderr)
 	}
 	p.waitReady(t, admin)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
